@@ -1,0 +1,62 @@
+"""Writes concerning users, customers and the audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models, transaction
+
+from accounts.models import AuditLog, Customer, Membership, User
+
+
+def audit_record(
+    *,
+    action: str,
+    actor: User | None = None,
+    actor_label: str = "",
+    target: models.Model | None = None,
+    customer: Customer | None = None,
+    detail: dict[str, Any] | None = None,
+) -> AuditLog:
+    """Write one audit row. ``actor`` is None when the system acted."""
+    return AuditLog.objects.create(
+        action=action,
+        actor=actor,
+        actor_label=actor_label or (actor.email if actor else "system"),
+        customer=customer,
+        object_type=target._meta.label_lower if target is not None else "",
+        object_id=str(target.pk) if target is not None else "",
+        detail=detail or {},
+    )
+
+
+@transaction.atomic
+def customer_create_for_signup(
+    *, user: User, name: str, company: str, country: str, currency: str
+) -> Customer:
+    """Create the customer a new user signs up as, with the user as its owner."""
+    customer = Customer.objects.create(
+        name=name or user.email, company=company, country=country, currency=currency
+    )
+    Membership.objects.create(customer=customer, user=user, role=Membership.Role.OWNER)
+    audit_record(action="customer.signup", actor=user, target=customer, customer=customer)
+    return customer
+
+
+@transaction.atomic
+def customer_update_profile(*, customer: Customer, actor: User, data: dict[str, Any]) -> Customer:
+    """Change a customer's billing details and note the change in the audit log."""
+    changed = {k: v for k, v in data.items() if getattr(customer, k) != v}
+    for key, value in changed.items():
+        setattr(customer, key, value)
+    if changed:
+        customer.full_clean()
+        customer.save(update_fields=list(changed))
+        audit_record(
+            action="customer.profile_updated",
+            actor=actor,
+            target=customer,
+            customer=customer,
+            detail={"fields": sorted(changed)},
+        )
+    return customer

@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from accounts.selectors import customer_for_user
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    """The storefront for visitors; the dashboard for signed-in customers."""
+    if request.user.is_authenticated:
+        customer = customer_for_user(user=request.user)
+        return render(request, "dashboard.html", {"customer": customer})
+    return render(request, "home.html")
