@@ -28,10 +28,22 @@ if PRODUCTION:
     ALLOWED_HOSTS = env_list(
         "ALLOWED_HOSTS", hint="set it to the panel's host names, comma-separated"
     )
-    env_str(
+    _db_url = env_str(
         "DATABASE_URL",
         hint="set it to the PostgreSQL URL, e.g. postgres://user:pass@host:5432/hostwright",
     )
+    if not _db_url.startswith(("postgres://", "postgresql://", "pgsql://")):
+        raise ConfigError("DATABASE_URL must point at PostgreSQL in production (postgres://...)")
+    env_str(
+        "CELERY_BROKER_URL",
+        hint="set it to the Redis or RabbitMQ URL of the task broker, e.g. redis://host:6379/0",
+    )
+    env_str(
+        "REDIS_URL",
+        hint="set it to the Redis URL for the shared cache and rate limits, e.g. redis://host:6379/1",
+    )
+    if env_bool("DEBUG", False):
+        raise ConfigError("DEBUG must be false in production (unset it or set DEBUG=false)")
     DEBUG = False
 else:
     SECRET_KEY = env_str("SECRET_KEY", "insecure-development-key-never-use-in-production")
@@ -153,7 +165,9 @@ ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_UNIQUE_EMAIL = True
-ACCOUNT_PREVENT_ENUMERATION = True
+# A duplicate signup is told that the address is taken: customers asked for a
+# clear answer, and the signup rate limit keeps harvesting slow.
+ACCOUNT_PREVENT_ENUMERATION = False
 ACCOUNT_EMAIL_VERIFICATION = env_str("ACCOUNT_EMAIL_VERIFICATION", "mandatory")
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_CONFIRM_EMAIL_ON_GET = False
