@@ -129,5 +129,8 @@ for _ in $(seq 100); do
   api_up && break
   sleep 0.1
 done
-api_up || { echo "60-powerdns: the HTTP API does not answer on $PDNS_API_PORT" >&2; exit 1; }
+if ! api_up; then
+  echo "60-powerdns: the HTTP API does not answer on $PDNS_API_PORT (try pdns_server --daemon=no)" >&2
+  exit 1
+fi
 echo "60-powerdns: DNS on $PDNS_LOCAL_ADDRESS:$PDNS_LOCAL_PORT, API on $PDNS_API_ADDRESS:$PDNS_API_PORT"
