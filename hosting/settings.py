@@ -225,6 +225,7 @@ if CELERY_BROKER_URL == "filesystem://":
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "") or None
@@ -269,3 +270,14 @@ LOGGING = {
 
 HOSTING_BRAND = env_str("HOSTING_BRAND", "Hostwright")
 DEFAULT_CURRENCY = env_str("DEFAULT_CURRENCY", "EUR")
+
+# Provisioning engine: the panel's SSH key, retries and the sweeper's patience.
+PROVISIONING_SSH_KEY = env_str("PROVISIONING_SSH_KEY", str(VAR_DIR / "ssh" / "id_ed25519"))
+PROVISIONING_USER_PREFIX = env_str("PROVISIONING_USER_PREFIX", "hw")
+PROVISIONING_STEP_RETRIES = env_int("PROVISIONING_STEP_RETRIES", 5)
+PROVISIONING_RETRY_BACKOFF = env_int("PROVISIONING_RETRY_BACKOFF", 5)  # seconds, doubled per try
+PROVISIONING_COMMAND_TIMEOUT = env_int("PROVISIONING_COMMAND_TIMEOUT", 120)
+PROVISIONING_STALE_AFTER = env_int("PROVISIONING_STALE_AFTER", 15 * 60)
+PROVISIONING_MAX_RESUMES = env_int("PROVISIONING_MAX_RESUMES", 3)
+# Failpoints let the fault tests fail a chosen step; never set in production.
+PROVISIONING_FAILPOINTS = env_bool("PROVISIONING_FAILPOINTS", False) and not PRODUCTION

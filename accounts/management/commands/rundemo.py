@@ -21,7 +21,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, addr: str, **options: Any) -> None:
         var = settings.VAR_DIR
-        for sub in ("broker/queue", "broker/processed"):
+        for sub in ("broker/queue", "broker/processed", "broker/control"):
             (var / sub).mkdir(parents=True, exist_ok=True)
         python = sys.executable
         procs = [
