@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 from kombu import Queue
+
+from hosting.logging import bind_task_context
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hosting.settings")
 
@@ -39,3 +42,18 @@ app.conf.update(
     enable_utc=True,
 )
 app.autodiscover_tasks()
+
+
+@signals.task_prerun.connect
+def _bind_task_log_context(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    bind_task_context(task_id, getattr(task, "name", None))
+
+
+@signals.setup_logging.connect
+def _use_django_logging(**_: Any) -> None:
+    """Let Django's LOGGING (structlog formatter) format worker logs too."""
+    from logging.config import dictConfig
+
+    from django.conf import settings
+
+    dictConfig(settings.LOGGING)
