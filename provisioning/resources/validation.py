@@ -1,0 +1,120 @@
+"""Validation of every value a node resource sends to a node.
+
+Each function returns the normalized value or raises ``ResourceRefused`` with a message the
+customer can act on. Patterns are strict allow-lists: a value that passes contains no shell
+metacharacter, no whitespace, no ``..`` and no path separator, and is still quoted with
+``shlex.quote`` wherever it reaches a shell.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from provisioning.resources.errors import ResourceRefused
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_TLD = re.compile(r"^(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$")
+_ACCOUNT = re.compile(r"^[a-z][a-z0-9]{2,15}$")
+# MariaDB allows 64 characters for database names and 80 for user names; the account prefix
+# and its underscore count towards that.
+_DB_SUFFIX = re.compile(r"^[a-z0-9][a-z0-9_]{0,31}$")
+_LOCAL_PART = re.compile(r"^[a-z0-9](?:[a-z0-9._+-]{0,62}[a-z0-9])?$")
+
+
+def validate_domain(value: object) -> str:
+    """A domain name in lower-case ASCII (IDNA) form, without a trailing dot."""
+    if not isinstance(value, str):
+        raise ResourceRefused("The domain must be text.", code="domain")
+    raw = value.strip().rstrip(".")
+    if not raw or any(c.isspace() or ord(c) < 32 for c in raw):
+        raise ResourceRefused("Enter a domain name such as example.com.", code="domain")
+    try:
+        name = raw.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise ResourceRefused(f"{raw!r} is not a valid domain name.", code="domain") from None
+    labels = name.split(".")
+    if len(name) > 253 or len(labels) < 2:
+        raise ResourceRefused(f"{raw!r} is not a full domain name.", code="domain")
+    for label in labels:
+        if not _LABEL.match(label):
+            raise ResourceRefused(
+                f"{raw!r} is not a valid domain name: use letters, digits, hyphens and dots.",
+                code="domain",
+            )
+    if not _TLD.match(labels[-1]):
+        raise ResourceRefused(f"{labels[-1]!r} is not a top-level domain.", code="domain")
+    return name
+
+
+def validate_account(value: object) -> str:
+    """An account's Linux user name, which also prefixes its databases."""
+    if not isinstance(value, str) or not _ACCOUNT.match(value):
+        raise ResourceRefused(f"{value!r} is not a valid account name.", code="account")
+    return value
+
+
+def validate_db_name(*, account: str, name: object) -> str:
+    """The full name of a database or database user: ``<account>_<name>``.
+
+    The customer gives ``name`` with or without the prefix; the result always carries it.
+    """
+    account = validate_account(account)
+    if not isinstance(name, str):
+        raise ResourceRefused("The database name must be text.", code="db_name")
+    suffix = name.strip().lower()
+    if suffix.startswith(account + "_"):
+        suffix = suffix[len(account) + 1 :]
+    if not _DB_SUFFIX.match(suffix):
+        raise ResourceRefused(
+            f"{name!r} is not a valid database name: use up to 32 lower-case letters, digits "
+            "and underscores.",
+            code="db_name",
+        )
+    return f"{account}_{suffix}"
+
+
+def validate_local_part(value: object) -> str:
+    """The part of a mailbox address before the ``@``."""
+    if not isinstance(value, str):
+        raise ResourceRefused("The mailbox name must be text.", code="mailbox")
+    local = value.strip().lower()
+    if not _LOCAL_PART.match(local) or ".." in local:
+        raise ResourceRefused(
+            f"{value!r} is not a valid mailbox name: use letters, digits, dots, hyphens, "
+            "underscores and plus signs.",
+            code="mailbox",
+        )
+    return local
+
+
+def validate_email(value: object) -> str:
+    """A full e-mail address (forwarding target), returned in lower case."""
+    if not isinstance(value, str) or value.count("@") != 1:
+        raise ResourceRefused(f"{value!r} is not an e-mail address.", code="email")
+    local, domain = value.strip().rsplit("@", 1)
+    return f"{validate_local_part(local)}@{validate_domain(domain)}"
+
+
+def validate_ip(value: object, *, version: int | None = None) -> str:
+    """An IPv4 or IPv6 address in its canonical text form."""
+    try:
+        address = ipaddress.ip_address(str(value).strip())
+    except ValueError:
+        raise ResourceRefused(f"{value!r} is not an IP address.", code="ip") from None
+    if version is not None and address.version != version:
+        raise ResourceRefused(f"{value!r} is not an IPv{version} address.", code="ip")
+    return str(address)
+
+
+def validate_password(value: object, *, min_length: int = 10) -> str:
+    """A password we store or hand to a node service: long enough, one line, printable."""
+    if not isinstance(value, str) or len(value) < min_length:
+        raise ResourceRefused(
+            f"The password must have at least {min_length} characters.", code="password"
+        )
+    if len(value) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ResourceRefused(
+            "The password cannot contain control characters or line breaks.", code="password"
+        )
+    return value
