@@ -58,7 +58,7 @@ def department(db):
 
 
 def _staff(email: str, role: str):
-    user = UserFactory(email=email, is_staff=True)
+    user = UserFactory.create(email=email, is_staff=True)
     user.groups.add(Group.objects.get(name=role))
     # Staff need a second factor before the admin lets them in.
     Authenticator.objects.create(user=user, type=Authenticator.Type.TOTP, data={"secret": "x"})

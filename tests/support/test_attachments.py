@@ -74,9 +74,7 @@ def test_a_type_outside_the_allow_list_is_refused(client, ticket, owner):
 
 def test_a_php_script_renamed_png_is_refused(client, ticket, owner):
     client.force_login(owner)
-    php = SimpleUploadedFile(
-        "shell.png", b"<?php system($_GET['c']); ?>", content_type="image/png"
-    )
+    php = SimpleUploadedFile("shell.png", b"<?php system($_GET['c']); ?>", content_type="image/png")
     response = reply(client, ticket, [php])
     assert "does not match" in response.context["form"].errors["attachments"][0]
     assert not Attachment.objects.exists()

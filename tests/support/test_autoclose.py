@@ -27,7 +27,9 @@ def _resolved_ticket(customer, owner, department, agent, *, resolved_at):
         body="y z",
         at=resolved_at - timedelta(hours=1),
     )
-    services.ticket_reply_staff(ticket=ticket, user=agent, body="done", resolve=True, at=resolved_at)
+    services.ticket_reply_staff(
+        ticket=ticket, user=agent, body="done", resolve=True, at=resolved_at
+    )
     return Ticket.objects.get(pk=ticket.pk)
 
 

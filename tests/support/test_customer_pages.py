@@ -63,7 +63,7 @@ def test_open_form_shows_errors_next_to_the_fields(client, owner, department):
 
 
 def test_an_inactive_department_cannot_be_chosen(client, owner, department):
-    closed = DepartmentFactory(name="Old sales", email="sales@x.example", is_active=False)
+    closed = DepartmentFactory.create(name="Old sales", email="sales@x.example", is_active=False)
     login(client, owner)
     response = client.post(
         reverse("support:ticket_new"),
@@ -200,8 +200,7 @@ def test_forms_need_the_csrf_token(ticket, owner, department):
     client = Client(enforce_csrf_checks=True)
     client.force_login(owner)
     assert (
-        client.post(reverse("support:ticket", args=[ticket.pk]), {"body": "x y"}).status_code
-        == 403
+        client.post(reverse("support:ticket", args=[ticket.pk]), {"body": "x y"}).status_code == 403
     )
     assert client.post(reverse("support:ticket_resolve", args=[ticket.pk])).status_code == 403
     response = client.post(
