@@ -67,10 +67,12 @@ INSTALLED_APPS = [
     "allauth.mfa",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "accounts",
     "billing",
     "provisioning",
     "support",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -251,14 +253,30 @@ if PRODUCTION:
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "api.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "EXCEPTION_HANDLER": "api.errors.api_exception_handler",
+    "DEFAULT_THROTTLE_RATES": {
+        "customer": env_str("API_THROTTLE_CUSTOMER", "600/min"),
+        "provisioning_client": env_str("API_THROTTLE_PROVISIONING", "1200/min"),
+    },
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Hostwright API",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "DESCRIPTION": (
+        "Customer API (personal tokens: `Authorization: Bearer hw_...`) and the provisioning "
+        "API for outside billing systems (HMAC-SHA256 signed requests; see the README)."
+    ),
 }
 
 LOGGING = logging_config(json=env_bool("LOG_JSON", PRODUCTION), level=env_str("LOG_LEVEL", "INFO"))
@@ -277,3 +295,23 @@ PROVISIONING_STALE_AFTER = env_int("PROVISIONING_STALE_AFTER", 15 * 60)
 PROVISIONING_MAX_RESUMES = env_int("PROVISIONING_MAX_RESUMES", 3)
 # Failpoints let the fault tests fail a chosen step; never set in production.
 PROVISIONING_FAILPOINTS = env_bool("PROVISIONING_FAILPOINTS", False) and not PRODUCTION
+
+# Billing. STRIPE_API_BASE points the Stripe SDK at the local stand-in
+# (deploy/dev/stripe_standin.py) in tests and the demo; empty means Stripe itself.
+STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", "" if PRODUCTION else "sk_test_standin")
+STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "" if PRODUCTION else "whsec_standin")
+STRIPE_API_BASE = env_str("STRIPE_API_BASE", "" if PRODUCTION else "http://127.0.0.1:12111")
+BILLING_SELLER_COUNTRY = env_str("BILLING_SELLER_COUNTRY", "DE")
+BILLING_SELLER = {
+    "name": env_str("BILLING_SELLER_NAME", HOSTING_BRAND),
+    "address": env_str("BILLING_SELLER_ADDRESS", "Example Street 1, 10115 Berlin, Germany"),
+    "tax_id": env_str("BILLING_SELLER_TAX_ID", "DE000000000"),
+    "email": env_str("BILLING_SELLER_EMAIL", "billing@localhost"),
+}
+CELERY_BEAT_SCHEDULE = {
+    **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    "billing-daily-run": {
+        "task": "billing.daily_run",
+        "schedule": env_int("BILLING_RUN_EVERY_SECONDS", 3600),
+    },
+}

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from provisioning.resources import dns as hwdns
 from provisioning.resources.errors import ResourceError, ResourceRefused
+from provisioning.resources.scripts import NodeScript
 from provisioning.resources.validation import validate_domain, validate_ip
 
 WEBROOT = "/var/lib/hostwright/acme"
@@ -46,20 +47,6 @@ _PEM = re.compile(r"^[A-Za-z0-9+/=\n -]+$")
 
 class CertificateError(ResourceError):
     """A certificate could not be issued; ``code`` names the reason for the panel."""
-
-
-@dataclass(frozen=True)
-class NodeScript:
-    """A shell script for the node, and the values a recorded copy must hide."""
-
-    script: str
-    secrets: tuple[str, ...] = ()
-
-    def for_log(self) -> str:
-        text = self.script
-        for secret in self.secrets:
-            text = text.replace(shlex.quote(secret), "'***'").replace(secret, "***")
-        return text
 
 
 # --- before the CA: do the names point at the node? -----------------------------------------

@@ -1,0 +1,54 @@
+"""Errors of the provisioning engine.
+
+``ProvisioningRefused`` is what a caller sees when a request is refused before anything
+reaches a node. ``StepError`` and its subclasses describe what went wrong while a step
+ran; ``permanent`` says whether trying again can help.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+
+
+class ProvisioningRefused(ValidationError):
+    """A request the engine will not act on: bad input, or another operation is running."""
+
+
+class StepError(Exception):
+    """A step could not do its work. ``permanent`` errors are not retried."""
+
+    permanent: bool = True
+
+    def __init__(self, message: str, *, permanent: bool | None = None, clean: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        # clean: nothing changed on the node before the failure, so no undo is needed.
+        self.clean = clean
+        if permanent is not None:
+            self.permanent = permanent
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class TransientStepError(StepError):
+    """Connect failures, timeouts, a busy node: worth another attempt after a pause."""
+
+    permanent = False
+
+
+class PermanentStepError(StepError):
+    """Validation failures, a name taken on the node, a config the node rejects."""
+
+    permanent = True
+
+
+class HostKeyRefused(PermanentStepError):
+    """The node presented an unknown or changed host key: nothing is sent to it."""
+
+
+class OutcomeUnknown(TransientStepError):
+    """A command timed out or the connection dropped while it ran.
+
+    The next attempt looks at the node before acting, which resolves the outcome.
+    """

@@ -1,0 +1,344 @@
+"""Nodes, IP addresses, services (hosting accounts) and the operations that change them.
+
+An ``Operation`` is one provisioning action on a service. Its state machine, its events
+and its step runs together answer "what happened to this order" without reading logs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+from django.utils import timezone
+from django_fsm import FSMField, transition
+
+
+class Node(models.Model):
+    """A hosting server reached over SSH, with its host key pinned."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        DRAINING = "draining", "Draining (no new accounts)"
+        OFFLINE = "offline", "Offline"
+
+    ROLES = ("web", "mail", "dns", "db")
+
+    name = models.CharField(max_length=63, unique=True)
+    address = models.CharField("SSH address", max_length=253)
+    port = models.PositiveIntegerField("SSH port", default=22)
+    ssh_user = models.CharField("SSH user", max_length=32, default="root")
+    host_key = models.TextField(
+        blank=True,
+        help_text="The pinned host key ('ssh-ed25519 AAAA...'). Connections presenting any "
+        "other key are refused.",
+    )
+    roles = models.JSONField(default=list, help_text='e.g. ["web", "db"]')
+    capacity_accounts = models.PositiveIntegerField(default=500)
+    capacity_disk_mb = models.PositiveBigIntegerField(default=500_000)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    health = models.JSONField(default=dict, blank=True)
+    health_checked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def has_role(self, role: str) -> bool:
+        return role in (self.roles or [])
+
+
+class IPAddress(models.Model):
+    """An address in a pool. Shared addresses serve many accounts; dedicated ones one."""
+
+    class Kind(models.TextChoices):
+        SHARED = "shared", "Shared"
+        DEDICATED = "dedicated", "Dedicated"
+
+    address = models.GenericIPAddressField(unique=True)
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="ip_addresses")
+    pool = models.CharField(max_length=50, default="default")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.SHARED)
+    # Shared addresses are handed out round-robin: the one used longest ago goes next.
+    last_assigned_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["node", "address"]
+        verbose_name = "IP address"
+        verbose_name_plural = "IP addresses"
+
+    def __str__(self) -> str:
+        return f"{self.address} ({self.kind})"
+
+
+class Service(models.Model):
+    """A customer's hosting account on one node."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+        TERMINATED = "terminated", "Terminated"
+        FAILED = "failed", "Failed"
+
+    customer = models.ForeignKey(
+        "accounts.Customer", on_delete=models.PROTECT, related_name="services"
+    )
+    plan = models.ForeignKey("billing.Plan", on_delete=models.PROTECT, related_name="services")
+    node = models.ForeignKey(
+        Node, null=True, blank=True, on_delete=models.PROTECT, related_name="services"
+    )
+    ip = models.ForeignKey(
+        IPAddress, null=True, blank=True, on_delete=models.SET_NULL, related_name="services"
+    )
+    username = models.CharField("Linux user", max_length=32)
+    domain = models.CharField("primary domain", max_length=253)
+    state = FSMField(max_length=12, choices=State.choices, default=State.PENDING, protected=True)
+    suspension_reasons = models.JSONField(default=list, blank=True)
+    disk_used_mb = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # A domain and a Linux user belong to one live account at a time.
+            models.UniqueConstraint(
+                Lower("domain"),
+                condition=~Q(state__in=["terminated", "failed"]),
+                name="provisioning_service_domain_live_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["node", "username"],
+                condition=~Q(state__in=["terminated", "failed"]),
+                name="provisioning_service_username_live_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.domain} ({self.username})"
+
+    @transition(field=state, source=State.PENDING, target=State.ACTIVE)
+    def activate(self) -> None:
+        pass
+
+    @transition(field=state, source=State.PENDING, target=State.FAILED)
+    def fail(self) -> None:
+        pass
+
+    @transition(field=state, source=State.ACTIVE, target=State.SUSPENDED)
+    def suspend(self) -> None:
+        pass
+
+    @transition(field=state, source=State.SUSPENDED, target=State.ACTIVE)
+    def unsuspend(self) -> None:
+        self.suspension_reasons = []
+
+    @transition(field=state, source=State.FAILED, target=State.PENDING)
+    def retry(self) -> None:
+        pass
+
+    @transition(
+        field=state, source=[State.ACTIVE, State.SUSPENDED, State.FAILED], target=State.TERMINATED
+    )
+    def terminate(self) -> None:
+        pass
+
+
+RUNNING_STATES_LIST = ["queued", "validating", "provisioning", "configuring", "rolling_back"]
+
+
+class Operation(models.Model):
+    """One provisioning action on a service, run as an ordered list of steps."""
+
+    class Kind(models.TextChoices):
+        CREATE = "create", "Create"
+        SUSPEND = "suspend", "Suspend"
+        UNSUSPEND = "unsuspend", "Unsuspend"
+        TERMINATE = "terminate", "Terminate"
+        CHANGE_PLAN = "change_plan", "Change plan"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        VALIDATING = "validating", "Validating"
+        PROVISIONING = "provisioning", "Provisioning"
+        CONFIGURING = "configuring", "Configuring"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        ROLLING_BACK = "rolling_back", "Rolling back"
+        ROLLED_BACK = "rolled_back", "Rolled back"
+
+    RUNNING_STATES = ("queued", "validating", "provisioning", "configuring", "rolling_back")
+    FINAL_STATES = ("completed", "failed", "rolled_back")
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="operations")
+    # Not limited to Kind: later features register their own kinds (see provisioning.steps).
+    kind = models.CharField(max_length=40)
+    state = FSMField(max_length=14, choices=State.choices, default=State.QUEUED, protected=True)
+    params = models.JSONField(default=dict, blank=True)
+    reason = models.TextField(blank=True, help_text="Why it failed or was rolled back.")
+    error = models.TextField(blank=True, help_text="The technical error, for staff.")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    current_step = models.PositiveSmallIntegerField(default=0)
+    # Moves whenever a worker makes progress; the sweeper looks for operations where it stopped.
+    heartbeat_at = models.DateTimeField(default=timezone.now, db_index=True)
+    resumes = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # One operation at a time per service, enforced by the database as well.
+            models.UniqueConstraint(
+                fields=["service"],
+                condition=Q(state__in=RUNNING_STATES_LIST),
+                name="provisioning_operation_one_running_per_service",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk} ({self.state})"
+
+    @property
+    def is_running(self) -> bool:
+        return self.state in self.RUNNING_STATES
+
+    @transition(field=state, source=State.QUEUED, target=State.VALIDATING)
+    def start_validating(self) -> None:
+        self.started_at = self.started_at or timezone.now()
+
+    @transition(
+        field=state, source=[State.VALIDATING, State.CONFIGURING], target=State.PROVISIONING
+    )
+    def start_provisioning(self) -> None:
+        pass
+
+    @transition(
+        field=state, source=[State.VALIDATING, State.PROVISIONING], target=State.CONFIGURING
+    )
+    def start_configuring(self) -> None:
+        pass
+
+    @transition(
+        field=state,
+        source=[State.VALIDATING, State.PROVISIONING, State.CONFIGURING],
+        target=State.COMPLETED,
+    )
+    def complete(self) -> None:
+        self.finished_at = timezone.now()
+
+    @transition(
+        field=state,
+        source=[
+            State.QUEUED,
+            State.VALIDATING,
+            State.PROVISIONING,
+            State.CONFIGURING,
+            State.ROLLING_BACK,
+        ],
+        target=State.FAILED,
+    )
+    def fail(self, reason: str = "", error: str = "") -> None:
+        self.reason = reason or self.reason
+        self.error = error or self.error
+        self.finished_at = timezone.now()
+
+    @transition(
+        field=state,
+        source=[State.VALIDATING, State.PROVISIONING, State.CONFIGURING, State.FAILED],
+        target=State.ROLLING_BACK,
+    )
+    def start_rollback(self, reason: str = "") -> None:
+        self.reason = reason or self.reason
+        self.finished_at = None
+
+    @transition(field=state, source=State.ROLLING_BACK, target=State.ROLLED_BACK)
+    def finish_rollback(self) -> None:
+        self.finished_at = timezone.now()
+
+    @transition(field=state, source=[State.FAILED, State.ROLLED_BACK], target=State.QUEUED)
+    def requeue(self) -> None:
+        self.started_at = None
+        self.reason = ""
+        self.error = ""
+        self.finished_at = None
+        self.current_step = 0
+
+
+class OperationEvent(models.Model):
+    """A transition of an operation: from, to, when, who, and what it was about."""
+
+    operation = models.ForeignKey(Operation, on_delete=models.CASCADE, related_name="events")
+    from_state = models.CharField(max_length=14)
+    to_state = models.CharField(max_length=14)
+    at = models.DateTimeField(default=timezone.now)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=200, blank=True)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_state} → {self.to_state}"
+
+
+class StepRun(models.Model):
+    """One attempt of one step (or of its undo) of an operation, with what it ran on the node."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+
+    class Direction(models.TextChoices):
+        APPLY = "apply", "Apply"
+        UNDO = "undo", "Undo"
+
+    operation = models.ForeignKey(Operation, on_delete=models.CASCADE, related_name="step_runs")
+    position = models.PositiveSmallIntegerField()
+    step = models.CharField(max_length=60)
+    direction = models.CharField(max_length=5, choices=Direction.choices, default=Direction.APPLY)
+    node = models.ForeignKey(
+        Node, null=True, blank=True, on_delete=models.SET_NULL, related_name="step_runs"
+    )
+    attempt = models.PositiveSmallIntegerField(default=1)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    # [{"cmd": "useradd ...", "exit": 0, "ms": 3}, ...], secrets redacted.
+    commands = models.JSONField(default=list, blank=True)
+    stdout_tail = models.TextField(blank=True)
+    stderr_tail = models.TextField(blank=True)
+    resources = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    nothing_changed = models.BooleanField(
+        default=False, help_text="Failed before it changed anything on the node."
+    )
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["started_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.step} {self.direction} #{self.attempt} ({self.status})"
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.finished_at is None:
+            return None
+        return int((self.finished_at - self.started_at).total_seconds() * 1000)
+
+    def summary(self) -> dict[str, Any]:
+        return {"step": self.step, "status": self.status, "attempt": self.attempt}

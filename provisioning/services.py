@@ -1,0 +1,347 @@
+"""Writes of the provisioning engine: what billing, the panel, the API and staff call.
+
+Every function validates before anything reaches a node, locks the rows it changes,
+writes an event or audit row, and queues Celery work only after the transaction commits.
+Refusals raise ``ProvisioningRefused`` (a ``ValidationError``) with a message to show.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import Customer, User
+from accounts.services import audit_record
+from billing.models import Plan
+from provisioning import selectors, validators, workflow
+from provisioning.errors import PermanentStepError, ProvisioningRefused
+from provisioning.models import IPAddress, Node, Operation, OperationEvent, Service
+from provisioning.steps.base import get_kind
+
+
+def _label(actor: User | None) -> str:
+    return actor.email if actor is not None else "system"
+
+
+def _refuse_if_busy(service: Service) -> None:
+    running = selectors.running_operation(service=service)
+    if running is not None:
+        raise ProvisioningRefused(
+            f"Another operation is running on {service.domain} ({running.kind} "
+            f"#{running.pk}, {running.get_state_display().lower()}): wait until it has finished.",
+            code="busy",
+        )
+
+
+def _lock_service(service: Service) -> Service:
+    return Service.objects.select_for_update().select_related("plan", "customer").get(pk=service.pk)
+
+
+@transaction.atomic
+def operation_start(
+    *,
+    service: Service,
+    kind: str,
+    params: dict[str, Any] | None = None,
+    actor: User | None = None,
+) -> Operation:
+    """Create an operation of a registered kind on a service and queue its chain after commit.
+
+    Refused when another operation is running on the service: one at a time, also enforced
+    by a unique constraint so two racing requests cannot both start one.
+    """
+    try:
+        get_kind(kind)
+    except PermanentStepError as exc:
+        raise ProvisioningRefused(str(exc), code="kind") from None
+    service = _lock_service(service)
+    _refuse_if_busy(service)
+    try:
+        with transaction.atomic():
+            operation = Operation.objects.create(
+                service=service, kind=kind, params=params or {}, actor=actor
+            )
+    except IntegrityError:
+        raise ProvisioningRefused(
+            f"Another operation is running on {service.domain}: wait until it has finished.",
+            code="busy",
+        ) from None
+    OperationEvent.objects.create(
+        operation=operation,
+        from_state="",
+        to_state=operation.state,
+        actor=actor,
+        actor_label=_label(actor),
+        detail=f"{kind} requested",
+    )
+    audit_record(
+        action=f"provisioning.operation.{kind}",
+        actor=actor,
+        target=operation,
+        customer=service.customer,
+        detail={"service": service.pk, "domain": service.domain},
+    )
+    operation_id = operation.pk
+    transaction.on_commit(lambda: workflow.queue_chain(operation_id, 0))
+    return operation
+
+
+def _username_for(domain: str, node: Node) -> str:
+    prefix = settings.PROVISIONING_USER_PREFIX
+    if not re.fullmatch(r"[a-z][a-z0-9]{0,7}", prefix):
+        raise ProvisioningRefused("PROVISIONING_USER_PREFIX must be 1-8 lower-case letters/digits")
+    stem = re.sub(r"[^a-z0-9]", "", domain.split(".")[0])[:8]
+    alphabet = string.ascii_lowercase + string.digits
+    for _ in range(20):
+        suffix = "".join(secrets.choice(alphabet) for _ in range(4))
+        name = validators.validate_username(f"{prefix}{stem}{suffix}")
+        if not selectors.live_services().filter(node=node, username=name).exists():
+            return name
+    raise ProvisioningRefused("Could not find a free account name; try again.")
+
+
+@transaction.atomic
+def service_order(
+    *, customer: Customer, plan: Plan, domain: str, actor: User | None = None
+) -> Service:
+    """Create a hosting account: validate the domain, place it on a node, queue `create`.
+
+    The domain must be a valid (IDNA) name that no other live service hosts, nor a parent
+    domain of it hosted by another customer. Placement picks the active web node with the
+    most free capacity; plans with a dedicated IP get a free one, others a shared IP
+    round-robin.
+    """
+    name = validators.validate_domain(domain)
+    if not plan.is_active:
+        raise ProvisioningRefused(f"The plan {plan} is not available.", code="plan")
+    holder = selectors.domain_holder(domain=name)
+    if holder is not None:
+        if holder.customer_id == customer.pk and holder.domain == name:
+            raise ProvisioningRefused(f"You already host {name}.", code="domain_taken")
+        if holder.customer_id != customer.pk:
+            raise ProvisioningRefused(
+                f"{name} cannot be added: it is already hosted by another customer.",
+                code="domain_taken",
+            )
+    # Lock the candidate nodes so two orders do not both take the last free slot.
+    list(Node.objects.select_for_update().filter(status=Node.Status.ACTIVE))
+    node = selectors.node_for_new_service(plan=plan)
+    if node is None:
+        raise ProvisioningRefused(
+            "No hosting server has room for a new account right now; staff have to add one.",
+            code="no_capacity",
+        )
+    ip: IPAddress | None
+    if plan.dedicated_ip:
+        ip = selectors.free_dedicated_ip(node=node)
+        if ip is None:
+            raise ProvisioningRefused(
+                f"No dedicated IP address is free on {node.name}; staff have to add one.",
+                code="no_ip",
+            )
+    else:
+        ip = selectors.next_shared_ip(node=node)
+        if ip is not None:
+            ip.last_assigned_at = timezone.now()
+            ip.save(update_fields=["last_assigned_at"])
+    try:
+        with transaction.atomic():
+            service = Service.objects.create(
+                customer=customer,
+                plan=plan,
+                node=node,
+                ip=ip,
+                username=_username_for(name, node),
+                domain=name,
+            )
+    except IntegrityError:
+        raise ProvisioningRefused(f"{name} is already hosted.", code="domain_taken") from None
+    audit_record(
+        action="provisioning.service.ordered",
+        actor=actor,
+        target=service,
+        customer=customer,
+        detail={"domain": name, "plan": plan.pk, "node": node.name},
+    )
+    operation_start(service=service, kind=Operation.Kind.CREATE, actor=actor)
+    return service
+
+
+@transaction.atomic
+def service_suspend(
+    *, service: Service, reason: str, actor: User | None = None
+) -> Operation | None:
+    """Add a suspension reason; suspend the account on its node if it was active.
+
+    Returns None when no operation was needed (already suspended, or being suspended, for
+    another reason): the reason is recorded so lifting the other one keeps it suspended.
+    """
+    reason = validators.validate_reason(reason)
+    service = _lock_service(service)
+    running = selectors.running_operation(service=service)
+    reasons = list(service.suspension_reasons or [])
+    already = service.state == Service.State.SUSPENDED or (
+        running is not None and running.kind == Operation.Kind.SUSPEND
+    )
+    if not already and service.state != Service.State.ACTIVE:
+        raise ProvisioningRefused(
+            f"{service.domain} is {service.get_state_display().lower()}; only active accounts "
+            "can be suspended.",
+            code="state",
+        )
+    if not already:
+        _refuse_if_busy(service)
+    if reason not in reasons:
+        reasons.append(reason)
+        service.suspension_reasons = reasons
+        service.save(update_fields=["suspension_reasons", "updated_at"])
+    audit_record(
+        action="provisioning.service.suspend_reason_added",
+        actor=actor,
+        target=service,
+        customer=service.customer,
+        detail={"reason": reason, "reasons": reasons},
+    )
+    if already:
+        return None
+    return operation_start(
+        service=service, kind=Operation.Kind.SUSPEND, params={"reason": reason}, actor=actor
+    )
+
+
+@transaction.atomic
+def service_unsuspend(
+    *, service: Service, reason: str, actor: User | None = None
+) -> Operation | None:
+    """Lift one suspension reason; unsuspend on the node only when none remains."""
+    reason = validators.validate_reason(reason)
+    service = _lock_service(service)
+    reasons = list(service.suspension_reasons or [])
+    if reason not in reasons:
+        return None
+    remaining = [r for r in reasons if r != reason]
+    if not remaining:
+        # Unsuspending now would race whatever runs; refuse before changing anything.
+        _refuse_if_busy(service)
+    service.suspension_reasons = remaining
+    service.save(update_fields=["suspension_reasons", "updated_at"])
+    audit_record(
+        action="provisioning.service.suspend_reason_lifted",
+        actor=actor,
+        target=service,
+        customer=service.customer,
+        detail={"reason": reason, "remaining": remaining},
+    )
+    if remaining or service.state != Service.State.SUSPENDED:
+        return None
+    return operation_start(
+        service=service, kind=Operation.Kind.UNSUSPEND, params={"reason": reason}, actor=actor
+    )
+
+
+@transaction.atomic
+def service_terminate(*, service: Service, actor: User | None = None) -> Operation:
+    """Remove the account from its node: site, pool, database, user, limits."""
+    service = _lock_service(service)
+    if service.state not in (
+        Service.State.ACTIVE,
+        Service.State.SUSPENDED,
+        Service.State.FAILED,
+    ):
+        raise ProvisioningRefused(
+            f"{service.domain} is {service.get_state_display().lower()} and cannot be terminated.",
+            code="state",
+        )
+    _refuse_if_busy(service)
+    return operation_start(service=service, kind=Operation.Kind.TERMINATE, actor=actor)
+
+
+@transaction.atomic
+def service_change_plan(*, service: Service, plan: Plan, actor: User | None = None) -> Operation:
+    """Apply another plan's limits (PHP workers, memory, CPU, processes) on the node."""
+    service = _lock_service(service)
+    if service.state != Service.State.ACTIVE:
+        raise ProvisioningRefused(
+            f"{service.domain} is {service.get_state_display().lower()}: plans change on active "
+            "accounts only.",
+            code="state",
+        )
+    if plan.pk == service.plan_id:
+        raise ProvisioningRefused(f"{service.domain} is already on {plan}.", code="same_plan")
+    if plan.dedicated_ip != service.plan.dedicated_ip:
+        raise ProvisioningRefused(
+            "Moving between a shared and a dedicated IP address needs staff to move the account.",
+            code="ip_change",
+        )
+    _refuse_if_busy(service)
+    return operation_start(
+        service=service,
+        kind=Operation.Kind.CHANGE_PLAN,
+        params={"plan_id": plan.pk, "previous_plan_id": service.plan_id},
+        actor=actor,
+    )
+
+
+@transaction.atomic
+def operation_retry(*, operation: Operation, actor: User | None = None) -> Operation:
+    """Run a failed or rolled-back operation again from its first step."""
+    service = _lock_service(operation.service)
+    operation = Operation.objects.select_for_update().get(pk=operation.pk)
+    if operation.state not in (Operation.State.FAILED, Operation.State.ROLLED_BACK):
+        raise ProvisioningRefused(
+            f"Only failed or rolled-back operations can be retried; this one is "
+            f"{operation.get_state_display().lower()}.",
+            code="state",
+        )
+    _refuse_if_busy(service)
+    latest = Operation.objects.filter(service=service).order_by("-pk").first()
+    if latest is not None and latest.pk != operation.pk:
+        raise ProvisioningRefused(
+            "A later operation ran on this service since; start a new one instead.", code="stale"
+        )
+    if operation.kind == Operation.Kind.CREATE and service.state == Service.State.FAILED:
+        service.retry()
+        try:
+            with transaction.atomic():
+                service.save(update_fields=["state", "updated_at"])
+        except IntegrityError:
+            raise ProvisioningRefused(
+                f"{service.domain} is now hosted by another account.", code="domain_taken"
+            ) from None
+    workflow.record_transition(operation, "requeue", actor=actor, detail="retry requested")
+    audit_record(
+        action="provisioning.operation.retried",
+        actor=actor,
+        target=operation,
+        customer=service.customer,
+    )
+    operation_id = operation.pk
+    transaction.on_commit(lambda: workflow.queue_chain(operation_id, 0))
+    return operation
+
+
+@transaction.atomic
+def operation_rollback(*, operation: Operation, actor: User | None = None) -> Operation:
+    """Undo what a failed (or stuck) operation did on the node, in reverse order."""
+    operation = Operation.objects.select_for_update().get(pk=operation.pk)
+    if operation.state not in (Operation.State.FAILED, *workflow.APPLY_STATES):
+        raise ProvisioningRefused(
+            f"This operation is {operation.get_state_display().lower()} and cannot be rolled "
+            "back; start the opposite operation instead.",
+            code="state",
+        )
+    reason = operation.reason or f"Rolled back by {_label(actor)}."
+    workflow.begin_rollback(operation, reason=reason, actor=actor)
+    audit_record(
+        action="provisioning.operation.rollback_requested",
+        actor=actor,
+        target=operation,
+        customer=operation.service.customer,
+    )
+    return operation

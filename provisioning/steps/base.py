@@ -1,0 +1,162 @@
+"""The step framework: how an operation becomes work on a node.
+
+A **step** is a subclass of ``Step`` with a unique ``name``, a ``phase`` (``validating``,
+``provisioning`` or ``configuring``: the operation's state while it runs), and two methods:
+
+``apply(ctx)``
+    Idempotent. Look at the node first (one ``ctx.run([...probes])``), then converge
+    (another ``ctx.run([...])``). Running it twice leaves one resource, never two; running
+    it after a timeout whose outcome is unknown finishes the work or finds it done.
+``undo(ctx)``
+    Compensation, also idempotent: remove what ``apply`` may have created, checking the
+    node first. It runs for every step that succeeded *or* failed part-way, in reverse
+    order, when the operation finally fails. It must not fail because the resource is
+    missing.
+
+Both talk to the node only through ``ctx.run(commands)``, where commands are built with
+``provisioning.ssh.cmd(*argv)`` / ``put_file(...)`` from values that went through
+``provisioning.validators`` first. Each ``ctx.run`` is one script over the node's open shell
+(about 4 ms), so send commands together. Raise ``TransientStepError`` for what a retry can
+fix and ``PermanentStepError`` for what it cannot; a failed command raises one for you
+(exit 75, ``EX_TEMPFAIL``, means "busy, try again"). Pass ``clean=True`` when the failure
+happened before anything changed on the node, so the rollback can skip this step.
+
+An **operation kind** is an ordered list of steps plus what happens to the service when the
+operation completes or is rolled back::
+
+    from provisioning.steps.base import OperationKind, register_kind
+
+    register_kind(OperationKind(
+        name="database_create",
+        steps=[ValidateNode, CreateDatabase, WriteDatabaseCredentials],
+        on_completed=None,          # or a function(service, operation) -> list of fields saved
+        on_rolled_back=None,
+    ))
+
+Register kinds in a module imported by ``provisioning.steps`` (see ``__init__.py``) so the
+Celery worker knows them, then start one with
+``provisioning.services.operation_start(service=..., kind="database_create", params={...})``.
+The workflow (``provisioning.workflow``) turns the list into a Celery chain, one task per
+step, with retries, events, step-run records, the sweeper and the rollback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from django.conf import settings
+
+from billing.models import Plan
+from provisioning import ssh
+from provisioning.errors import PermanentStepError, TransientStepError
+from provisioning.models import Node, Operation, Service, StepRun
+
+TAIL_CHARS = 4000
+EX_TEMPFAIL = 75
+
+
+class StepContext:
+    """What a step sees: the operation, its service, node and plan, and ``run``."""
+
+    def __init__(self, *, operation: Operation, step_run: StepRun) -> None:
+        self.operation = operation
+        self.service: Service = operation.service
+        node = self.service.node
+        if node is None:
+            raise PermanentStepError("the service has no node")
+        self.node: Node = node
+        self.step_run = step_run
+        self.params: dict[str, Any] = operation.params or {}
+        self.service_updates: dict[str, Any] = {}
+
+    @property
+    def plan(self) -> Plan:
+        """The plan this operation applies (the new one for a plan change)."""
+        plan_id = self.params.get("plan_id")
+        if plan_id:
+            return Plan.objects.get(pk=plan_id)
+        return self.service.plan
+
+    @property
+    def previous_plan(self) -> Plan:
+        plan_id = self.params.get("previous_plan_id")
+        return Plan.objects.get(pk=plan_id) if plan_id else self.service.plan
+
+    def target(self) -> ssh.Target:
+        n = self.node
+        return ssh.Target(
+            node_id=n.pk, address=n.address, port=n.port, user=n.ssh_user, host_key=n.host_key
+        )
+
+    def run(self, commands: list[ssh.Command], *, check: bool = True) -> ssh.ScriptResult:
+        """Run commands on the node as one script and record them on the step run.
+
+        With ``check`` a failing script raises: transient for exit 75, permanent otherwise.
+        """
+        result = ssh.run(
+            self.target(),
+            commands,
+            key_path=settings.PROVISIONING_SSH_KEY,
+            timeout=settings.PROVISIONING_COMMAND_TIMEOUT,
+        )
+        sr = self.step_run
+        sr.commands = [*sr.commands, *(r.as_dict() for r in result.commands)]
+        sr.stdout_tail = (sr.stdout_tail + result.stdout)[-TAIL_CHARS:]
+        sr.stderr_tail = (sr.stderr_tail + result.stderr)[-TAIL_CHARS:]
+        if check and not result.ok:
+            failed = result.commands[-1].cmd if result.commands else "the script"
+            detail = (result.stderr or result.stdout).strip()[-500:]
+            message = f"`{failed}` exited with {result.exit}" + (f": {detail}" if detail else "")
+            if result.exit == EX_TEMPFAIL:
+                raise TransientStepError(f"the node is busy: {message}")
+            raise PermanentStepError(message)
+        return result
+
+    def resource(self, key: str, value: Any) -> None:
+        """Note a resource id this step created (shown in the admin timeline)."""
+        self.step_run.resources = {**self.step_run.resources, key: value}
+
+
+class Step:
+    """Base class of all steps; see the module docstring."""
+
+    name: ClassVar[str] = ""
+    phase: ClassVar[str] = "provisioning"
+
+    def apply(self, ctx: StepContext) -> None:
+        raise NotImplementedError
+
+    def undo(self, ctx: StepContext) -> None:
+        """Nothing to compensate by default (read-only steps)."""
+
+
+@dataclass
+class OperationKind:
+    name: str
+    steps: list[type[Step]]
+    on_completed: Callable[[Service, Operation], list[str]] | None = None
+    on_rolled_back: Callable[[Service, Operation], list[str]] | None = None
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+KINDS: dict[str, OperationKind] = {}
+
+
+def register_kind(kind: OperationKind) -> OperationKind:
+    names = [s.name for s in kind.steps]
+    if len(set(names)) != len(names) or not all(names):
+        raise ValueError(f"steps of {kind.name} need unique, non-empty names: {names}")
+    KINDS[kind.name] = kind
+    return kind
+
+
+def get_kind(name: str) -> OperationKind:
+    from provisioning import steps  # noqa: F401  (registers the built-in kinds)
+
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise PermanentStepError(f"unknown operation kind {name!r}") from None

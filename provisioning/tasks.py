@@ -1,0 +1,71 @@
+"""Celery tasks of the provisioning engine: thin, take ids, safe to run twice.
+
+They are acknowledged late (see hosting/celery.py): a worker killed mid-step leaves the
+message to be delivered again, and the sweeper resumes what stopped moving.
+"""
+
+from __future__ import annotations
+
+from celery import Task, shared_task
+
+from provisioning import workflow
+
+# A step runs its commands with a 120 s timeout each; the limits leave room for that.
+
+
+@shared_task(
+    bind=True,
+    name="provisioning.operation_step",
+    max_retries=None,
+    soft_time_limit=300,
+    time_limit=330,
+)
+def operation_step(self: Task, operation_id: int, position: int) -> str:
+    outcome, countdown = workflow.step_execute(operation_id=operation_id, position=position)
+    if outcome == workflow.RETRY:
+        # Retries are counted in StepRun rows (they survive a resume), not by Celery.
+        raise self.retry(countdown=countdown, max_retries=None)
+    if outcome != workflow.DONE:
+        # Failed (the rollback was queued), done elsewhere, or another worker has it:
+        # the rest of this chain has nothing to do.
+        self.request.chain = None
+    return outcome
+
+
+@shared_task(name="provisioning.operation_finish", soft_time_limit=60, time_limit=90)
+def operation_finish(operation_id: int) -> str:
+    return workflow.operation_finish(operation_id=operation_id)
+
+
+@shared_task(
+    bind=True,
+    name="provisioning.operation_rollback_run",
+    max_retries=None,
+    soft_time_limit=900,
+    time_limit=960,
+)
+def operation_rollback_run(self: Task, operation_id: int) -> str:
+    outcome, countdown = workflow.rollback_execute(operation_id=operation_id)
+    if outcome == workflow.RETRY:
+        raise self.retry(countdown=countdown, max_retries=None)
+    return outcome
+
+
+@shared_task(name="provisioning.operations_sweep", soft_time_limit=120, time_limit=150)
+def operations_sweep() -> dict[str, int]:
+    return workflow.operations_sweep()
+
+
+def _schedule_sweeper() -> None:
+    """Run the sweeper every minute under Celery beat (cron can run provisioning_sweep)."""
+    from hosting.celery import app
+
+    schedule = dict(app.conf.beat_schedule or {})
+    schedule.setdefault(
+        "provisioning-sweep",
+        {"task": "provisioning.operations_sweep", "schedule": 60.0},
+    )
+    app.conf.beat_schedule = schedule
+
+
+_schedule_sweeper()

@@ -1,0 +1,410 @@
+"""Runs operations: one Celery task per step, retries, the rollback, and the sweeper.
+
+Everything that matters lives in PostgreSQL: ``Operation.current_step`` says which step is
+next, ``StepRun`` rows say what ran. A task that runs twice, or after another worker died,
+finds that state under a row lock and either continues from it or does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from provisioning.errors import PermanentStepError, ProvisioningRefused, StepError
+from provisioning.models import Operation, OperationEvent, Service, StepRun
+from provisioning.steps.base import OperationKind, Step, StepContext, get_kind
+
+log = logging.getLogger(__name__)
+
+APPLY_STATES = ("validating", "provisioning", "configuring")
+SKIPPED, DONE, RETRY, FAILED, BUSY = "skipped", "done", "retry", "failed", "busy"
+
+
+def record_transition(
+    operation: Operation,
+    method: str,
+    *,
+    actor: User | None = None,
+    actor_label: str = "",
+    detail: str = "",
+    **kwargs: Any,
+) -> OperationEvent:
+    """Run an FSM transition on a locked operation, save it and write its event row."""
+    before = operation.state
+    getattr(operation, method)(**kwargs)
+    operation.heartbeat_at = timezone.now()
+    operation.save()
+    return OperationEvent.objects.create(
+        operation=operation,
+        from_state=before,
+        to_state=operation.state,
+        actor=actor,
+        actor_label=actor_label or (actor.email if actor else "system"),
+        detail=detail,
+    )
+
+
+def note(operation: Operation, detail: str, *, actor_label: str = "system") -> None:
+    """An event that is not a state change (a resume, a retry scheduled)."""
+    OperationEvent.objects.create(
+        operation=operation,
+        from_state=operation.state,
+        to_state=operation.state,
+        actor_label=actor_label,
+        detail=detail,
+    )
+
+
+def queue_chain(operation_id: int, start: int) -> None:
+    """Send the operation's steps from ``start`` on as one Celery chain (call after commit)."""
+    from celery import chain
+
+    from provisioning import tasks
+
+    operation = Operation.objects.get(pk=operation_id)
+    kind = get_kind(operation.kind)
+    signatures = [tasks.operation_step.si(operation_id, i) for i in range(start, len(kind.steps))]
+    signatures.append(tasks.operation_finish.si(operation_id))
+    chain(*signatures).apply_async()
+
+
+def queue_rollback(operation_id: int) -> None:
+    from provisioning import tasks
+
+    tasks.operation_rollback_run.delay(operation_id)
+
+
+def _locked(operation_id: int) -> Operation:
+    return (
+        Operation.objects.select_for_update()
+        .select_related("service__node", "service__plan", "service__ip", "service__customer")
+        .get(pk=operation_id)
+    )
+
+
+def _runs_since_start(operation: Operation) -> Any:
+    runs = StepRun.objects.filter(operation=operation)
+    if operation.started_at is not None:
+        runs = runs.filter(started_at__gte=operation.started_at)
+    return runs
+
+
+def _failpoint(operation: Operation, step: Step, when: str) -> None:
+    """Fail a chosen step on purpose; only when PROVISIONING_FAILPOINTS is on (fault tests)."""
+    if not settings.PROVISIONING_FAILPOINTS:
+        return
+    point = (operation.params or {}).get("failpoint") or {}
+    if point.get("step") == step.name and point.get("when", "after") == when:
+        raise PermanentStepError(f"failpoint: step {step.name} made to fail {when} its work")
+
+
+def _enter_phase(operation: Operation, step: type[Step]) -> None:
+    if operation.state == Operation.State.QUEUED:
+        record_transition(operation, "start_validating", actor_label="worker")
+    if step.phase == operation.state:
+        return
+    if step.phase == "provisioning":
+        record_transition(operation, "start_provisioning", actor_label="worker")
+    elif step.phase == "configuring":
+        record_transition(operation, "start_configuring", actor_label="worker")
+
+
+def _as_step_error(exc: Exception) -> StepError:
+    if isinstance(exc, StepError):
+        return exc
+    if isinstance(exc, ProvisioningRefused):
+        return PermanentStepError("; ".join(exc.messages), clean=True)
+    log.exception("unexpected error in a provisioning step")
+    return PermanentStepError(f"unexpected error: {exc!r}")
+
+
+def backoff(attempt: int) -> int:
+    return int(min(settings.PROVISIONING_RETRY_BACKOFF * 2 ** max(attempt - 1, 0), 300))
+
+
+def step_execute(*, operation_id: int, position: int) -> tuple[str, int]:
+    """Run one step of an operation. Returns (outcome, retry countdown in seconds)."""
+    stale_before = timezone.now() - timedelta(seconds=settings.PROVISIONING_STALE_AFTER)
+    with transaction.atomic():
+        operation = _locked(operation_id)
+        if operation.state not in (Operation.State.QUEUED, *APPLY_STATES):
+            return SKIPPED, 0
+        if operation.current_step != position:
+            return SKIPPED, 0
+        kind = get_kind(operation.kind)
+        step_cls = kind.steps[position]
+        runs = _runs_since_start(operation).filter(position=position, direction="apply")
+        running = runs.filter(status=StepRun.Status.RUNNING).first()
+        if running is not None:
+            if running.started_at > stale_before:
+                return BUSY, 0
+            running.status = StepRun.Status.FAILED
+            running.error = "the worker stopped during this step; the outcome is unknown"
+            running.finished_at = timezone.now()
+            running.save(update_fields=["status", "error", "finished_at"])
+        _enter_phase(operation, step_cls)
+        attempt = runs.count() + 1
+        step_run = StepRun.objects.create(
+            operation=operation,
+            position=position,
+            step=step_cls.name,
+            node=operation.service.node,
+            attempt=attempt,
+        )
+        operation.heartbeat_at = timezone.now()
+        operation.save(update_fields=["heartbeat_at"])
+
+    step = step_cls()
+    error: StepError | None = None
+    ctx: StepContext | None = None
+    try:
+        ctx = StepContext(operation=operation, step_run=step_run)
+        _failpoint(operation, step, "before")
+        step.apply(ctx)
+        _failpoint(operation, step, "after")
+    except Exception as exc:
+        error = _as_step_error(exc)
+
+    with transaction.atomic():
+        step_run.finished_at = timezone.now()
+        step_run.status = StepRun.Status.SUCCEEDED if error is None else StepRun.Status.FAILED
+        step_run.error = "" if error is None else error.message
+        step_run.nothing_changed = bool(error is not None and error.clean)
+        step_run.save()
+        operation = _locked(operation_id)
+        if operation.state not in APPLY_STATES or operation.current_step != position:
+            return SKIPPED, 0  # staff rolled it back meanwhile
+        if error is None:
+            operation.current_step = position + 1
+            operation.heartbeat_at = timezone.now()
+            operation.save(update_fields=["current_step", "heartbeat_at"])
+            if ctx is not None and ctx.service_updates:
+                service = Service.objects.select_for_update().get(pk=operation.service_id)
+                for key, value in ctx.service_updates.items():
+                    setattr(service, key, value)
+                service.save(update_fields=list(ctx.service_updates))
+            return DONE, 0
+        if not error.permanent and attempt <= settings.PROVISIONING_STEP_RETRIES:
+            countdown = backoff(attempt)
+            note(
+                operation,
+                f"step {step_cls.name} attempt {attempt} failed ({error.message}); "
+                f"retrying in {countdown} s",
+                actor_label="worker",
+            )
+            operation.heartbeat_at = timezone.now()
+            operation.save(update_fields=["heartbeat_at"])
+            return RETRY, countdown
+        tries = f" after {attempt} attempts" if attempt > 1 else ""
+        reason = f"Step {step_cls.name} failed{tries}: {error.message}"
+        begin_rollback(operation, reason=reason, error=error.message)
+        return FAILED, 0
+
+
+def begin_rollback(
+    operation: Operation, *, reason: str, error: str = "", actor: User | None = None
+) -> None:
+    """Mark a locked operation failed and queue the undo of what it did."""
+    if operation.state != Operation.State.FAILED:
+        record_transition(
+            operation,
+            "fail",
+            actor=actor,
+            actor_label="" if actor else "worker",
+            detail=reason,
+            reason=reason,
+            error=error,
+        )
+    record_transition(
+        operation,
+        "start_rollback",
+        actor=actor,
+        actor_label="" if actor else "worker",
+        detail="undoing the completed steps in reverse order",
+        reason=reason,
+    )
+    operation_id = operation.pk
+    transaction.on_commit(lambda: queue_rollback(operation_id))
+
+
+def operation_finish(*, operation_id: int) -> str:
+    """Complete an operation whose steps all succeeded, and update its service."""
+    with transaction.atomic():
+        operation = _locked(operation_id)
+        kind = get_kind(operation.kind)
+        if operation.state not in APPLY_STATES or operation.current_step != len(kind.steps):
+            return SKIPPED
+        record_transition(operation, "complete", actor_label="worker", detail="all steps done")
+        _service_hook(operation, kind.on_completed)
+        return DONE
+
+
+def _service_hook(operation: Operation, hook: Any) -> None:
+    if hook is None:
+        return
+    service = Service.objects.select_for_update().get(pk=operation.service_id)
+    fields = hook(service, operation)
+    if fields:
+        service.save(update_fields=[*fields, "updated_at"])
+
+
+def _undo_positions(operation: Operation) -> list[int]:
+    """Steps to compensate: those that succeeded or failed part-way, last first."""
+    positions = set()
+    for run in _runs_since_start(operation).filter(direction="apply"):
+        if run.status == StepRun.Status.SUCCEEDED or not run.nothing_changed:
+            positions.add(run.position)
+    return sorted(positions, reverse=True)
+
+
+def rollback_execute(*, operation_id: int) -> tuple[str, int]:
+    """Undo the operation's steps in reverse order; idempotent, resumable."""
+    with transaction.atomic():
+        operation = _locked(operation_id)
+        if operation.state != Operation.State.ROLLING_BACK:
+            return SKIPPED, 0
+        kind = get_kind(operation.kind)
+        positions = _undo_positions(operation)
+        operation.heartbeat_at = timezone.now()
+        operation.save(update_fields=["heartbeat_at"])
+
+    for position in positions:
+        step_cls = kind.steps[position]
+        with transaction.atomic():
+            operation = _locked(operation_id)
+            if operation.state != Operation.State.ROLLING_BACK:
+                return SKIPPED, 0
+            undo_runs = _runs_since_start(operation).filter(position=position, direction="undo")
+            if undo_runs.filter(status=StepRun.Status.SUCCEEDED).exists():
+                continue
+            undo_runs.filter(status=StepRun.Status.RUNNING).update(
+                status=StepRun.Status.FAILED,
+                error="the worker stopped during this undo; it is run again",
+                finished_at=timezone.now(),
+            )
+            attempt = undo_runs.count() + 1
+            step_run = StepRun.objects.create(
+                operation=operation,
+                position=position,
+                step=step_cls.name,
+                direction=StepRun.Direction.UNDO,
+                node=operation.service.node,
+                attempt=attempt,
+            )
+        error: StepError | None = None
+        try:
+            step_cls().undo(StepContext(operation=operation, step_run=step_run))
+        except Exception as exc:
+            error = _as_step_error(exc)
+        with transaction.atomic():
+            step_run.finished_at = timezone.now()
+            step_run.status = StepRun.Status.SUCCEEDED if error is None else StepRun.Status.FAILED
+            step_run.error = "" if error is None else error.message
+            step_run.save()
+            operation = _locked(operation_id)
+            operation.heartbeat_at = timezone.now()
+            operation.save(update_fields=["heartbeat_at"])
+            if error is None:
+                continue
+            if not error.permanent and attempt <= settings.PROVISIONING_STEP_RETRIES:
+                return RETRY, backoff(attempt)
+            reason = (
+                f"{operation.reason} The undo of step {step_cls.name} then failed: "
+                f"{error.message}. The node may hold leftovers of this operation: fix the "
+                "cause and roll back again."
+            )
+            record_transition(
+                operation,
+                "fail",
+                actor_label="worker",
+                detail=reason,
+                reason=reason,
+                error=error.message,
+            )
+            return FAILED, 0
+
+    with transaction.atomic():
+        operation = _locked(operation_id)
+        if operation.state != Operation.State.ROLLING_BACK:
+            return SKIPPED, 0
+        undone = ", ".join(kind.steps[p].name for p in positions) or "nothing to undo"
+        reason = operation.reason or "Rolled back."
+        if "undone" not in reason:
+            reason = f"{reason} Everything it had done was undone ({undone})."
+        operation.reason = reason
+        record_transition(operation, "finish_rollback", actor_label="worker", detail=reason)
+        _service_hook(operation, get_kind(operation.kind).on_rolled_back)
+        return DONE, 0
+
+
+def operations_sweep(*, stale_after: int | None = None) -> dict[str, int]:
+    """Resume or roll back operations whose worker stopped (killed, lost, never started).
+
+    An operation is stale when its heartbeat did not move for ``stale_after`` seconds, longer
+    than any step may run. Its step that was running is marked failed with an unknown
+    outcome; the chain is queued again from that step (whose apply looks at the node first),
+    up to PROVISIONING_MAX_RESUMES times, after which the operation is rolled back.
+    """
+    seconds = settings.PROVISIONING_STALE_AFTER if stale_after is None else stale_after
+    cutoff = timezone.now() - timedelta(seconds=seconds)
+    counts = {"resumed": 0, "rolled_back": 0, "rollback_resumed": 0}
+    stale_ids = list(
+        Operation.objects.filter(
+            state__in=Operation.RUNNING_STATES, heartbeat_at__lte=cutoff
+        ).values_list("pk", flat=True)
+    )
+    for operation_id in stale_ids:
+        with transaction.atomic():
+            operation = _locked(operation_id)
+            if operation.state not in Operation.RUNNING_STATES or operation.heartbeat_at > cutoff:
+                continue
+            StepRun.objects.filter(operation=operation, status=StepRun.Status.RUNNING).update(
+                status=StepRun.Status.FAILED,
+                error="the worker stopped during this step; the outcome is unknown",
+                finished_at=timezone.now(),
+            )
+            operation.heartbeat_at = timezone.now()
+            if operation.resumes >= settings.PROVISIONING_MAX_RESUMES:
+                if operation.state == Operation.State.ROLLING_BACK:
+                    reason = (
+                        f"{operation.reason} The rollback stopped moving {operation.resumes} "
+                        "times; check the node and roll back again."
+                    )
+                    record_transition(
+                        operation, "fail", actor_label="sweeper", detail=reason, reason=reason
+                    )
+                else:
+                    begin_rollback(
+                        operation,
+                        reason=f"The operation stopped moving {operation.resumes + 1} times "
+                        "(workers lost); it was rolled back.",
+                    )
+                    counts["rolled_back"] += 1
+                continue
+            operation.resumes += 1
+            operation.save(update_fields=["heartbeat_at", "resumes"])
+            note(
+                operation,
+                f"stopped moving; resumed (resume {operation.resumes})",
+                actor_label="sweeper",
+            )
+            oid, start = operation.pk, operation.current_step
+            if operation.state == Operation.State.ROLLING_BACK:
+                transaction.on_commit(lambda oid=oid: queue_rollback(oid))  # type: ignore[misc]
+                counts["rollback_resumed"] += 1
+            else:
+                transaction.on_commit(
+                    lambda oid=oid, start=start: queue_chain(oid, start)  # type: ignore[misc]
+                )
+                counts["resumed"] += 1
+    return counts
+
+
+def kind_of(operation: Operation) -> OperationKind:
+    return get_kind(operation.kind)
