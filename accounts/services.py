@@ -60,3 +60,29 @@ def customer_update_profile(*, customer: Customer, actor: User, data: dict[str, 
             detail={"fields": sorted(changed)},
         )
     return customer
+
+
+@transaction.atomic
+def customer_create_for_api(
+    *, name: str, email: str, country: str, currency: str = "", company: str = ""
+) -> Customer:
+    """The customer an outside billing system names by e-mail: reuse the one that e-mail owns,
+    or create it with a user who sets a password through "forgot password"."""
+    from django.conf import settings
+
+    user = User.objects.filter(email__iexact=email).first()
+    if user is not None:
+        owned = Customer.objects.filter(
+            memberships__user=user, memberships__role=Membership.Role.OWNER
+        ).first()
+        if owned is not None:
+            return owned
+    else:
+        user = User.objects.create_user(email=email, password=None, full_name=name)
+    return customer_create_for_signup(
+        user=user,
+        name=name,
+        company=company,
+        country=country,
+        currency=currency or settings.DEFAULT_CURRENCY,
+    )

@@ -11,6 +11,8 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
+    path("api/", include("api.urls")),
+    path("", include("api.urls_panel")),
     path("", include("accounts.urls")),
     path("", include("billing.urls")),
     path("", include("provisioning.urls")),

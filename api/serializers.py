@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from provisioning.models import Operation, Service, StepRun
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not know, so a typo is an error rather than ignored."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: ["This field is not known."] for name in unknown},
+                    code="unknown_field",
+                )
+        return super().to_internal_value(data)
+
+
+class NewCustomerSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=200)
+    email = serializers.EmailField()
+    company = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    country = serializers.RegexField(r"^[A-Z]{2}$", max_length=2)
+    currency = serializers.RegexField(r"^[A-Z]{3}$", max_length=3, required=False)
+
+
+class AccountCreateSerializer(StrictSerializer):
+    plan = serializers.SlugField(help_text="The plan's slug.")
+    domain = serializers.CharField(max_length=253)
+    customer_id = serializers.IntegerField(required=False, min_value=1)
+    customer = NewCustomerSerializer(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("customer_id" in attrs) == ("customer" in attrs):
+            raise serializers.ValidationError("Give either customer_id or customer, not both.")
+        return attrs
+
+
+class ReasonSerializer(StrictSerializer):
+    reason = serializers.ChoiceField(choices=["non_payment", "abuse", "staff"])
+
+
+class EmptySerializer(StrictSerializer):
+    pass
+
+
+class ChangePlanSerializer(StrictSerializer):
+    plan = serializers.SlugField()
+
+
+class StepRunSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = StepRun
+        fields = [
+            "id",
+            "step",
+            "direction",
+            "attempt",
+            "status",
+            "started_at",
+            "finished_at",
+            "error",
+            "resources",
+        ]
+
+
+class OperationSerializer(serializers.ModelSerializer):
+    service_id = serializers.IntegerField(read_only=True)
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Operation
+        fields = [
+            "id",
+            "url",
+            "service_id",
+            "kind",
+            "state",
+            "reason",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+    def get_url(self, obj: Operation) -> str:
+        return reverse("api:provisioning-operation", args=[obj.pk])
+
+
+class OperationDetailSerializer(OperationSerializer):
+    steps = StepRunSerializer(many=True, read_only=True, source="step_runs")
+
+    class Meta(OperationSerializer.Meta):
+        fields = [*OperationSerializer.Meta.fields, "steps"]
+
+
+class ServiceSerializer(serializers.ModelSerializer):
+    plan: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
+    node = serializers.CharField(source="node.name", default=None, read_only=True)
+    ip = serializers.CharField(source="ip.address", default=None, read_only=True)
+
+    class Meta:
+        model = Service
+        fields = [
+            "id",
+            "customer_id",
+            "plan",
+            "domain",
+            "username",
+            "state",
+            "suspension_reasons",
+            "node",
+            "ip",
+            "created_at",
+        ]
+
+
+class AcceptedSerializer(serializers.Serializer):
+    service = ServiceSerializer()
+    operation = OperationSerializer(allow_null=True)

@@ -1,0 +1,162 @@
+"""The provisioning API for an outside billing system: HMAC-signed, answers at once.
+
+Every write returns ``202 Accepted`` with the operation it queued; nothing here waits on a
+node. The caller follows the operation at ``/api/v1/provisioning/operations/<id>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.models import Customer
+from accounts.services import customer_create_for_api
+from api import serializers as s
+from api.auth import HMACAuthentication
+from api.errors import Conflict
+from api.permissions import IsProvisioningClient
+from api.throttles import ClientRateThrottle
+from billing.models import Plan
+from provisioning import services as provisioning
+from provisioning.errors import ProvisioningRefused
+from provisioning.models import Operation, Service
+
+# Refusals that depend on the service's current state rather than on the request itself.
+CONFLICT_CODES = {"busy": "operation_running", "state": "invalid_state", "stale": "invalid_state"}
+
+
+def _actor_label(request: Request) -> str:
+    return f"api:{request.auth.client.name}"  # type: ignore[union-attr]
+
+
+def refused(exc: ProvisioningRefused) -> Exception:
+    """A refusal because of the service's state is a 409; anything else is bad input."""
+    code = getattr(exc, "code", None)
+    if code in CONFLICT_CODES:
+        return Conflict(" ".join(exc.messages), code=CONFLICT_CODES[code])
+    return exc
+
+
+def accepted(service: Service, operation: Operation | None) -> Response:
+    body = s.AcceptedSerializer({"service": service, "operation": operation}).data
+    return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+class ProvisioningView(APIView):
+    authentication_classes = [HMACAuthentication]
+    permission_classes = [IsProvisioningClient]
+    throttle_classes = [ClientRateThrottle]
+
+
+class AccountCreateView(ProvisioningView):
+    @extend_schema(request=s.AccountCreateSerializer, responses={202: s.AcceptedSerializer})
+    def post(self, request: Request) -> Response:
+        data = s.AccountCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values: dict[str, Any] = data.validated_data
+        plan = Plan.objects.filter(slug=values["plan"], is_active=True).first()
+        if plan is None:
+            return _not_found("plan", f"There is no active plan {values['plan']!r}.")
+        if "customer_id" in values:
+            customer = Customer.objects.filter(pk=values["customer_id"]).first()
+            if customer is None:
+                return _not_found("customer", f"There is no customer {values['customer_id']}.")
+        else:
+            customer = customer_create_for_api(**values["customer"])
+        try:
+            service = provisioning.service_order(
+                customer=customer, plan=plan, domain=values["domain"]
+            )
+        except ProvisioningRefused as exc:
+            raise refused(exc) from exc
+        operation = service.operations.order_by("-id").first()
+        return accepted(service, operation)
+
+
+class ServiceView(ProvisioningView):
+    @extend_schema(responses=s.ServiceSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        service = get_object_or_404(Service.objects.select_related("plan", "node", "ip"), pk=pk)
+        return Response(s.ServiceSerializer(service).data)
+
+
+class ServiceActionView(ProvisioningView):
+    """suspend, unsuspend, terminate, change-plan on one service."""
+
+    action_name = ""
+
+    def post(self, request: Request, pk: int) -> Response:
+        service = get_object_or_404(Service, pk=pk)
+        try:
+            operation = self.perform(request, service)
+        except ProvisioningRefused as exc:
+            raise refused(exc) from exc
+        service.refresh_from_db()
+        return accepted(service, operation)
+
+    def perform(self, request: Request, service: Service) -> Operation | None:
+        raise NotImplementedError
+
+
+class SuspendView(ServiceActionView):
+    @extend_schema(request=s.ReasonSerializer, responses={202: s.AcceptedSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        return super().post(request, pk)
+
+    def perform(self, request: Request, service: Service) -> Operation | None:
+        data = s.ReasonSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return provisioning.service_suspend(service=service, reason=data.validated_data["reason"])
+
+
+class UnsuspendView(ServiceActionView):
+    @extend_schema(request=s.ReasonSerializer, responses={202: s.AcceptedSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        return super().post(request, pk)
+
+    def perform(self, request: Request, service: Service) -> Operation | None:
+        data = s.ReasonSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return provisioning.service_unsuspend(service=service, reason=data.validated_data["reason"])
+
+
+class TerminateView(ServiceActionView):
+    @extend_schema(request=s.EmptySerializer, responses={202: s.AcceptedSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        return super().post(request, pk)
+
+    def perform(self, request: Request, service: Service) -> Operation | None:
+        s.EmptySerializer(data=request.data).is_valid(raise_exception=True)
+        return provisioning.service_terminate(service=service)
+
+
+class ChangePlanView(ServiceActionView):
+    @extend_schema(request=s.ChangePlanSerializer, responses={202: s.AcceptedSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        return super().post(request, pk)
+
+    def perform(self, request: Request, service: Service) -> Operation | None:
+        data = s.ChangePlanSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        plan = get_object_or_404(Plan, slug=data.validated_data["plan"], is_active=True)
+        return provisioning.service_change_plan(service=service, plan=plan)
+
+
+class OperationView(ProvisioningView):
+    @extend_schema(responses=s.OperationDetailSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        operation = get_object_or_404(Operation.objects.prefetch_related("step_runs"), pk=pk)
+        return Response(s.OperationDetailSerializer(operation).data)
+
+
+def _not_found(what: str, message: str) -> Response:
+    return Response(
+        {"error": {"code": f"{what}_not_found", "message": message}},
+        status=status.HTTP_404_NOT_FOUND,
+    )
