@@ -145,7 +145,7 @@ class TicketAdmin(admin.ModelAdmin):
             "conversation": selectors.all_messages(ticket=ticket),
             "can_reply": self.has_change_permission(request, ticket) and not ticket.is_closed,
             "reply_form": form or StaffReplyForm(canned=canned),
-            "canned_replies": canned,
+            "canned_bodies": {str(c.pk): c.body for c in canned},
             "customer": customer,
             "members": customer.memberships.select_related("user").order_by("role", "id"),
             "other_tickets": Ticket.objects.filter(customer=customer)
