@@ -1,0 +1,1 @@
+"""Payment gateways behind one interface: card (Stripe), account credit, manual payment."""
