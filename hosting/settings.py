@@ -283,6 +283,8 @@ LOGGING = logging_config(json=env_bool("LOG_JSON", PRODUCTION), level=env_str("L
 configure_structlog()
 
 HOSTING_BRAND = env_str("HOSTING_BRAND", "Hostwright")
+# Prometheus scrapes /metrics with "Authorization: Bearer <METRICS_TOKEN>"; staff can look too.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 DEFAULT_CURRENCY = env_str("DEFAULT_CURRENCY", "EUR")
 
 # Provisioning engine: the panel's SSH key, retries and the sweeper's patience.
