@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin, messages
-from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -73,8 +73,9 @@ class TicketAdmin(admin.ModelAdmin):
     search_fields = ("id", "subject", "customer__name", "customer__company", "messages__body")
     list_select_related = ("customer", "department", "assigned_to")
     date_hierarchy = "created_at"
-    fields = ("customer", "department", "priority", "subject", "assigned_to")
-    readonly_fields = ("customer",)
+    fields = ("customer", "service", "department", "priority", "subject", "assigned_to")
+    # The customer and the service they chose are facts of the ticket, not settings.
+    readonly_fields = ("customer", "service")
     actions = ("assign_to_me", "resolve_tickets", "close_tickets")
 
     @admin.display(description="ticket", ordering="id")
@@ -154,18 +155,9 @@ class TicketAdmin(admin.ModelAdmin):
             "recent_activity": AuditLog.objects.filter(customer=customer).order_by("-at")[:8],
             "first_response": _duration(ticket.first_response_time),
             "resolution": _duration(ticket.resolution_time),
-            "services": self._customer_services(ticket),
+            "services": selectors.customer_services_with_operations(customer=customer),
         }
         return context
-
-    def _customer_services(self, ticket: Ticket) -> list[Any]:
-        try:
-            field = Ticket._meta.get_field(selectors.SERVICE_FIELD)
-        except FieldDoesNotExist:
-            return []
-        model = field.related_model
-        assert model is not None and not isinstance(model, str)
-        return list(model._default_manager.filter(customer_id=ticket.customer_id)[:20])
 
     def change_view(
         self,

@@ -64,6 +64,14 @@ class Ticket(FSMModelMixin, models.Model):
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="tickets")
     department = models.ForeignKey(Department, on_delete=models.PROTECT, related_name="tickets")
+    # The hosting account the question is about, if any; always one of the customer's.
+    service = models.ForeignKey(
+        "provisioning.Service",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="tickets",
+    )
     subject = models.CharField(max_length=200)
     priority = models.CharField(
         max_length=10, choices=TicketPriority.choices, default=TicketPriority.NORMAL

@@ -12,6 +12,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from accounts.models import Customer
+from provisioning.models import Operation, Service
 from support.models import (
     UNRESOLVED_STATES,
     Attachment,
@@ -60,7 +61,7 @@ def ticket_for_customer(*, customer: Customer | None, ticket_id: int) -> Ticket:
     if customer is None:
         raise Http404("No such ticket")
     ticket = (
-        Ticket.objects.select_related("department", "customer")
+        Ticket.objects.select_related("department", "customer", "service")
         .filter(customer=customer, pk=ticket_id)
         .first()
     )
@@ -166,19 +167,25 @@ def sla_report(*, since: datetime | None = None, now: datetime | None = None) ->
     return report
 
 
-# The optional link to a provisioning service (looked up by name: older
-# databases may not have it yet).
-SERVICE_FIELD = "service"
-
-
 def service_choices(*, customer: Customer) -> list[tuple[int, str]]:
-    """The customer's own services a ticket may be about ([] before provisioning exists)."""
-    from django.core.exceptions import FieldDoesNotExist
+    """The customer's services a ticket may be about, live ones first."""
+    services = Service.objects.filter(customer=customer).order_by("-created_at", "-id")
+    live = [s for s in services if s.state not in ("terminated", "failed")]
+    gone = [s for s in services if s.state in ("terminated", "failed")]
+    return [(s.pk, f"{s.domain} ({s.get_state_display().lower()})") for s in live + gone]
 
-    try:
-        field = Ticket._meta.get_field(SERVICE_FIELD)
-    except FieldDoesNotExist:
-        return []
-    model = field.related_model
-    assert model is not None and not isinstance(model, str)
-    return [(s.pk, str(s)) for s in model._default_manager.filter(customer=customer).order_by("pk")]
+
+def customer_services_with_operations(*, customer: Customer, limit: int = 20) -> list[Service]:
+    """The customer's services for the staff ticket page, each with its recent operations."""
+    return list(
+        Service.objects.filter(customer=customer)
+        .select_related("plan", "node")
+        .prefetch_related(
+            Prefetch(
+                "operations",
+                queryset=Operation.objects.order_by("-created_at", "-id"),
+                to_attr="all_operations",
+            )
+        )
+        .order_by("-created_at", "-id")[:limit]
+    )

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from accounts.models import Customer, User
 from accounts.services import audit_record
+from provisioning.models import Service
 from support.attachments import CheckedFile, max_files
 from support.models import (
     Attachment,
@@ -126,7 +127,10 @@ def ticket_open(
         updated_at=at,
     )
     if service_id is not None:
-        setattr(ticket, "service_id", service_id)  # noqa: B010
+        # Re-checked here too: a ticket never points at another customer's service.
+        if not Service.objects.filter(pk=service_id, customer=customer).exists():
+            raise ValidationError({"service": "Choose one of your own services."})
+        ticket.service_id = service_id
     ticket.full_clean(exclude=["state"])
     ticket.save()
     message = _add_message(

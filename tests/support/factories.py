@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import factory
 
+from provisioning.models import Service
 from support.models import CannedReply, Department, Ticket, TicketMessage
-from tests.factories import CustomerFactory
+from tests.factories import CustomerFactory, PlanFactory
 
 
 class DepartmentFactory(factory.django.DjangoModelFactory):
@@ -43,3 +44,15 @@ class CannedReplyFactory(factory.django.DjangoModelFactory):
 
     title = "Clear your cache"
     body = "Please clear your browser cache and try again."
+
+
+class ServiceFactory(factory.django.DjangoModelFactory):
+    """A hosting account row as the support desk sees it (no node work)."""
+
+    class Meta:
+        model = Service
+
+    customer = factory.SubFactory(CustomerFactory)
+    plan = factory.SubFactory(PlanFactory)
+    username = factory.Sequence(lambda n: f"site{n}")
+    domain = factory.Sequence(lambda n: f"site{n}.example.org")
