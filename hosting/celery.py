@@ -38,11 +38,6 @@ app.conf.update(
     task_time_limit=15 * 60,
     task_soft_time_limit=14 * 60,
     broker_connection_retry_on_startup=True,
-    # Periodic jobs for celery beat; each task is idempotent, so a missed or
-    # doubled run does no harm.
-    beat_schedule={
-        "support-autoclose": {"task": "support.autoclose_resolved_tickets", "schedule": 3600},
-    },
     timezone="UTC",
     enable_utc=True,
 )

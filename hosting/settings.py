@@ -316,4 +316,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "billing.daily_run",
         "schedule": env_int("BILLING_RUN_EVERY_SECONDS", 3600),
     },
+    "support-autoclose": {"task": "support.autoclose_resolved_tickets", "schedule": 3600},
 }
+
+# Support desk: resolved tickets close after this many days; attachment limits.
+SUPPORT_AUTOCLOSE_DAYS = env_int("SUPPORT_AUTOCLOSE_DAYS", 7)
+SUPPORT_ATTACHMENT_MAX_BYTES = env_int("SUPPORT_ATTACHMENT_MAX_BYTES", 5 * 1024 * 1024)
+SUPPORT_ATTACHMENT_MAX_FILES = env_int("SUPPORT_ATTACHMENT_MAX_FILES", 5)

@@ -103,5 +103,5 @@ def test_the_command_and_the_task_close_old_resolved_tickets(
 
 
 def test_the_beat_schedule_runs_the_autoclose_task():
-    entries = [e["task"] for e in (celery_app.conf.beat_schedule or {}).values()]
+    entries = [e["task"] for e in celery_app.conf.beat_schedule.values()]
     assert "support.autoclose_resolved_tickets" in entries
