@@ -10,25 +10,25 @@ from tests.factories import CustomerFactory, MembershipFactory, UserFactory
 
 @pytest.fixture
 def customer(db) -> Customer:
-    return CustomerFactory(name="Olivia Owner")
+    return CustomerFactory.create(name="Olivia Owner")
 
 
 @pytest.fixture
 def owner(customer) -> User:
-    user = UserFactory(email="olivia@example.com", full_name="Olivia Owner")
-    MembershipFactory(customer=customer, user=user, role=Membership.Role.OWNER)
+    user = UserFactory.create(email="olivia@example.com", full_name="Olivia Owner")
+    MembershipFactory.create(customer=customer, user=user, role=Membership.Role.OWNER)
     return user
 
 
 @pytest.fixture
 def teammate(customer) -> User:
-    user = UserFactory(email="tom@example.com", full_name="Tom Teammate")
-    MembershipFactory(customer=customer, user=user, role=Membership.Role.MEMBER)
+    user = UserFactory.create(email="tom@example.com", full_name="Tom Teammate")
+    MembershipFactory.create(customer=customer, user=user, role=Membership.Role.MEMBER)
     return user
 
 
 @pytest.fixture
 def stranger(db) -> User:
-    user = UserFactory(email="sam@example.net", full_name="Sam Stranger")
-    MembershipFactory(user=user, customer=CustomerFactory(name="Sam Stranger"))
+    user = UserFactory.create(email="sam@example.net", full_name="Sam Stranger")
+    MembershipFactory.create(user=user, customer=CustomerFactory.create(name="Sam Stranger"))
     return user

@@ -27,9 +27,9 @@ def scrape(client: Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], floa
 def test_metrics_need_the_token_or_staff(client: Client) -> None:
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
-    client.force_login(UserFactory(is_staff=False))
+    client.force_login(UserFactory.create(is_staff=False))
     assert client.get("/metrics").status_code == 401
-    client.force_login(UserFactory(is_staff=True))
+    client.force_login(UserFactory.create(is_staff=True))
     assert client.get("/metrics").status_code == 200
 
 
@@ -39,8 +39,8 @@ def test_scrapes_show_the_counters_moving(client: Client) -> None:
     node = Node.objects.create(name="web1", address="127.0.0.1", roles=["web"],
                                health={"ok": True})  # fmt: skip
     service = Service.objects.create(
-        customer=CustomerFactory(), plan=PlanFactory(), node=node, domain="a.example.com",
-        username="aexample",
+        customer=CustomerFactory.create(), plan=PlanFactory.create(), node=node,
+        domain="a.example.com", username="aexample",
     )  # fmt: skip
     started = timezone.now()
     op = Operation.objects.create(service=service, kind="create")

@@ -28,10 +28,10 @@ class SignedClient:
             secret or self.secret, method=method, path=path, timestamp=ts, nonce=nonce, body=body
         )
         return {
-            "HTTP_X_HOSTWRIGHT_KEY": self.key_id,
-            "HTTP_X_HOSTWRIGHT_TIMESTAMP": ts,
-            "HTTP_X_HOSTWRIGHT_NONCE": nonce,
-            "HTTP_X_HOSTWRIGHT_SIGNATURE": signature,
+            "X-Hostwright-Key": self.key_id,
+            "X-Hostwright-Timestamp": ts,
+            "X-Hostwright-Nonce": nonce,
+            "X-Hostwright-Signature": signature,
         }
 
     def post(self, path: str, data: Any = None, **sign: Any):
@@ -41,8 +41,8 @@ class SignedClient:
             path,
             body,
             content_type="application/json",
-            **self.headers("POST", path, body, **sign),
+            headers=self.headers("POST", path, body, **sign),
         )
 
     def get(self, path: str, **sign: Any):
-        return self.client.get(path, **self.headers("GET", path, b"", **sign))
+        return self.client.get(path, headers=self.headers("GET", path, b"", **sign))

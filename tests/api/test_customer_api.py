@@ -15,12 +15,15 @@ pytestmark = pytest.mark.django_db
 
 def make_service(customer, domain: str) -> Service:
     return Service.objects.create(
-        customer=customer, plan=PlanFactory(), domain=domain, username=domain.split(".")[0][:8]
+        customer=customer,
+        plan=PlanFactory.create(),
+        domain=domain,
+        username=domain.split(".")[0][:8],
     )
 
 
 def bearer(token: str) -> dict[str, str]:
-    return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture
@@ -35,13 +38,15 @@ def test_owner_token_lists_only_its_customers_services(
     mine = make_service(customer, "mine.example.com")
     theirs = make_service(stranger.customers.get(), "theirs.example.com")
     # When the owner's token lists services
-    response = client.get("/api/v1/services/", **bearer(owner_token))
+    response = client.get("/api/v1/services/", headers=bearer(owner_token))
     # Then only the owner's appear
     assert response.status_code == 200
     assert [row["domain"] for row in response.json()["results"]] == ["mine.example.com"]
-    assert client.get(f"/api/v1/services/{mine.pk}/", **bearer(owner_token)).status_code == 200
+    assert (
+        client.get(f"/api/v1/services/{mine.pk}/", headers=bearer(owner_token)).status_code == 200
+    )
     # And the stranger's service is a 404, not a 403: its existence is not revealed
-    other = client.get(f"/api/v1/services/{theirs.pk}/", **bearer(owner_token))
+    other = client.get(f"/api/v1/services/{theirs.pk}/", headers=bearer(owner_token))
     assert other.status_code == 404
     assert other.json()["error"]["code"] == "not_found"
 
@@ -55,17 +60,17 @@ def test_teammate_session_sees_the_customers_services(client: Client, teammate, 
 
 def test_anonymous_and_bad_tokens_are_refused(client: Client, owner_token: str) -> None:
     assert client.get("/api/v1/services/").status_code in (401, 403)
-    bad = client.get("/api/v1/services/", **bearer(owner_token[:-2] + "zz"))
+    bad = client.get("/api/v1/services/", headers=bearer(owner_token[:-2] + "zz"))
     assert bad.status_code == 401
     assert bad.json()["error"]["code"] == "token_invalid"
-    malformed = client.get("/api/v1/services/", **bearer("hunter2"))
+    malformed = client.get("/api/v1/services/", headers=bearer("hunter2"))
     assert malformed.status_code == 401
 
 
 def test_a_revoked_token_stops_working_at_once(client: Client, owner, owner_token: str) -> None:
-    assert client.get("/api/v1/services/", **bearer(owner_token)).status_code == 200
+    assert client.get("/api/v1/services/", headers=bearer(owner_token)).status_code == 200
     api_token_revoke(token=ApiToken.objects.get(), actor=owner)
-    response = client.get("/api/v1/services/", **bearer(owner_token))
+    response = client.get("/api/v1/services/", headers=bearer(owner_token))
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "token_revoked"
 
@@ -75,8 +80,10 @@ def test_operations_of_another_customer_are_404(client: Client, owner_token: str
 
     theirs = make_service(stranger.customers.get(), "theirs.example.com")
     op = Operation.objects.create(service=theirs, kind="create")
-    assert client.get(f"/api/v1/operations/{op.pk}/", **bearer(owner_token)).status_code == 404
-    assert client.get("/api/v1/operations/", **bearer(owner_token)).json()["results"] == []
+    assert (
+        client.get(f"/api/v1/operations/{op.pk}/", headers=bearer(owner_token)).status_code == 404
+    )
+    assert client.get("/api/v1/operations/", headers=bearer(owner_token)).json()["results"] == []
 
 
 def test_tokens_are_created_and_revoked_in_the_panel(client: Client, owner, stranger) -> None:
@@ -87,14 +94,14 @@ def test_tokens_are_created_and_revoked_in_the_panel(client: Client, owner, stra
     assert token.startswith("hw_")
     stored = ApiToken.objects.get()
     assert token not in (stored.secret_hash, stored.prefix)  # only a hash is kept
-    assert client.get("/api/v1/services/", **bearer(token)).status_code == 200
+    assert client.get("/api/v1/services/", headers=bearer(token)).status_code == 200
     # A stranger cannot revoke it
     other = Client()
     other.force_login(stranger)
     assert other.post(f"/account/tokens/{stored.pk}/revoke").status_code == 404
     # The owner can
     assert client.post(f"/account/tokens/{stored.pk}/revoke").status_code == 302
-    assert Client().get("/api/v1/services/", **bearer(token)).status_code == 401
+    assert Client().get("/api/v1/services/", headers=bearer(token)).status_code == 401
 
 
 def test_schema_and_docs_are_served(client: Client) -> None:

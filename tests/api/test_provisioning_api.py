@@ -34,7 +34,7 @@ def signed(client: Client, billing_system: ProvisioningClient) -> SignedClient:
 @pytest.fixture
 def plan():
     Node.objects.create(name="web1", address="127.0.0.1", roles=["web"])
-    return PlanFactory(slug="starter")
+    return PlanFactory.create(slug="starter")
 
 
 def new_account(**overrides):
@@ -72,7 +72,7 @@ def test_create_returns_at_once_with_a_queued_operation(signed: SignedClient, pl
 
 
 def test_create_for_an_existing_customer_by_id(signed: SignedClient, plan) -> None:
-    customer = CustomerFactory()
+    customer = CustomerFactory.create()
     response = signed.post(
         CREATE, {"plan": "starter", "domain": "second.example.org", "customer_id": customer.pk}
     )
@@ -94,7 +94,7 @@ def test_a_body_changed_after_signing_is_refused(signed: SignedClient, plan) -> 
     headers = signed.headers("POST", CREATE, body)
     tampered = body.replace(b"shop-example.com", b"evil-example.com")
     response = signed.client.generic(
-        "POST", CREATE, tampered, content_type="application/json", **headers
+        "POST", CREATE, tampered, content_type="application/json", headers=headers
     )
     assert response.status_code == 401
     assert error(response)["code"] == "signature_invalid"
@@ -114,10 +114,14 @@ def test_a_replayed_nonce_is_refused(signed: SignedClient, plan) -> None:
     # Given a request that went through
     body = json.dumps(new_account()).encode()
     headers = signed.headers("POST", CREATE, body, nonce="n" * 24)
-    first = signed.client.generic("POST", CREATE, body, content_type="application/json", **headers)
+    first = signed.client.generic(
+        "POST", CREATE, body, content_type="application/json", headers=headers
+    )
     assert first.status_code == 202
     # When the very same request is sent again (a replay)
-    again = signed.client.generic("POST", CREATE, body, content_type="application/json", **headers)
+    again = signed.client.generic(
+        "POST", CREATE, body, content_type="application/json", headers=headers
+    )
     # Then it is refused and there is still one service
     assert again.status_code == 401
     assert error(again)["code"] == "nonce_replayed"
@@ -165,7 +169,11 @@ def test_unknown_fields_and_malformed_bodies_are_refused(signed: SignedClient, p
     path = CREATE
     body = b'{"plan": "starter", '
     broken = signed.client.generic(
-        "POST", path, body, content_type="application/json", **signed.headers("POST", path, body)
+        "POST",
+        path,
+        body,
+        content_type="application/json",
+        headers=signed.headers("POST", path, body),
     )
     assert broken.status_code == 400
     assert error(broken)["code"] == "parse_error"

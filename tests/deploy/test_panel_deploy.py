@@ -168,5 +168,5 @@ def test_gunicorn_unit_behind_the_nginx_site_serves_the_panel_in_production_mode
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def redirect_request(self, *args, **kwargs):
         return None
