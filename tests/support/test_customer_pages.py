@@ -211,3 +211,13 @@ def test_forms_need_the_csrf_token(ticket, owner, department):
     # and the pages carry the token in their forms
     page = client.get(reverse("support:ticket", args=[ticket.pk]))
     assert page.content.count(b"csrfmiddlewaretoken") >= 2
+
+
+def test_staff_e_mail_addresses_are_not_shown_to_customers(client, ticket, owner, agent):
+    agent.full_name = ""
+    agent.save(update_fields=["full_name"])
+    services.ticket_reply_staff(ticket=ticket, user=agent, body="Fixed it.")
+    client.force_login(owner)
+    page = client.get(reverse("support:ticket", args=[ticket.pk]))
+    assert b"Fixed it." in page.content
+    assert agent.email.encode() not in page.content
