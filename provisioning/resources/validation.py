@@ -60,8 +60,8 @@ def validate_db_name(*, account: str, name: object) -> str:
     The customer gives ``name`` with or without the prefix; the result always carries it.
     """
     account = validate_account(account)
-    if not isinstance(name, str):
-        raise ResourceRefused("The database name must be text.", code="db_name")
+    if not isinstance(name, str) or any(ord(c) < 32 for c in name):
+        raise ResourceRefused("The database name must be one line of text.", code="db_name")
     suffix = name.strip().lower()
     if suffix.startswith(account + "_"):
         suffix = suffix[len(account) + 1 :]
@@ -76,8 +76,8 @@ def validate_db_name(*, account: str, name: object) -> str:
 
 def validate_local_part(value: object) -> str:
     """The part of a mailbox address before the ``@``."""
-    if not isinstance(value, str):
-        raise ResourceRefused("The mailbox name must be text.", code="mailbox")
+    if not isinstance(value, str) or any(ord(c) < 32 for c in value):
+        raise ResourceRefused("The mailbox name must be one line of text.", code="mailbox")
     local = value.strip().lower()
     if not _LOCAL_PART.match(local) or ".." in local:
         raise ResourceRefused(

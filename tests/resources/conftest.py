@@ -1,8 +1,8 @@
 """The node services the resource tests talk to, started by the node's own bootstrap parts.
 
 The parts are idempotent, so this is cheap when the node already runs (for example after the
-engine's harness bootstrapped it). NODE_ACME=pebble makes it a test node: DNS on 5353, Pebble,
-mail on loopback only.
+engine's harness bootstrapped it). NODE_PROFILE=test and NODE_ACME=pebble make it a test node:
+DNS on 5353, Pebble, mail on loopback only.
 """
 
 from __future__ import annotations
@@ -22,7 +22,13 @@ DNS_PORT = 5353
 
 
 def run_part(name: str) -> None:
-    env = {**os.environ, "NODE_ACME": "pebble", "PDNS_LOCAL_PORT": str(DNS_PORT)}
+    env = {
+        **os.environ,
+        "NODE_PROFILE": "test",
+        "NODE_ACME": "pebble",
+        "PDNS_LOCAL_PORT": str(DNS_PORT),
+        "HW_NODE_LIB": str(PARTS.parent / "lib.sh"),
+    }
     result = subprocess.run(
         ["bash", str(PARTS / name)], env=env, capture_output=True, text=True, timeout=600
     )
@@ -47,3 +53,28 @@ def zone_name(powerdns_node: PowerDNS):
     name = f"hw-{uuid.uuid4().hex[:10]}.test"
     yield name
     powerdns_node.delete_zone(name)
+
+
+def run_on_node(node_script, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a NodeScript the way the engine does: ``bash -s`` with the script on stdin."""
+    result = subprocess.run(
+        node_script.argv(), input=node_script.script, capture_output=True, text=True, timeout=60
+    )
+    if check:
+        assert result.returncode == 0, f"script failed:\n{result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="session")
+def mail_node() -> None:
+    run_part("80-mail.sh")
+
+
+@pytest.fixture(scope="session")
+def mariadb_node() -> None:
+    """MariaDB on the node: the engine's part when present, otherwise the packaged server."""
+    if (PARTS / "50-mariadb.sh").exists():
+        run_part("50-mariadb.sh")
+        return
+    if subprocess.run(["mariadb", "-e", "select 1"], capture_output=True).returncode != 0:
+        subprocess.run(["service", "mariadb", "start"], check=True, capture_output=True)

@@ -25,7 +25,7 @@ from provisioning.resources import acme as hwacme
 from provisioning.resources import dns as hwdns
 from provisioning.resources.errors import ResourceRefused
 
-from .conftest import DNS_PORT, run_part
+from .conftest import DNS_PORT, PARTS, run_part
 
 PEBBLE = "https://127.0.0.1:14000/dir"
 PEBBLE_CERT = "/etc/hostwright/pebble/cert.pem"
@@ -40,7 +40,7 @@ def nginx(*args: str) -> None:
 def acme_node(powerdns_node):
     """PowerDNS, Pebble and nginx on the node (nginx's own part when the engine provides it)."""
     run_part("70-acme.sh")
-    if Path("deploy/node/parts/30-nginx.sh").exists():
+    if (PARTS / "30-nginx.sh").exists():
         run_part("30-nginx.sh")
     elif shutil.which("nginx") is None:
         pytest.fail("nginx is not installed and no node part installs it")
@@ -57,7 +57,10 @@ def site(acme_node, zone_name):
         zone_name,
         hwdns.zone_rrsets(domain=zone_name, ipv4="127.0.0.1", nameservers=NS, serial=1),
     )
-    conf = Path(f"/etc/nginx/sites-enabled/hwtest-{zone_name}.conf")
+    sites = Path("/etc/nginx/hostwright/sites")  # where the node's nginx part keeps sites
+    if not sites.is_dir():
+        sites = Path("/etc/nginx/sites-enabled")
+    conf = sites / f"hwtest-{zone_name}.conf"
     conf.write_text(
         "server {\n  listen 80;\n"
         f"  server_name {zone_name} www.{zone_name};\n"

@@ -1,0 +1,235 @@
+"""Mail on the node's real Postfix and Dovecot: SMTP in, IMAP out, quotas, forwarders."""
+
+from __future__ import annotations
+
+import email.message
+import imaplib
+import smtplib
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from provisioning.resources import mail as hwmail
+from provisioning.resources.errors import ResourceRefused
+
+from .conftest import run_on_node
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def mail_domain(mail_node):
+    domain = f"m{uuid.uuid4().hex[:10]}.test"
+    run_on_node(hwmail.mail_domain_add_script(domain=domain))
+    yield domain
+    run_on_node(hwmail.mail_domain_remove_script(domain=domain, purge=True))
+
+
+def send(to: str, subject: str, body: str = "hello") -> None:
+    msg = email.message.EmailMessage()
+    msg["From"] = "sender@example.net"
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg.set_content(body)
+    with smtplib.SMTP("127.0.0.1", 25, timeout=10) as smtp:
+        smtp.send_message(msg)
+
+
+def imap_login(address: str, password: str) -> imaplib.IMAP4:
+    imap = imaplib.IMAP4("127.0.0.1", 143, timeout=10)
+    imap.login(address, password)
+    return imap
+
+
+def wait_for_subject(address: str, password: str, subject: str) -> bytes:
+    """Delivery is asynchronous (Postfix queues, then LMTP): poll the mailbox."""
+    for _ in range(100):
+        imap = imap_login(address, password)
+        imap.select("INBOX")
+        _, found = imap.search(None, "SUBJECT", f'"{subject}"')
+        if found[0]:
+            _, data = imap.fetch(found[0].split()[0], "(RFC822)")
+            imap.logout()
+            message = data[0]
+            assert isinstance(message, tuple)
+            return message[1]
+        imap.logout()
+        time.sleep(0.1)
+    raise AssertionError(f"{subject!r} never arrived in {address}")
+
+
+@pytest.mark.node
+def test_mail_sent_over_smtp_is_read_back_over_imap(mail_domain):
+    # given a mailbox with a password
+    address = f"info@{mail_domain}"
+    run_on_node(
+        hwmail.mailbox_create_script(
+            local_part="info",
+            domain=mail_domain,
+            password_hash=hwmail.hash_password(PASSWORD),
+            quota_mb=50,
+        )
+    )
+
+    # when a message is sent to it over SMTP
+    subject = f"welcome {uuid.uuid4().hex[:6]}"
+    send(address, subject, "your hosting is ready")
+
+    # then it can be read over IMAP with the mailbox's password, and the quota is the one set
+    raw = wait_for_subject(address, PASSWORD, subject)
+    assert b"your hosting is ready" in raw
+    imap = imap_login(address, PASSWORD)
+    _, quota = imap.getquotaroot("INBOX")
+    assert b"STORAGE" in quota[1][0] and quota[1][0].endswith(b" 51200)")
+    imap.logout()
+
+
+@pytest.mark.node
+def test_creating_a_mailbox_twice_leaves_one_entry_and_the_last_password(mail_domain):
+    # given a mailbox created twice, the second time with a new password (a retried step)
+    for password in ("first password", "second password"):
+        run_on_node(
+            hwmail.mailbox_create_script(
+                local_part="twice",
+                domain=mail_domain,
+                password_hash=hwmail.hash_password(password),
+                quota_mb=10,
+            )
+        )
+
+    # then the files hold one entry and only the second password works
+    passwd = Path(hwmail.MAIL_ETC, "passwd").read_text()
+    assert passwd.count(f"twice@{mail_domain}:") == 1
+    imap_login(f"twice@{mail_domain}", "second password").logout()
+    with pytest.raises(imaplib.IMAP4.error):
+        imap_login(f"twice@{mail_domain}", "first password")
+
+
+@pytest.mark.node
+def test_password_change_and_delete(mail_domain):
+    # given a mailbox
+    address = f"bob@{mail_domain}"
+    run_on_node(
+        hwmail.mailbox_create_script(
+            local_part="bob",
+            domain=mail_domain,
+            password_hash=hwmail.hash_password(PASSWORD),
+            quota_mb=20,
+        )
+    )
+
+    # when its password changes
+    run_on_node(
+        hwmail.mailbox_password_script(
+            address=address, password_hash=hwmail.hash_password("a brand new secret")
+        )
+    )
+
+    # then only the new password logs in, and the quota is kept
+    imap = imap_login(address, "a brand new secret")
+    _, quota = imap.getquotaroot("INBOX")
+    assert quota[1][0].endswith(b" 20480)")
+    imap.logout()
+    with pytest.raises(imaplib.IMAP4.error):
+        imap_login(address, PASSWORD)
+
+    # when it is deleted (twice), then it can no longer log in nor receive mail
+    run_on_node(hwmail.mailbox_delete_script(address=address))
+    run_on_node(hwmail.mailbox_delete_script(address=address))
+    with pytest.raises(imaplib.IMAP4.error):
+        imap_login(address, "a brand new secret")
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        send(address, "anyone there?")
+
+
+@pytest.mark.node
+def test_password_change_for_a_missing_mailbox_fails(mail_domain):
+    result = run_on_node(
+        hwmail.mailbox_password_script(
+            address=f"ghost@{mail_domain}", password_hash=hwmail.hash_password(PASSWORD)
+        ),
+        check=False,
+    )
+    assert result.returncode == 3
+    assert "no such mailbox" in result.stderr
+
+
+@pytest.mark.node
+def test_forwarder_delivers_to_the_target_mailbox(mail_domain):
+    # given a mailbox and a forwarder from sales@ to it
+    run_on_node(
+        hwmail.mailbox_create_script(
+            local_part="info",
+            domain=mail_domain,
+            password_hash=hwmail.hash_password(PASSWORD),
+            quota_mb=10,
+        )
+    )
+    run_on_node(
+        hwmail.forwarder_set_script(source=f"sales@{mail_domain}", targets=[f"info@{mail_domain}"])
+    )
+
+    # when mail goes to sales@
+    subject = f"order {uuid.uuid4().hex[:6]}"
+    send(f"sales@{mail_domain}", subject)
+
+    # then it arrives in info@
+    wait_for_subject(f"info@{mail_domain}", PASSWORD, subject)
+
+    # and once the forwarder is deleted, sales@ is refused
+    run_on_node(hwmail.forwarder_delete_script(source=f"sales@{mail_domain}"))
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        send(f"sales@{mail_domain}", "still there?")
+
+
+@pytest.mark.node
+def test_mailbox_for_a_domain_not_set_up_is_refused_on_the_node(mail_node):
+    result = run_on_node(
+        hwmail.mailbox_create_script(
+            local_part="info",
+            domain="not-here.test",
+            password_hash=hwmail.hash_password(PASSWORD),
+            quota_mb=10,
+        ),
+        check=False,
+    )
+    assert result.returncode == 3
+
+
+@pytest.mark.parametrize(
+    "local_part", ["", "a b", "../etc", "x;reboot", "$(id)", "a..b", ".lead", "UPPER\n"]
+)
+def test_bad_mailbox_names_are_refused_before_any_script(local_part):
+    with pytest.raises(ResourceRefused):
+        hwmail.mailbox_create_script(
+            local_part=local_part,
+            domain="example.com",
+            password_hash=hwmail.hash_password(PASSWORD),
+            quota_mb=10,
+        )
+
+
+def test_scripts_never_show_the_password_and_hide_the_hash_in_logs():
+    password_hash = hwmail.hash_password(PASSWORD)
+    script = hwmail.mailbox_create_script(
+        local_part="info", domain="example.com", password_hash=password_hash, quota_mb=10
+    )
+    assert PASSWORD not in script.script
+    assert password_hash in script.script
+    assert password_hash not in script.for_log()
+
+
+def test_quota_and_forward_limits():
+    with pytest.raises(ResourceRefused, match="quota"):
+        hwmail.mailbox_create_script(
+            local_part="a",
+            domain="example.com",
+            password_hash=hwmail.hash_password(PASSWORD),
+            quota_mb=0,
+        )
+    with pytest.raises(ResourceRefused, match="at most"):
+        hwmail.forwarder_set_script(
+            source="a@example.com", targets=[f"t{i}@example.net" for i in range(21)]
+        )
