@@ -125,3 +125,8 @@ class ServiceSerializer(serializers.ModelSerializer):
 class AcceptedSerializer(serializers.Serializer):
     service = ServiceSerializer()
     operation = OperationSerializer(allow_null=True)
+
+
+class PingSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    time = serializers.IntegerField(help_text="Server time, Unix seconds.")

@@ -44,6 +44,7 @@ provisioning = [
 
 urlpatterns = [
     path("v1/", include(router.urls)),
+    path("v1/ping", views_provisioning.PingView.as_view(), name="ping"),
     path("v1/provisioning/", include(provisioning)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularRedocView.as_view(url_name="api:schema"), name="docs"),

@@ -6,6 +6,7 @@ node. The caller follows the operation at ``/api/v1/provisioning/operations/<id>
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.shortcuts import get_object_or_404
@@ -160,3 +161,15 @@ def _not_found(what: str, message: str) -> Response:
         {"error": {"code": f"{what}_not_found", "message": message}},
         status=status.HTTP_404_NOT_FOUND,
     )
+
+
+class PingView(APIView):
+    """The server's clock, so a client can check its own before signing requests."""
+
+    authentication_classes: list[type] = []
+    permission_classes: list[type] = []
+    throttle_classes: list[type] = []
+
+    @extend_schema(responses={200: s.PingSerializer})
+    def get(self, request: Request) -> Response:
+        return Response({"ok": True, "time": int(time.time())})
