@@ -104,7 +104,11 @@ class StaffReplyForm(forms.Form):
         help_text="Used as the message when the text box is left empty.",
     )
     body = forms.CharField(
-        label="Message", widget=forms.Textarea(attrs={"rows": 8}), required=False, strip=True
+        label="Message",
+        widget=forms.Textarea(attrs={"rows": 8}),
+        required=False,
+        strip=True,
+        max_length=20000,
     )
     resolve = forms.BooleanField(required=False, label="Mark the ticket resolved")
     attachments = AttachmentsField()

@@ -56,6 +56,11 @@ def ticket_list_for_customer(*, customer: Customer) -> QuerySet[Ticket]:
     )
 
 
+def open_ticket_count(*, customer: Customer) -> int:
+    """How many of the customer's tickets are not resolved yet (for the dashboard)."""
+    return Ticket.objects.filter(customer=customer, state__in=UNRESOLVED_STATES).count()
+
+
 def ticket_for_customer(*, customer: Customer | None, ticket_id: int) -> Ticket:
     """One of the customer's tickets, or 404: another customer's ticket does not exist."""
     if customer is None:
