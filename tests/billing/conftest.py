@@ -138,8 +138,7 @@ def engine_finishes(service: Service, state: str | None = None) -> Service:
     )
     if state:
         Service.objects.filter(pk=service.pk).update(state=state)
-    service.refresh_from_db()
-    return service
+    return Service.objects.get(pk=service.pk)
 
 
 def active_subscription(
