@@ -260,3 +260,16 @@ class CannedReply(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+def delete_attachment_file(
+    sender: type[Attachment], instance: Attachment, **kwargs: object
+) -> None:
+    """Remove the stored file once the row's deletion is committed (a ticket deleted in
+    the admin takes its files with it; a rolled-back deletion keeps them)."""
+    from django.db import transaction
+
+    if not instance.file:
+        return
+    storage, name = instance.file.storage, instance.file.name
+    transaction.on_commit(lambda: storage.delete(name) if name else None)

@@ -140,3 +140,16 @@ def test_sniffing_and_names():
     assert clean_filename("../../etc/passwd") == "passwd"
     assert clean_filename("C:\\Users\\me\\a\r\nb.png") == "ab.png"
     assert clean_filename("...") == "attachment"
+
+
+def test_deleting_a_ticket_removes_its_files(
+    ticket, owner, agent, django_capture_on_commit_callbacks
+):
+    message = services.ticket_reply_customer(
+        ticket=ticket, user=owner, body="pic", files=[check_upload(png_upload())]
+    )
+    path = message.attachments.get().file.path
+    assert os.path.exists(path)
+    with django_capture_on_commit_callbacks(execute=True):
+        ticket.delete()
+    assert not os.path.exists(path)
