@@ -6,6 +6,6 @@ class ApiConfig(AppConfig):
     verbose_name = "API"
 
     def ready(self) -> None:
-        from api import webhooks
+        from api import schema, webhooks  # noqa: F401  (schema registers OpenAPI extensions)
 
         webhooks.connect()

@@ -24,6 +24,7 @@ class CustomerScopedViewSet(viewsets.GenericViewSet):
     authentication_classes = [TokenAuthentication, SessionAuthentication]
     permission_classes = [IsCustomer]
     throttle_classes = [TokenRateThrottle]
+    lookup_value_converter = "int"
 
     def customer(self) -> Customer:
         auth = self.request.auth

@@ -273,6 +273,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "OperationStateEnum": "provisioning.models.Operation.State",
+        "ServiceStateEnum": "provisioning.models.Service.State",
+    },
     "DESCRIPTION": (
         "Customer API (personal tokens: `Authorization: Bearer hw_...`) and the provisioning "
         "API for outside billing systems (HMAC-SHA256 signed requests; see the README)."
