@@ -1,0 +1,125 @@
+"""Storefront and billing pages: pricing, plan and domain, account step, summary with
+taxes, payment step, invoices, PDF, and who may see what."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from billing import services
+from billing.models import Invoice, Order
+
+pytestmark = pytest.mark.django_db
+
+
+def test_pricing_page_lists_plans_with_prices(client, plan, big_plan):
+    response = client.get("/pricing/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Starter" in html and "10.00 EUR" in html and "30.00 EUR" in html
+    assert "css/billing.css" in html
+    annual = client.get("/pricing/?cycle=annual").content.decode()
+    assert "100.00 EUR" in annual and "/ year" in annual
+
+
+def test_checkout_from_plan_to_payment(
+    client, owner, plan, storage_addon, tax_rates, stripe_standin
+):
+    # given a visitor who picks a plan with a domain and an addon
+    response = client.post(
+        "/order/starter/",
+        {
+            "domain": "www.Bakery.example",
+            "cycle": "monthly",
+            "addons": [storage_addon.pk],
+            "coupon": "",
+        },
+    )
+    assert response.status_code == 302 and response["Location"] == "/checkout/"
+    # then, not signed in, they are asked to sign up or sign in and come back
+    page = client.get("/checkout/").content.decode()
+    assert "/accounts/signup/?next=/checkout/" in page
+    assert "/accounts/login/?next=/checkout/" in page
+    # when signed in, the summary shows lines, German VAT and the total
+    client.force_login(owner)
+    page = client.get("/checkout/").content.decode()
+    assert "bakery.example" in page
+    assert "USt 19% (DE)" in page and "14.88 EUR" in page
+    # when they place the order, then an invoice awaits payment
+    response = client.post("/checkout/")
+    order = Order.objects.get()
+    invoice = Invoice.objects.get(order=order)
+    assert response["Location"] == f"/billing/invoices/{invoice.pk}/"
+    page = client.get(response["Location"]).content.decode()
+    assert "Pay 14.88 EUR by card" in page
+    # when they choose to pay, they are sent to the card processor's page
+    response = client.post(f"/billing/invoices/{invoice.pk}/pay/")
+    assert response.status_code == 302
+    assert response["Location"].startswith(f"{stripe_standin.base_url}/pay/cs_test_")
+
+
+def test_bad_domain_and_used_up_coupon_are_explained(client, owner, plan, tax_rates):
+    response = client.post(
+        "/order/starter/", {"domain": "not a domain", "cycle": "monthly", "coupon": ""}
+    )
+    assert "is not a valid domain name" in response.content.decode()
+    client.force_login(owner)
+    client.post("/order/starter/", {"domain": "ok.example", "cycle": "monthly", "coupon": "NOPE"})
+    response = client.get("/checkout/", follow=True)
+    assert "The coupon NOPE does not exist." in response.content.decode()
+
+
+def test_invoices_are_private_to_the_customer(
+    client, owner, teammate, stranger, customer, plan, tax_rates
+):
+    order = services.order_place(
+        customer=customer, plan=plan, cycle="monthly", domain="p.example.com"
+    )
+    invoice = Invoice.objects.get(order=order)
+    client.force_login(stranger)
+    assert client.get(f"/billing/invoices/{invoice.pk}/").status_code == 404
+    assert client.get(f"/billing/invoices/{invoice.pk}/pdf/").status_code == 404
+    assert client.post(f"/billing/invoices/{invoice.pk}/pay/").status_code == 404
+    client.force_login(teammate)
+    assert client.get(f"/billing/invoices/{invoice.pk}/").status_code == 200
+    client.force_login(owner)
+    listing = client.get("/billing/invoices/").content.decode()
+    assert invoice.number in listing
+
+
+def test_invoice_pdf(client, owner, customer, plan, tax_rates):
+    customer.company, customer.tax_id = "Bakery GmbH", "DE811907980"
+    customer.save()
+    order = services.order_place(
+        customer=customer, plan=plan, cycle="monthly", domain="q.example.com"
+    )
+    invoice = Invoice.objects.get(order=order)
+    client.force_login(owner)
+    response = client.get(f"/billing/invoices/{invoice.pk}/pdf/")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/pdf"
+    assert response.content.startswith(b"%PDF-")
+    assert invoice.number in response["Content-Disposition"]
+    assert len(response.content) > 2000
+
+
+def test_only_the_owner_cancels(
+    client, owner, teammate, customer, plan, tax_rates, node, billing_settings
+):
+    import datetime as dt
+
+    from tests.billing.conftest import active_subscription
+
+    sub = active_subscription(customer=customer, plan=plan, due=dt.date(2026, 6, 1))
+    client.force_login(teammate)
+    assert client.post(f"/billing/subscriptions/{sub.pk}/cancel/").status_code == 404
+    client.force_login(owner)
+    client.post(f"/billing/subscriptions/{sub.pk}/cancel/", {"when": "end"})
+    sub.refresh_from_db()
+    assert sub.cancel_at_period_end is True
+    assert (
+        "Ends 2026-06-01" in client.get("/billing/invoices/").content.decode()
+        or "Ends June 1, 2026" in client.get("/billing/invoices/").content.decode()
+    )
+    assert Decimal(sub.amount) == Decimal("10.00")
