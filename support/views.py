@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
@@ -15,6 +16,8 @@ from hosting.lib.http import AuthedHttpRequest
 from support import selectors, services
 from support.forms import CustomerReplyForm, TicketOpenForm
 from support.models import Attachment, TicketState
+
+TICKETS_PER_PAGE = 25
 
 
 def _attachment_response(attachment: Attachment) -> FileResponse:
@@ -37,8 +40,15 @@ def _attachment_response(attachment: Attachment) -> FileResponse:
 @login_required
 def ticket_list(request: AuthedHttpRequest) -> HttpResponse:
     customer = customer_for_user(user=request.user)
-    tickets = selectors.ticket_list_for_customer(customer=customer) if customer else []
-    return render(request, "support/ticket_list.html", {"customer": customer, "tickets": tickets})
+    page = None
+    if customer is not None:
+        tickets = selectors.ticket_list_for_customer(customer=customer)
+        page = Paginator(tickets, TICKETS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "support/ticket_list.html",
+        {"customer": customer, "page": page, "tickets": page.object_list if page else []},
+    )
 
 
 @login_required

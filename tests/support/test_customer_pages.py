@@ -221,3 +221,16 @@ def test_staff_e_mail_addresses_are_not_shown_to_customers(client, ticket, owner
     page = client.get(reverse("support:ticket", args=[ticket.pk]))
     assert b"Fixed it." in page.content
     assert agent.email.encode() not in page.content
+
+
+def test_the_ticket_list_pages_through_many_tickets(client, owner, customer, department):
+    for n in range(30):
+        services.ticket_open(
+            customer=customer, user=owner, department=department, subject=f"Q{n:02d}", body="b b"
+        )
+    client.force_login(owner)
+    first = client.get(reverse("support:tickets"))
+    second = client.get(reverse("support:tickets"), {"page": 2})
+    assert len(first.context["tickets"]) == 25
+    assert len(second.context["tickets"]) == 5
+    assert b"Page 1 of 2" in first.content
