@@ -98,8 +98,8 @@ class ServiceActionView(ProvisioningView):
             operation = self.perform(request, service)
         except ProvisioningRefused as exc:
             raise refused(exc) from exc
-        service.refresh_from_db()
-        return accepted(service, operation)
+        # Protected FSM fields refuse refresh_from_db(); read the row again instead.
+        return accepted(Service.objects.get(pk=service.pk), operation)
 
     def perform(self, request: Request, service: Service) -> Operation | None:
         raise NotImplementedError
