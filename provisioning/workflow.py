@@ -82,7 +82,7 @@ def queue_rollback(operation_id: int) -> None:
 
 def _locked(operation_id: int) -> Operation:
     return (
-        Operation.objects.select_for_update()
+        Operation.objects.select_for_update(of=("self",))
         .select_related("service__node", "service__plan", "service__ip", "service__customer")
         .get(pk=operation_id)
     )
@@ -336,6 +336,7 @@ def rollback_execute(*, operation_id: int) -> tuple[str, int]:
         undone = ", ".join(kind.steps[p].name for p in positions) or "nothing to undo"
         reason = operation.reason or "Rolled back."
         if "undone" not in reason:
+            reason = reason if reason.endswith(".") else f"{reason}."
             reason = f"{reason} Everything it had done was undone ({undone})."
         operation.reason = reason
         record_transition(operation, "finish_rollback", actor_label="worker", detail=reason)

@@ -7,6 +7,9 @@ import pytest
 from accounts.models import Customer, Membership, User
 from tests.factories import CustomerFactory, MembershipFactory, UserFactory
 
+# The real hosting node on loopback and the provisioning worker (see tests/node/harness.py).
+pytest_plugins = ["tests.node.harness"]
+
 
 @pytest.fixture
 def customer(db) -> Customer:

@@ -1,0 +1,41 @@
+# Helpers shared by the node parts: source "$HW_NODE_LIB".
+
+hw_have_systemd() { [ -d /run/systemd/system ]; }
+
+hw_test_node() { [ "${NODE_PROFILE:-production}" = test ]; }
+
+hw_port_open() { (exec 3<>"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null; }
+
+# hw_apt_install PKG...: install the Debian packages that are not installed yet.
+hw_apt_install() {
+  local missing=() pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
+      || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; }
+}
+
+# hw_install_file PATH MODE < content: replace PATH only when the content differs.
+# Prints "changed" when it wrote the file.
+hw_install_file() {
+  local path=$1 mode=$2 tmp
+  tmp=$(mktemp)
+  cat >"$tmp"
+  if cmp -s "$tmp" "$path"; then rm -f "$tmp"; return 0; fi
+  install -D -m "$mode" "$tmp" "$path"
+  rm -f "$tmp"
+  echo changed
+}
+
+hw_pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+hw_wait_port() {
+  local i
+  for i in $(seq 100); do hw_port_open "$1" "${2:-127.0.0.1}" && return 0; sleep 0.1; done
+  return 1
+}

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Node part: SSH for the panel. The panel logs in as root with its own key, kept apart from
+# root's personal keys in /etc/hostwright/authorized_keys/root. Passwords are never accepted.
+#
+# production: a drop-in for the system's sshd (port HW_SSH_PORT, default 22), reloaded.
+# test:       a separate sshd on 127.0.0.1:HW_SSH_PORT (default 2222) with its own config, so
+#             the machine's own sshd is left alone.
+set -euo pipefail
+source "$HW_NODE_LIB"
+
+if hw_test_node; then : "${HW_SSH_PORT:=2222}"; else : "${HW_SSH_PORT:=22}"; fi
+[[ $HW_SSH_PORT =~ ^[0-9]{1,5}$ ]] || { echo "20-sshd: bad port $HW_SSH_PORT" >&2; exit 1; }
+
+mkdir -p /run/sshd
+ssh-keygen -A >/dev/null
+
+keys=/etc/hostwright/authorized_keys/root
+install -d -m 0700 /etc/hostwright/authorized_keys
+[ -e "$keys" ] || install -m 0600 /dev/null "$keys"
+if [ -n "${PANEL_PUBKEY:-}" ]; then
+  key=$(printf '%s' "$PANEL_PUBKEY" | head -n1)
+  key_re='^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( [A-Za-z0-9@._:+-]*)?$'
+  if ! [[ $key =~ $key_re ]]; then
+    echo "20-sshd: PANEL_PUBKEY is not an SSH public key" >&2; exit 1
+  fi
+  grep -qxF "$key" "$keys" || printf '%s\n' "$key" >>"$keys"
+fi
+
+common="PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+AuthorizedKeysFile .ssh/authorized_keys /etc/hostwright/authorized_keys/%u
+# The panel keeps one connection per worker process.
+MaxStartups 200:30:400
+MaxSessions 64
+ClientAliveInterval 60"
+
+if hw_test_node; then
+  conf=/etc/hostwright/sshd_config
+  pidfile=/run/hostwright/sshd-$HW_SSH_PORT.pid
+  changed=$(hw_install_file "$conf" 0600 <<CONF
+# Managed by Hostwright (deploy/node/parts/20-sshd.sh): the test node's own sshd.
+Port $HW_SSH_PORT
+ListenAddress 127.0.0.1
+HostKey /etc/ssh/ssh_host_ed25519_key
+HostKey /etc/ssh/ssh_host_ecdsa_key
+HostKey /etc/ssh/ssh_host_rsa_key
+PidFile $pidfile
+UsePAM no
+$common
+Subsystem sftp internal-sftp
+CONF
+)
+  /usr/sbin/sshd -t -f "$conf"
+  if hw_pid_alive "$pidfile"; then
+    [ -z "$changed" ] || kill -HUP "$(cat "$pidfile")"
+  else
+    /usr/sbin/sshd -f "$conf"
+  fi
+  hw_wait_port "$HW_SSH_PORT" || { echo "20-sshd: sshd does not answer on $HW_SSH_PORT" >&2; exit 1; }
+else
+  hw_install_file /etc/ssh/sshd_config.d/hostwright.conf 0644 >/dev/null <<CONF
+# Managed by Hostwright (deploy/node/parts/20-sshd.sh).
+Port $HW_SSH_PORT
+$common
+CONF
+  /usr/sbin/sshd -t
+  if hw_have_systemd; then
+    systemctl enable --now ssh >/dev/null 2>&1 || true
+    systemctl reload ssh
+  elif hw_pid_alive /run/sshd.pid; then
+    kill -HUP "$(cat /run/sshd.pid)"
+  else
+    /usr/sbin/sshd
+  fi
+fi
+echo "20-sshd: sshd answers on port $HW_SSH_PORT"

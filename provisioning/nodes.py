@@ -1,0 +1,188 @@
+"""Writes concerning nodes: register (pin the host key), check prerequisites, drain.
+
+``node_check_run`` looks at a node over SSH and stores what it found on ``Node.health``;
+it is what ``manage.py node_add`` and ``node_check`` report.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from accounts.services import audit_record
+from provisioning import ssh, validators
+from provisioning.errors import ProvisioningRefused, StepError
+from provisioning.models import IPAddress, Node
+
+# (label, argv) checked on every node; a non-zero exit means "missing".
+PREREQUISITES: list[tuple[str, tuple[str, ...]]] = [
+    ("nginx", ("nginx", "-t", "-q")),
+    ("nginx sites directory", ("test", "-d", "/etc/nginx/hostwright/sites")),
+    ("suspended page", ("test", "-f", "/var/lib/hostwright/suspended/index.html")),
+    ("PHP-FPM 8.2", ("php-fpm8.2", "-t")),
+    ("PHP-FPM running", ("test", "-s", "/run/php/php8.2-fpm.pid")),
+    ("MariaDB answering", ("mysqladmin", "--protocol=socket", "-uroot", "ping")),
+    ("useradd", ("command", "-v", "useradd")),
+    ("flock", ("command", "-v", "flock")),
+    ("cgroups (cpu, memory, pids)", ("hw_cg_available",)),
+]
+
+ssh.register_shell_functions(
+    "hw_cg_available() { [ -f /sys/fs/cgroup/cgroup.controllers ] || [ -d /sys/fs/cgroup/pids ]; }"
+)
+
+
+def node_target(node: Node) -> ssh.Target:
+    return ssh.Target(
+        node_id=node.pk,
+        address=node.address,
+        port=node.port,
+        user=node.ssh_user,
+        host_key=node.host_key,
+    )
+
+
+def panel_public_key(*, create: bool = False) -> str:
+    """The panel's public key (generated with ssh-keygen when ``create`` and missing)."""
+    path = Path(settings.PROVISIONING_SSH_KEY)
+    if not path.exists():
+        if not create:
+            raise ProvisioningRefused(f"The panel's SSH key {path} does not exist.")
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        subprocess.run(
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "hostwright-panel",
+                "-f",
+                str(path),
+            ],
+            check=True,
+        )
+    return Path(f"{path}.pub").read_text().strip()
+
+
+@transaction.atomic
+def node_register(
+    *,
+    name: str,
+    address: str,
+    port: int = 22,
+    ssh_user: str = "root",
+    roles: list[str] | None = None,
+    capacity_accounts: int = 500,
+    capacity_disk_mb: int = 500_000,
+    shared_ips: list[str] | None = None,
+    repin: bool = False,
+    actor: User | None = None,
+) -> Node:
+    """Add a node (or update it) and pin the host key it presents now.
+
+    A node already registered with another key is refused unless ``repin`` is given: a
+    changed key means a reinstalled server or someone in between, and a person decides.
+    """
+    validators.validate_node_name(name)
+    validators.validate_host(address)
+    validators.validate_positive_int(port, name="port", maximum=65535)
+    roles = roles or ["web", "db"]
+    unknown = [r for r in roles if r not in Node.ROLES]
+    if unknown:
+        raise ProvisioningRefused(f"Unknown roles {unknown}: use {', '.join(Node.ROLES)}.")
+    try:
+        key = ssh.fetch_host_key(address, port)
+    except StepError as exc:
+        raise ProvisioningRefused(f"Cannot reach {address}:{port}: {exc}") from None
+    key_text = ssh.host_key_text(key)
+    node = Node.objects.select_for_update().filter(name=name).first()
+    if node is not None and node.host_key and node.host_key != key_text and not repin:
+        pinned = ssh.fingerprint(ssh.parse_host_key(node.host_key))
+        raise ProvisioningRefused(
+            f"{name} now presents host key {ssh.fingerprint(key)}, but {pinned} is pinned. "
+            "Check the server, then add it again with --repin."
+        )
+    if node is None:
+        node = Node(name=name)
+    node.address, node.port, node.ssh_user, node.roles = address, port, ssh_user, roles
+    node.capacity_accounts, node.capacity_disk_mb = capacity_accounts, capacity_disk_mb
+    node.host_key = key_text
+    node.save()
+    for ip in shared_ips or []:
+        IPAddress.objects.get_or_create(
+            address=ip, defaults={"node": node, "kind": IPAddress.Kind.SHARED}
+        )
+    audit_record(
+        action="provisioning.node.registered",
+        actor=actor,
+        target=node,
+        detail={"address": address, "port": port, "fingerprint": ssh.fingerprint(key)},
+    )
+    return node
+
+
+def node_check_run(*, node_id: int) -> dict[str, Any]:
+    """Look at a node over SSH: prerequisites, disk, load. Stores and returns the report."""
+    node = Node.objects.get(pk=node_id)
+    report: dict[str, Any] = {"ok": False, "missing": [], "error": ""}
+    commands = [ssh.cmd(*argv, check=False) for _, argv in PREREQUISITES]
+    commands += [
+        ssh.cmd("df", "-Pm", "/home", check=False),
+        ssh.cmd("cat", "/proc/loadavg", check=False),
+    ]
+    try:
+        result = ssh.run(
+            node_target(node),
+            commands,
+            key_path=settings.PROVISIONING_SSH_KEY,
+            timeout=30,
+        )
+    except StepError as exc:
+        report["error"] = str(exc)
+    else:
+        report["missing"] = [
+            label for i, (label, _) in enumerate(PREREQUISITES) if result.exit_of(i) != 0
+        ]
+        for line in result.stdout.splitlines():
+            fields = line.split()
+            # df -Pm: "filesystem blocks used available capacity mountpoint"
+            if len(fields) == 6 and fields[5].startswith("/") and fields[3].isdigit():
+                report["disk_free_mb"] = int(fields[3])
+            # /proc/loadavg: "0.10 0.20 0.30 1/234 5678"
+            if len(fields) == 5 and "/" in fields[3]:
+                report["load"] = fields[0]
+        report["ok"] = not report["missing"]
+    report["fingerprint"] = (
+        ssh.fingerprint(ssh.parse_host_key(node.host_key)) if node.host_key else ""
+    )
+    node.health = report
+    node.health_checked_at = timezone.now()
+    node.save(update_fields=["health", "health_checked_at"])
+    return report
+
+
+@transaction.atomic
+def node_set_status(*, node: Node, status: str, actor: User | None = None) -> Node:
+    """Drain (no new accounts), take offline, or reactivate a node."""
+    if status not in Node.Status.values:
+        raise ProvisioningRefused(f"Unknown node status {status!r}.")
+    node = Node.objects.select_for_update().get(pk=node.pk)
+    before = node.status
+    node.status = status
+    node.save(update_fields=["status"])
+    audit_record(
+        action="provisioning.node.status",
+        actor=actor,
+        target=node,
+        detail={"from": before, "to": status},
+    )
+    return node
