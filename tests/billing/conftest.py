@@ -8,6 +8,7 @@ import json
 import sys
 from decimal import Decimal
 from pathlib import Path
+from typing import cast
 
 import pytest
 import stripe as stripe_sdk
@@ -17,6 +18,7 @@ from billing.models import (
     Addon,
     AddonPrice,
     BillingSettings,
+    Plan,
     Price,
     Subscription,
     TaxRate,
@@ -32,6 +34,7 @@ def _load_standin():
     spec = importlib.util.spec_from_file_location(
         "stripe_standin", ROOT / "deploy" / "dev" / "stripe_standin.py"
     )
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["stripe_standin"] = module
     spec.loader.exec_module(module)
@@ -87,7 +90,7 @@ def tax_rates(db):
 
 @pytest.fixture
 def plan(db):
-    plan = PlanFactory(name="Starter", slug="starter")
+    plan = cast(Plan, PlanFactory(name="Starter", slug="starter"))
     Price.objects.create(plan=plan, cycle="monthly", currency="EUR", amount=Decimal("10.00"))
     Price.objects.create(plan=plan, cycle="annual", currency="EUR", amount=Decimal("100.00"))
     Price.objects.create(plan=plan, cycle="monthly", currency="USD", amount=Decimal("11.00"))
@@ -96,7 +99,7 @@ def plan(db):
 
 @pytest.fixture
 def big_plan(db):
-    plan = PlanFactory(name="Business", slug="business")
+    plan = cast(Plan, PlanFactory(name="Business", slug="business"))
     Price.objects.create(plan=plan, cycle="monthly", currency="EUR", amount=Decimal("30.00"))
     Price.objects.create(plan=plan, cycle="annual", currency="EUR", amount=Decimal("300.00"))
     return plan

@@ -107,7 +107,9 @@ def test_issued_invoice_never_changes(customer, plan, tax_rates):
         invoice.save(update_fields=["total"])
     # when code tries to add a line
     with pytest.raises(ValueError, match="cannot change"):
-        InvoiceLine(invoice=invoice, description="x", unit_amount=1, amount=1).save()
+        InvoiceLine(
+            invoice=invoice, description="x", unit_amount=Decimal(1), amount=Decimal(1)
+        ).save()
     # then the database still holds the original
     invoice.refresh_from_db()
     assert invoice.total == Decimal("11.90")
