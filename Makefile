@@ -38,7 +38,10 @@ test: venv services lint typecheck migrations-check pytest
 demo: venv
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py demo_setup
-	$(PY) manage.py rundemo
+	@# Card payments in the demo go to the local Stripe stand-in (test cards, no network).
+	$(PY) deploy/dev/stripe_standin.py --port 12111 --secret whsec_standin \
+	  --webhook-url http://$${DEMO_ADDR:-127.0.0.1:8000}/billing/webhooks/stripe/ & \
+	  trap 'kill $$!' EXIT; $(PY) manage.py rundemo
 
 bench: venv services
 	@for b in bench/*.py; do $(PY) $$b --quick || exit 1; done

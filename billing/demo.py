@@ -1,8 +1,10 @@
-"""The demo catalog: what `make demo` sells."""
+"""The demo catalog: what `make demo` sells, with prices, addons, tax rates and a coupon."""
 
 from __future__ import annotations
 
-from billing.models import Plan, Product
+from decimal import Decimal
+
+from billing.models import Addon, AddonPrice, Coupon, Plan, Price, Product, TaxRate
 
 DEMO_PLANS = [
     # slug, name, disk MB, bandwidth GB, sites, databases, mailboxes, memory MB, cpu %, procs, ip
@@ -10,10 +12,31 @@ DEMO_PLANS = [
     ("business", "Business", 25_000, 500, 5, 10, 25, 1024, 100, 64, False),
     ("pro", "Pro", 100_000, 2_000, 25, 50, 100, 2048, 200, 128, True),
 ]
+# slug: (monthly EUR, annual EUR, monthly USD, annual USD); a year costs ten months.
+DEMO_PRICES = {
+    "starter": ("4.90", "49.00", "5.50", "55.00"),
+    "business": ("12.90", "129.00", "14.50", "145.00"),
+    "pro": ("29.00", "290.00", "32.00", "320.00"),
+}
+DEMO_ADDONS = [
+    # slug, name, kind, extra disk MB, monthly EUR, annual EUR
+    ("dedicated-ip", "Dedicated IP address", Addon.Kind.DEDICATED_IP, 0, "3.00", "30.00"),
+    ("storage-20", "Extra storage, 20 GB", Addon.Kind.EXTRA_STORAGE, 20_000, "2.00", "20.00"),
+]
+# The seller is in Germany; a few EU rates and the UK (not EU) for the demo.
+DEMO_TAX_RATES = [
+    ("DE", "USt", "19.00", True),
+    ("FR", "TVA", "20.00", True),
+    ("NL", "BTW", "21.00", True),
+    ("AT", "USt", "20.00", True),
+    ("IT", "IVA", "22.00", True),
+    ("ES", "IVA", "21.00", True),
+    ("GB", "VAT", "20.00", False),
+]
 
 
 def load_demo_catalog() -> list[Plan]:
-    """Create or update the demo products and plans (idempotent)."""
+    """Create or update the demo products, plans, prices, addons, tax rates (idempotent)."""
     shared, _ = Product.objects.update_or_create(
         slug="shared-hosting",
         defaults={
@@ -52,5 +75,32 @@ def load_demo_catalog() -> list[Plan]:
                 "dedicated_ip": ip,
             },
         )
+        eur_m, eur_y, usd_m, usd_y = DEMO_PRICES[slug]
+        for cycle, currency, amount in (
+            ("monthly", "EUR", eur_m),
+            ("annual", "EUR", eur_y),
+            ("monthly", "USD", usd_m),
+            ("annual", "USD", usd_y),
+        ):
+            Price.objects.update_or_create(
+                plan=plan, cycle=cycle, currency=currency, defaults={"amount": Decimal(amount)}
+            )
         plans.append(plan)
+    for position, (slug, name, kind, extra, monthly, annual) in enumerate(DEMO_ADDONS):
+        addon, _ = Addon.objects.update_or_create(
+            slug=slug,
+            defaults={"name": name, "kind": kind, "extra_disk_mb": extra, "position": position},
+        )
+        for cycle, amount in (("monthly", monthly), ("annual", annual)):
+            AddonPrice.objects.update_or_create(
+                addon=addon, cycle=cycle, currency="EUR", defaults={"amount": Decimal(amount)}
+            )
+    for country, name, rate, in_eu in DEMO_TAX_RATES:
+        TaxRate.objects.update_or_create(
+            country=country, defaults={"name": name, "rate": Decimal(rate), "in_eu": in_eu}
+        )
+    Coupon.objects.update_or_create(
+        code="WELCOME20",
+        defaults={"kind": Coupon.Kind.PERCENT, "value": Decimal("20"), "max_redemptions": 100},
+    )
     return plans

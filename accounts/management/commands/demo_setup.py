@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from allauth.account.models import EmailAddress
+from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -32,6 +33,10 @@ class Command(BaseCommand):
                 user=customer_user, name="Demo Customer", company="", country="US", currency="EUR"
             )
         self.stdout.write(self.style.SUCCESS(f"Demo catalog: {len(plans)} plans"))
+        self.stdout.write(
+            f"Card payments: Stripe stand-in at {settings.STRIPE_API_BASE} (not Stripe); "
+            "card 4242 4242 4242 4242 pays, coupon WELCOME20 takes 20% off"
+        )
         self.stdout.write(f"Demo admin:    {DEMO_ADMIN[0]} / {DEMO_ADMIN[1]}")
         self.stdout.write("               (staff set up two-factor on first visit to /admin/)")
         self.stdout.write(f"Demo customer: {DEMO_CUSTOMER[0]} / {DEMO_CUSTOMER[1]}")
