@@ -256,7 +256,8 @@ class NodeSession:
                 f"host key of {t.address}:{t.port} does not match the pinned key: it presented "
                 f"{presented.get_name()} {fingerprint(presented)}, pinned is "
                 f"{fingerprint(pinned)}. If the node was reinstalled, pin the new key with "
-                "manage.py node_add --repin after checking it."
+                "manage.py node_add --repin after checking it.",
+                clean=True,
             )
         try:
             transport.auth_publickey(t.user, load_panel_key(self.key_path))

@@ -102,7 +102,7 @@ def test_create_suspend_unsuspend_terminate_on_the_node(worker, hosting_node):
     assert http_get("erin-e2e.example", "/whoami.php")[0] == 503
     passwd = subprocess.run(["getent", "passwd", user], capture_output=True, text=True).stdout
     assert passwd.strip().endswith(":/usr/sbin/nologin")
-    assert not subprocess.run(["test", "-e", f"/run/php/hw-{user}.sock"]).returncode == 0
+    assert subprocess.run(["test", "-e", f"/run/php/hw-{user}.sock"]).returncode != 0
 
     # when the reason is lifted
     unsuspend = services.service_unsuspend(service=_service(service.pk), reason="non_payment")

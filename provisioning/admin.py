@@ -1,0 +1,288 @@
+"""Staff pages: operations with their timeline, services with their actions, nodes with health.
+
+Actions call services; refusals are shown as messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from accounts.models import User
+from provisioning import nodes, selectors, services
+from provisioning.models import IPAddress, Node, Operation, Service, StepRun
+
+
+def _actor(request: HttpRequest) -> User | None:
+    return request.user if isinstance(request.user, User) else None
+
+
+def _each(
+    request: HttpRequest, queryset: QuerySet[Any], label: str, fn: Callable[[Any], object]
+) -> None:
+    done = 0
+    for obj in queryset:
+        try:
+            fn(obj)
+            done += 1
+        except ValidationError as exc:
+            messages.error(request, f"{obj}: {'; '.join(exc.messages)}")
+    if done:
+        messages.success(request, f"{label}: {done} queued.")
+
+
+class IPAddressInline(admin.TabularInline):
+    model = IPAddress
+    extra = 0
+    fields = ("address", "kind", "pool", "last_assigned_at")
+    readonly_fields = ("last_assigned_at",)
+
+
+@admin.register(Node)
+class NodeAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "address",
+        "port",
+        "status",
+        "roles",
+        "usage",
+        "health_ok",
+        "health_checked_at",
+    )
+    list_filter = ("status",)
+    search_fields = ("name", "address")
+    readonly_fields = (
+        "host_key",
+        "fingerprint",
+        "health_report",
+        "health_checked_at",
+        "created_at",
+    )
+    exclude = ("health",)
+    inlines = [IPAddressInline]
+    actions = ["check_now", "drain", "activate"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Node]:
+        return selectors.nodes_with_usage()
+
+    @admin.display(description="accounts")
+    def usage(self, obj: Node) -> str:
+        used = getattr(obj, "accounts", 0) or 0
+        disk = getattr(obj, "disk_used", 0) or 0
+        return f"{used} / {obj.capacity_accounts} accounts, {disk} / {obj.capacity_disk_mb} MB"
+
+    @admin.display(boolean=True, description="healthy")
+    def health_ok(self, obj: Node) -> bool | None:
+        return obj.health.get("ok") if obj.health else None
+
+    @admin.display(description="host key fingerprint")
+    def fingerprint(self, obj: Node) -> str:
+        from provisioning import ssh
+
+        return ssh.fingerprint(ssh.parse_host_key(obj.host_key)) if obj.host_key else "-"
+
+    @admin.display(description="health")
+    def health_report(self, obj: Node) -> SafeString:
+        h = obj.health or {}
+        if not h:
+            return format_html("<em>{}</em>", "not checked yet")
+        return format_html(
+            "<p>{}</p><p>missing: {}</p><p>disk free: {} MB, load: {}</p><p>{}</p>",
+            "ready" if h.get("ok") else "NOT READY",
+            ", ".join(h.get("missing", [])) or "nothing",
+            h.get("disk_free_mb", "?"),
+            h.get("load", "?"),
+            h.get("error", ""),
+        )
+
+    @admin.action(description="Check the selected nodes now")
+    def check_now(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
+        for node in queryset:
+            report = nodes.node_check_run(node_id=node.pk)
+            level = messages.SUCCESS if report["ok"] else messages.WARNING
+            missing = ", ".join(report["missing"]) or report["error"] or "nothing"
+            self.message_user(request, f"{node.name}: missing {missing}", level)
+
+    @admin.action(description="Drain (no new accounts)")
+    def drain(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
+        for node in queryset:
+            nodes.node_set_status(node=node, status=Node.Status.DRAINING, actor=_actor(request))
+
+    @admin.action(description="Make active")
+    def activate(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
+        for node in queryset:
+            nodes.node_set_status(node=node, status=Node.Status.ACTIVE, actor=_actor(request))
+
+
+class OperationInline(admin.TabularInline):
+    model = Operation
+    extra = 0
+    fields = ("kind", "state", "reason", "created_at", "finished_at")
+    readonly_fields = fields
+    show_change_link = True
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Service)
+class ServiceAdmin(admin.ModelAdmin):
+    list_display = (
+        "domain",
+        "customer",
+        "plan",
+        "node",
+        "username",
+        "state",
+        "suspension_reasons",
+        "disk_used_mb",
+    )
+    list_filter = ("state", "node")
+    search_fields = ("domain", "username", "customer__name")
+    readonly_fields = (
+        "customer",
+        "plan",
+        "node",
+        "ip",
+        "username",
+        "domain",
+        "state",
+        "suspension_reasons",
+        "disk_used_mb",
+        "created_at",
+        "updated_at",
+    )
+    inlines = [OperationInline]
+    actions = ["suspend", "unsuspend", "terminate"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # accounts are ordered through the service layer, never typed in
+
+    @admin.action(description="Suspend (staff)")
+    def suspend(self, request: HttpRequest, queryset: QuerySet[Service]) -> None:
+        _each(
+            request,
+            queryset,
+            "Suspend",
+            lambda s: services.service_suspend(service=s, reason="staff", actor=_actor(request)),
+        )
+
+    @admin.action(description="Lift the staff suspension")
+    def unsuspend(self, request: HttpRequest, queryset: QuerySet[Service]) -> None:
+        _each(
+            request,
+            queryset,
+            "Unsuspend",
+            lambda s: services.service_unsuspend(service=s, reason="staff", actor=_actor(request)),
+        )
+
+    @admin.action(description="Terminate (removes the account from its node)")
+    def terminate(self, request: HttpRequest, queryset: QuerySet[Service]) -> None:
+        _each(
+            request,
+            queryset,
+            "Terminate",
+            lambda s: services.service_terminate(service=s, actor=_actor(request)),
+        )
+
+
+def _step_html(run: StepRun) -> SafeString:
+    commands = format_html_join(
+        "",
+        "<li><code>{}</code> → exit {} ({} ms)</li>",
+        ((c.get("cmd", ""), c.get("exit", ""), c.get("ms", "")) for c in run.commands),
+    )
+    return format_html(
+        "<strong>{} {}</strong> attempt {} on {}: {}{}<ul>{}</ul>{}{}{}",
+        run.step,
+        run.direction,
+        run.attempt,
+        run.node or "-",
+        run.status,
+        f" ({run.duration_ms} ms)" if run.duration_ms is not None else "",
+        commands,
+        format_html("<p>error: {}</p>", run.error) if run.error else "",
+        format_html("<pre>{}</pre>", run.stderr_tail[-1500:]) if run.stderr_tail else "",
+        format_html("<p>resources: {}</p>", run.resources) if run.resources else "",
+    )
+
+
+@admin.register(Operation)
+class OperationAdmin(admin.ModelAdmin):
+    list_display = ("pk", "kind", "service", "state", "current_step", "created_at", "finished_at")
+    list_filter = ("state", "kind")
+    search_fields = ("service__domain", "service__username")
+    readonly_fields = (
+        "service",
+        "kind",
+        "state",
+        "params",
+        "reason",
+        "error",
+        "actor",
+        "current_step",
+        "resumes",
+        "heartbeat_at",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "timeline",
+    )
+    actions = ["retry", "rollback"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="timeline")
+    def timeline(self, obj: Operation) -> SafeString:
+        rows = []
+        for row in selectors.operation_timeline(operation=obj):
+            if row["type"] == "event":
+                e = row["event"]
+                body = format_html(
+                    "{} → <strong>{}</strong> by {}: {}",
+                    e.from_state or "·",
+                    e.to_state,
+                    e.actor_label,
+                    e.detail,
+                )
+            else:
+                body = _step_html(row["run"])
+            rows.append((row["at"].strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], body))
+        return format_html(
+            "<table>{}</table>",
+            format_html_join("", "<tr><td>{}</td><td>{}</td></tr>", rows),
+        )
+
+    @admin.action(description="Retry")
+    def retry(self, request: HttpRequest, queryset: QuerySet[Operation]) -> None:
+        _each(
+            request,
+            queryset,
+            "Retry",
+            lambda o: services.operation_retry(operation=o, actor=_actor(request)),
+        )
+
+    @admin.action(description="Roll back")
+    def rollback(self, request: HttpRequest, queryset: QuerySet[Operation]) -> None:
+        _each(
+            request,
+            queryset,
+            "Rollback",
+            lambda o: services.operation_rollback(operation=o, actor=_actor(request)),
+        )
+
+
+@admin.register(IPAddress)
+class IPAddressAdmin(admin.ModelAdmin):
+    list_display = ("address", "node", "kind", "pool", "last_assigned_at")
+    list_filter = ("kind", "node")

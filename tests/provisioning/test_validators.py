@@ -1,0 +1,119 @@
+"""Values that may reach a node's shell: refused with a clear message, or quoted exactly."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from provisioning import ssh, validators
+from provisioning.errors import ProvisioningRefused, StepError
+from provisioning.steps import hosting
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Example.COM", "example.com"),
+        ("example.com.", "example.com"),
+        ("bücher.example", "xn--bcher-kva.example"),
+        ("my-shop.co.uk", "my-shop.co.uk"),
+    ],
+)
+def test_valid_domains_are_normalized_to_ascii(value, expected):
+    assert validators.validate_domain(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("example.com; rm -rf /", "not allowed"),
+        ("$(reboot).example.com", "not allowed"),
+        ("`id`.example.com", "not allowed"),
+        ("example.com\nlisten 8080", "spaces or control characters"),
+        ("exa mple.com", "spaces or control characters"),
+        ("../../etc/passwd", "empty labels"),
+        ("a..example.com", "empty labels"),
+        ("a" * 64 + ".com", "at most 63"),
+        (("a" * 60 + ".") * 5 + "com", "at most 253"),
+        ("localhost", "full domain name"),
+        ("-bad.example.com", "not allowed"),
+        ("www.example.com", "without 'www.'"),
+        ("example.123", "top-level domain"),
+        ("exam\u200bple.com", "valid international"),  # zero-width space
+        ("xn--ls8h.example", "valid international"),  # punycode of an emoji: not IDNA 2008
+        ("", "Enter a domain"),
+        ("example.com'", "not allowed"),
+    ],
+)
+def test_hostile_domains_are_refused_with_a_clear_message(value, message):
+    with pytest.raises(ProvisioningRefused) as exc:
+        validators.validate_domain(value)
+    assert message in exc.value.messages[0]
+
+
+@given(st.text(max_size=80))
+@settings(max_examples=400)
+def test_any_accepted_domain_is_a_plain_host_name(value):
+    try:
+        name = validators.validate_domain(value)
+    except ProvisioningRefused:
+        return
+    # Only letters, digits, hyphens and dots get through: nothing a shell or nginx treats
+    # specially.
+    assert set(name) <= set("abcdefghijklmnopqrstuvwxyz0123456789-.")
+    assert ".." not in name and len(name) <= 253
+
+
+@given(st.text(max_size=40))
+def test_usernames_and_database_names_follow_strict_patterns(value):
+    for check in (validators.validate_username, validators.validate_db_name):
+        try:
+            name = check(value)
+        except ProvisioningRefused:
+            continue
+        assert name.isascii() and all(c.isalnum() or c == "_" for c in name)
+
+
+def _bash_argv(args: list[str]) -> list[str]:
+    """What bash hands a program when it runs our rendering of ``args``."""
+    line = ssh.cmd("printf", "%s\\0", *args).render()
+    out = subprocess.run(["bash", "--noprofile", "--norc", "-c", line], capture_output=True)
+    assert out.returncode == 0
+    return out.stdout.decode("utf-8", "surrogateescape").split("\0")[:-1]
+
+
+@given(st.lists(st.text(st.characters(blacklist_characters="\x00")), min_size=1, max_size=5))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_no_argument_escapes_its_quoting(args):
+    # given arbitrary arguments (metacharacters, quotes, newlines, unicode)
+    # when rendered into a command line and run by bash
+    # then the program receives exactly those arguments: nothing was interpreted
+    assert _bash_argv(args) == args
+
+
+def test_nul_bytes_are_refused_before_rendering():
+    with pytest.raises(StepError):
+        ssh.cmd("echo", "a\x00b")
+
+
+@given(st.text(max_size=60))
+@settings(max_examples=300)
+def test_node_configs_only_ever_contain_validated_names(value):
+    # given any value offered as a domain
+    try:
+        domain = validators.validate_domain(value)
+    except ProvisioningRefused:
+        return
+    # then the server block built from it has no character outside the validated name set
+    # where the name appears
+    config = hosting.site_config(_FakeService(), "hwtuser1", domain)
+    assert f"server_name {domain} www.{domain};" in config
+    assert "\n" not in domain and ";" not in domain and "{" not in domain
+
+
+class _FakeService:
+    pk = 1
+    ip = None
