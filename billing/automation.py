@@ -497,7 +497,7 @@ def suspensions_run(*, today: dt.date, config: BillingSettings) -> int:
         Subscription.objects.filter(state=Subscription.State.ACTIVE)
         .filter(Exists(unpaid))
         .filter(service__state__in=[Service.State.ACTIVE, Service.State.SUSPENDED])
-        .exclude(service__suspension_reasons__contains=["non_payment"])
+        .exclude(service__suspension_reasons__icontains="non_payment")
         .values_list("id", flat=True)
     )
     done = 0
@@ -572,7 +572,7 @@ def unsuspensions_run(*, today: dt.date) -> int:
     ids = list(
         Subscription.objects.filter(
             state=Subscription.State.ACTIVE,
-            service__suspension_reasons__contains=["non_payment"],
+            service__suspension_reasons__icontains="non_payment",
         )
         .filter(~Exists(late))
         .values_list("id", flat=True)
