@@ -23,8 +23,8 @@ def test_daily_run_is_scheduled_on_beat():
 
 def test_task_runs_the_day_once(customer, plan, tax_rates, node, billing_settings):
     active_subscription(customer=customer, plan=plan, due=dt.date(2026, 5, 1))
-    first = daily_run.apply(args=["2026-04-17"]).get()
-    second = daily_run.apply(args=["2026-04-17"]).get()
+    first = daily_run.apply(args=("2026-04-17",)).get()
+    second = daily_run.apply(args=("2026-04-17",)).get()
     assert first["renewal_invoices"] == 1
     assert second == first
     assert BillingRun.objects.get().attempts == 1
