@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from provisioning.models import Operation, Service, StepRun
@@ -130,3 +131,73 @@ class AcceptedSerializer(serializers.Serializer):
 class PingSerializer(serializers.Serializer):
     ok = serializers.BooleanField()
     time = serializers.IntegerField(help_text="Server time, Unix seconds.")
+
+
+class InvoiceLineSerializer(serializers.Serializer):
+    description = serializers.CharField()
+    quantity = serializers.DecimalField(max_digits=10, decimal_places=2)
+    unit_amount = serializers.DecimalField(max_digits=12, decimal_places=2)
+    amount = serializers.DecimalField(max_digits=12, decimal_places=2)
+
+
+class InvoiceSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    number = serializers.CharField(allow_null=True)
+    kind = serializers.CharField()
+    state = serializers.CharField()
+    currency = serializers.CharField()
+    subtotal = serializers.DecimalField(max_digits=12, decimal_places=2)
+    tax_total = serializers.DecimalField(max_digits=12, decimal_places=2)
+    total = serializers.DecimalField(max_digits=12, decimal_places=2)
+    amount_paid = serializers.DecimalField(max_digits=12, decimal_places=2)
+    reverse_charge = serializers.BooleanField()
+    issue_date = serializers.DateField(allow_null=True)
+    due_date = serializers.DateField(allow_null=True)
+    paid_at = serializers.DateTimeField(allow_null=True)
+
+
+class InvoiceDetailSerializer(InvoiceSerializer):
+    lines = InvoiceLineSerializer(many=True, source="lines.all")
+
+
+class TicketMessageSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    body = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class TicketSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    subject = serializers.CharField()
+    department = serializers.CharField(source="department.name")
+    priority = serializers.CharField()
+    state = serializers.CharField()
+    service_id = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class TicketDetailSerializer(TicketSerializer):
+    messages = serializers.SerializerMethodField()
+
+    @extend_schema_field(TicketMessageSerializer(many=True))
+    def get_messages(self, obj: Any) -> Any:
+        from support.selectors import public_messages
+
+        # Internal notes never leave the staff side.
+        return TicketMessageSerializer(public_messages(ticket=obj), many=True).data
+
+
+class TicketCreateSerializer(StrictSerializer):
+    department = serializers.CharField(max_length=100, help_text="The department's name.")
+    subject = serializers.CharField(max_length=200)
+    body = serializers.CharField(max_length=20000)
+    priority = serializers.ChoiceField(
+        choices=["low", "normal", "high", "urgent"], default="normal"
+    )
+    service_id = serializers.IntegerField(required=False, min_value=1)
+
+
+class TicketReplySerializer(StrictSerializer):
+    body = serializers.CharField(max_length=20000)

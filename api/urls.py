@@ -9,6 +9,8 @@ app_name = "api"
 router = SimpleRouter()
 router.register("services", views_customer.ServiceViewSet, basename="service")
 router.register("operations", views_customer.OperationViewSet, basename="operation")
+router.register("invoices", views_customer.InvoiceViewSet, basename="invoice")
+router.register("tickets", views_customer.TicketViewSet, basename="ticket")
 
 provisioning = [
     path("accounts", views_provisioning.AccountCreateView.as_view(), name="provisioning-create"),

@@ -5,10 +5,16 @@ Every queryset starts from the caller's customer, so another customer's id is a 
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import QuerySet
-from rest_framework import mixins, viewsets
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.exceptions import NotFound
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
 
 from accounts.models import Customer
 from accounts.selectors import customer_for_user
@@ -17,7 +23,14 @@ from api.auth import TokenAuthentication
 from api.models import ApiToken
 from api.permissions import IsCustomer
 from api.throttles import TokenRateThrottle
+from billing.models import Invoice
 from provisioning.models import Operation, Service
+from support.models import Ticket
+from support.selectors import (
+    departments_open_to_customers,
+    ticket_list_for_customer,
+)
+from support.services import ticket_open, ticket_reply_customer
 
 
 class CustomerScopedViewSet(viewsets.GenericViewSet):
@@ -59,3 +72,64 @@ class OperationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Custome
         if service and service.isdigit():
             qs = qs.filter(service_id=int(service))
         return qs
+
+
+class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, CustomerScopedViewSet):
+    def get_serializer_class(self) -> type[serializers.BaseSerializer[Any]]:
+        return s.InvoiceDetailSerializer if self.action == "retrieve" else s.InvoiceSerializer
+
+    def get_queryset(self) -> QuerySet[Invoice]:
+        if getattr(self, "swagger_fake_view", False):
+            return Invoice.objects.none()
+        # Drafts are the shop's work in progress, not yet the customer's business.
+        qs = Invoice.objects.filter(customer=self.customer()).exclude(state="draft")
+        return qs.prefetch_related("lines") if self.action == "retrieve" else qs
+
+
+class TicketViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+    CustomerScopedViewSet,
+):  # fmt: skip
+    def get_serializer_class(self) -> type[serializers.BaseSerializer[Any]]:
+        if self.action == "create":
+            return s.TicketCreateSerializer
+        if self.action == "reply":
+            return s.TicketReplySerializer
+        return s.TicketDetailSerializer if self.action == "retrieve" else s.TicketSerializer
+
+    def get_queryset(self) -> QuerySet[Ticket]:
+        if getattr(self, "swagger_fake_view", False):
+            return Ticket.objects.none()
+        return ticket_list_for_customer(customer=self.customer()).select_related("department")
+
+    @extend_schema(request=s.TicketCreateSerializer, responses={201: s.TicketDetailSerializer})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        data = s.TicketCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        department = departments_open_to_customers().filter(name=values["department"]).first()
+        if department is None:
+            raise ValidationError({"department": ["There is no such department."]})
+        ticket = ticket_open(
+            customer=self.customer(),
+            user=request.user,  # type: ignore[arg-type]
+            department=department,
+            subject=values["subject"],
+            body=values["body"],
+            priority=values["priority"],
+            service_id=values.get("service_id"),
+        )
+        return Response(s.TicketDetailSerializer(ticket).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.TicketReplySerializer, responses={201: s.TicketMessageSerializer})
+    @action(detail=True, methods=["post"])
+    def reply(self, request: Request, pk: str | None = None) -> Response:
+        ticket = self.get_object()
+        data = s.TicketReplySerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        message = ticket_reply_customer(
+            ticket=ticket,
+            user=request.user,  # type: ignore[arg-type]
+            body=data.validated_data["body"],
+        )
+        return Response(s.TicketMessageSerializer(message).data, status=status.HTTP_201_CREATED)
