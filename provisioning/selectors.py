@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
 
 from billing.models import Plan
 from provisioning.models import IPAddress, Node, Operation, Service
@@ -51,7 +51,7 @@ def next_shared_ip(*, node: Node) -> IPAddress | None:
     """Round-robin: the shared address handed out longest ago (never used first)."""
     return (
         IPAddress.objects.filter(node=node, kind=IPAddress.Kind.SHARED)
-        .order_by("last_assigned_at", "pk")
+        .order_by(F("last_assigned_at").asc(nulls_first=True), "pk")
         .first()
     )
 

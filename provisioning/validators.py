@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+import idna
+
 from provisioning.errors import ProvisioningRefused
 
 # A DNS label after IDNA encoding: letters, digits and inner hyphens, 1 to 63 characters.
@@ -30,9 +32,9 @@ def validate_domain(value: object) -> str:
     """A fully qualified domain name, returned in its ASCII (IDNA) form, lower case.
 
     Refuses anything that is not a plain host name: whitespace, control characters, shell
-    metacharacters, ``..``, a leading ``www.`` is kept as given (the engine adds ``www``
-    itself), labels over 63 characters, names over 253, Unicode that does not survive
-    IDNA 2008 encoding (mixed scripts that look like another name are refused by the codec).
+    metacharacters, ``..``, a leading ``www.`` (the engine serves ``www`` itself), labels
+    over 63 characters, names over 253, and Unicode that IDNA 2008 does not allow
+    (invisible characters, symbols, A-labels that do not decode to a valid name).
     """
     if not isinstance(value, str):
         raise _refuse("The domain must be text.", "domain_type")
@@ -43,26 +45,18 @@ def validate_domain(value: object) -> str:
         raise _refuse("A domain name cannot contain spaces or control characters.", "domain_chars")
     if ".." in raw or raw.startswith("."):
         raise _refuse("A domain name cannot contain empty labels ('..').", "domain_empty_label")
-    try:
-        ascii_name = raw.encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        raise _refuse(f"{raw!r} is not a valid international domain name.", "domain_idna") from None
-    # The idna codec tolerates some characters a resolver or a shell would not; check again.
-    if len(ascii_name) > 253:
-        raise _refuse("A domain name can have at most 253 characters.", "domain_length")
-    labels = ascii_name.split(".")
-    if len(labels) < 2:
-        raise _refuse("Enter a full domain name such as example.com.", "domain_not_fqdn")
-    for label in labels:
+    labels = []
+    for label in raw.lower().split("."):
         if len(label) > 63:
             raise _refuse(
                 "Each part of a domain name can have at most 63 characters.", "domain_label"
             )
-        if not _LABEL.match(label):
-            raise _refuse(
-                f"{label!r} is not allowed in a domain name: use letters, digits and hyphens.",
-                "domain_label",
-            )
+        labels.append(_ascii_label(label, raw))
+    ascii_name = ".".join(labels)
+    if len(ascii_name) > 253:
+        raise _refuse("A domain name can have at most 253 characters.", "domain_length")
+    if len(labels) < 2:
+        raise _refuse("Enter a full domain name such as example.com.", "domain_not_fqdn")
     if not _TLD.match(labels[-1]):
         raise _refuse(f"{labels[-1]!r} is not a top-level domain.", "domain_tld")
     if labels[0] == "www" and len(labels) > 2:
@@ -70,6 +64,30 @@ def validate_domain(value: object) -> str:
             "Enter the domain without 'www.': the www name is added automatically.", "domain_www"
         )
     return ascii_name
+
+
+def _ascii_label(label: str, raw: str) -> str:
+    """One label in ASCII. International labels go through IDNA 2008 (the ``idna`` package),
+    which refuses invisible characters, symbols and other look-alike tricks that the older
+    IDNA 2003 codec would silently drop or map."""
+    if label.isascii() and not label.startswith("xn--"):
+        if not _LABEL.match(label):
+            raise _refuse(
+                f"{label!r} is not allowed in a domain name: use letters, digits and hyphens.",
+                "domain_label",
+            )
+        return label
+    try:
+        if label.isascii():
+            idna.ulabel(label)  # an A-label must decode to a valid name
+            ascii_label = label
+        else:
+            ascii_label = idna.alabel(label).decode("ascii")
+    except (idna.IDNAError, UnicodeError, ValueError):
+        raise _refuse(f"{raw!r} is not a valid international domain name.", "domain_idna") from None
+    if not _LABEL.match(ascii_label):
+        raise _refuse(f"{raw!r} is not a valid international domain name.", "domain_idna")
+    return ascii_label
 
 
 def validate_username(value: object) -> str:

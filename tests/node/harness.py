@@ -234,7 +234,9 @@ class Worker:
         env = {
             **os.environ,
             **WORKER_ENV,
-            "DJANGO_SETTINGS_MODULE": "hosting.test_settings",
+            "DJANGO_SETTINGS_MODULE": os.environ.get(
+                "DJANGO_SETTINGS_MODULE", "hosting.test_settings"
+            ),
             "DATABASE_URL": _test_database_url(),
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "PROVISIONING_SSH_KEY": self.key_path,
