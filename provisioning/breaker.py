@@ -1,0 +1,117 @@
+"""A circuit breaker per node: a node that stops answering gets its work paused, not failed.
+
+When connecting to a node keeps failing, every step queued for it would otherwise burn its
+retries and roll back, and every worker would sit in connect timeouts. After
+``PROVISIONING_BREAKER_FAILURES`` consecutive connection failures the breaker *opens*: steps
+for that node are deferred without an attempt being counted, the node is flagged in the admin
+(``Node.health["breaker"]``), and after a cool-down one step is let through to probe it
+(*half-open*). Success closes the breaker; another failure reopens it with a longer cool-down.
+Other nodes' work and the billing queue never wait on it.
+
+The state lives on the node row, so every worker process sees the same breaker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from provisioning.models import Node
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+MAX_COOLDOWN = 900
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    state: str
+    retry_in: int = 0
+    message: str = ""
+
+
+def _threshold() -> int:
+    return int(getattr(settings, "PROVISIONING_BREAKER_FAILURES", 3))
+
+
+def _base_cooldown() -> int:
+    return int(getattr(settings, "PROVISIONING_BREAKER_COOLDOWN", 60))
+
+
+def _state(health: dict[str, Any]) -> dict[str, Any]:
+    return dict((health or {}).get("breaker") or {})
+
+
+def breaker_state(node: Node, *, now: datetime | None = None) -> str:
+    state = _state(node.health)
+    if state.get("state") != OPEN:
+        return CLOSED
+    reopen = datetime.fromisoformat(state["until"])
+    return HALF_OPEN if (now or timezone.now()) >= reopen else OPEN
+
+
+@transaction.atomic
+def breaker_allow(*, node_id: int, now: datetime | None = None) -> Verdict:
+    """May a step run on this node now? Half-open lets one probe through per cool-down."""
+    now = now or timezone.now()
+    node = Node.objects.select_for_update().get(pk=node_id)
+    state = _state(node.health)
+    if state.get("state") != OPEN:
+        return Verdict(True, CLOSED)
+    until = datetime.fromisoformat(state["until"])
+    if now < until:
+        wait = max(1, int((until - now).total_seconds()))
+        return Verdict(
+            False,
+            OPEN,
+            retry_in=wait,
+            message=f"{node.name} is not answering ({state.get('last_error', 'no detail')}); "
+            f"work on it is paused, next try in {wait} s",
+        )
+    # Half-open: this caller is the probe; the next ones wait for its outcome.
+    state["until"] = (now + timedelta(seconds=int(state.get("cooldown", 60)))).isoformat()
+    state["probing_since"] = now.isoformat()
+    node.health = {**(node.health or {}), "breaker": state}
+    node.save(update_fields=["health"])
+    return Verdict(True, HALF_OPEN)
+
+
+@transaction.atomic
+def breaker_record_failure(*, node_id: int, error: str, now: datetime | None = None) -> str:
+    """Count a failure to reach the node; returns the breaker's state afterwards."""
+    now = now or timezone.now()
+    node = Node.objects.select_for_update().get(pk=node_id)
+    state = _state(node.health)
+    failures = int(state.get("failures", 0)) + 1
+    state.update(failures=failures, last_error=error[:300], last_failure_at=now.isoformat())
+    if state.get("state") == OPEN or failures >= _threshold():
+        previous = int(state.get("cooldown", 0))
+        cooldown = min(MAX_COOLDOWN, previous * 2 if previous else _base_cooldown())
+        state.update(
+            state=OPEN,
+            cooldown=cooldown,
+            until=(now + timedelta(seconds=cooldown)).isoformat(),
+            opened_at=state.get("opened_at") or now.isoformat(),
+        )
+    node.health = {**(node.health or {}), "breaker": state, "ok": False}
+    node.save(update_fields=["health"])
+    return str(state.get("state", CLOSED))
+
+
+def breaker_record_success(*, node_id: int) -> None:
+    """The node answered: close the breaker (a no-op write-free path when it was closed)."""
+    node = Node.objects.only("health").get(pk=node_id)
+    if not _state(node.health):
+        return
+    with transaction.atomic():
+        node = Node.objects.select_for_update().get(pk=node_id)
+        health = dict(node.health or {})
+        health.pop("breaker", None)
+        health["ok"] = True
+        node.health = health
+        node.save(update_fields=["health"])
