@@ -342,3 +342,52 @@ class StepRun(models.Model):
 
     def summary(self) -> dict[str, Any]:
         return {"step": self.step, "status": self.status, "attempt": self.attempt}
+
+
+class DriftFinding(models.Model):
+    """A difference between what the database says a node holds and what it really holds.
+
+    Found by the periodic drift check (``provisioning.drift``); resolved when a later check
+    no longer sees it, after a repair or a change by hand.
+    """
+
+    class Kind(models.TextChoices):
+        USER = "user", "Linux user"
+        POOL = "pool", "PHP-FPM pool"
+        SITE = "site", "nginx server block"
+        DATABASE = "database", "MariaDB database"
+        ZONE = "zone", "DNS zone"
+        CERTIFICATE = "certificate", "Certificate"
+        MAILBOX = "mailbox", "Mailbox"
+
+    class Problem(models.TextChoices):
+        MISSING = "missing", "Missing on the node"
+        UNEXPECTED = "unexpected", "On the node, unknown to the panel"
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="drift_findings")
+    service = models.ForeignKey(
+        Service, null=True, blank=True, on_delete=models.SET_NULL, related_name="drift_findings"
+    )
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    name = models.CharField(max_length=255)
+    problem = models.CharField(max_length=10, choices=Problem.choices)
+    detail = models.TextField(blank=True)
+    detected_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    repair_operation = models.ForeignKey(
+        Operation, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-detected_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["node", "kind", "name", "problem"],
+                condition=Q(resolved_at__isnull=True),
+                name="provisioning_drift_one_open_finding",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.node}: {self.get_kind_display()} {self.name} {self.get_problem_display()}"
