@@ -56,6 +56,15 @@ drop_suffix() {{
 }}
 """
 _RELOAD = "postfix reload >/dev/null 2>&1 || postfix start >/dev/null 2>&1\n"
+# Dovecot notices a changed passwd-file by its mtime (whole seconds) and size, looking at
+# most once a second, so a change takes effect within about a second. Two edits in one second
+# with same-length hashes would look unchanged forever: the mtime is moved strictly forward on
+# every edit.
+_PASSWD_BEFORE = f"pw_mtime=$(stat -c %Y {MAIL_ETC}/passwd)\n"
+_PASSWD_AFTER = (
+    f'[ "$(stat -c %Y {MAIL_ETC}/passwd)" -gt "$pw_mtime" ]'
+    f' || touch -d "@$((pw_mtime + 1))" {MAIL_ETC}/passwd\n'
+)
 
 
 def hash_password(password: str) -> str:
@@ -112,7 +121,7 @@ def mail_domain_remove_script(*, domain: str, purge: bool = False) -> NodeScript
     ]
     if purge:
         lines.append(f"rm -rf -- {VHOSTS}/{d}")
-    return NodeScript(_PRELUDE + "\n".join(lines) + "\n" + _RELOAD)
+    return NodeScript(_PRELUDE + _PASSWD_BEFORE + "\n".join(lines) + "\n" + _PASSWD_AFTER + _RELOAD)
 
 
 def mailbox_create_script(
@@ -131,6 +140,7 @@ def mailbox_create_script(
     entry = f"{address}:{pw}::::::userdb_quota_rule=*:storage={quota}M"
     script = (
         _PRELUDE
+        + _PASSWD_BEFORE
         + f"grep -qx {q(name + ' OK')} {MAIL_ETC}/domains"
         + f" || {{ echo 'mail domain {name} is not set up on this node' >&2; exit 3; }}\n"
         + f"drop_key {MAIL_ETC}/mailboxes {a}\n"
@@ -138,6 +148,7 @@ def mailbox_create_script(
         + f"drop_key {MAIL_ETC}/passwd {a} :\n"
         + f"printf '%s\\n' {q(entry)} >> {MAIL_ETC}/passwd\n"
         + f"install -d -o vmail -g vmail -m 0770 {VHOSTS}/{d} {VHOSTS}/{d}/{q(local)}\n"
+        + _PASSWD_AFTER
         + _RELOAD
     )
     return NodeScript(script, secrets=(pw,))
@@ -150,11 +161,13 @@ def mailbox_password_script(*, address: str, password_hash: str) -> NodeScript:
     a = shlex.quote(address)
     script = (
         _PRELUDE
+        + _PASSWD_BEFORE
         + f"line=$(awk -F: -v k={a} '$1 == k' {MAIL_ETC}/passwd)\n"
         + f"[ -n \"$line\" ] || {{ echo 'no such mailbox: {address}' >&2; exit 3; }}\n"
         + 'rest=$(printf "%s" "$line" | cut -d: -f3-)\n'
         + f"drop_key {MAIL_ETC}/passwd {a} :\n"
         + f"printf '%s:%s:%s\\n' {a} {shlex.quote(pw)} \"$rest\" >> {MAIL_ETC}/passwd\n"
+        + _PASSWD_AFTER
     )
     return NodeScript(script, secrets=(pw,))
 
@@ -166,8 +179,10 @@ def mailbox_delete_script(*, address: str, purge: bool = True) -> NodeScript:
     a = shlex.quote(address)
     script = (
         _PRELUDE
+        + _PASSWD_BEFORE
         + f"drop_key {MAIL_ETC}/mailboxes {a}\n"
         + f"drop_key {MAIL_ETC}/passwd {a} :\n"
+        + _PASSWD_AFTER
         + (f"rm -rf -- {VHOSTS}/{shlex.quote(name)}/{shlex.quote(local)}\n" if purge else "")
         + "doveadm kick "
         + a
