@@ -13,8 +13,9 @@ hw_cfg_test() {
 hw_cfg_reload() {
   case $1 in
     nginx)
-      if hw_systemd; then systemctl reload-or-restart nginx
-      elif [ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; then nginx -s reload
+      if [ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; then
+        hw_nginx_reload
+      elif hw_systemd; then systemctl restart nginx
       else nginx; fi ;;
     fpm)
       if hw_systemd; then systemctl reload-or-restart php8.2-fpm
@@ -22,6 +23,24 @@ hw_cfg_reload() {
       then kill -USR2 "$(cat /run/php/php8.2-fpm.pid)"
       else mkdir -p /run/php; php-fpm8.2 -D; fi ;;
   esac
+}
+
+# nginx reloads asynchronously: wait until the old workers stopped taking requests, so the
+# new configuration is what answers once the step reports success.
+hw_nginx_reload() {
+  local master old p i busy
+  master=$(cat /run/nginx.pid)
+  old=$(pgrep -P "$master" -f '^nginx: worker process$' || true)
+  if hw_systemd; then systemctl reload nginx; else nginx -s reload; fi || return $?
+  for i in $(seq 200); do
+    busy=0
+    for p in $old; do
+      [ "$(ps -o args= -p "$p" 2>/dev/null)" = "nginx: worker process" ] && busy=1
+    done
+    [ $busy = 0 ] && return 0
+    sleep 0.025
+  done
+  echo "nginx did not finish reloading" >&2; return 75
 }
 
 # hw_cfg KIND PATH [CONTENT]: stage a config file, check the whole configuration, and only

@@ -9,8 +9,10 @@ Fixtures
     nginx on port 80, PHP-FPM 8.2, MariaDB, and an sshd of its own on 127.0.0.1:2222 that
     authorizes a panel key generated under ``var/test-node/``. Returns a ``TestNode`` with
     ``address``, ``port``, ``host_key`` (pinned), ``key_path``. The engine's settings in this
-    process point at that key, and accounts get the ``hwt`` prefix, so test accounts never
-    collide with system users; leftovers from earlier runs are removed at start and end.
+    process point at that key, and accounts are named ``hwt<tag>...`` (a tag per session), so
+    test accounts never collide with system users or with another session running at the
+    same time; this session's accounts, and those of sessions that died, are removed at
+    start and end.
     Set ``HW_TEST_NODE_PARTS="10 20 30 40 50"`` to run only some bootstrap parts.
 ``hosting_node`` (function)
     A ``Node`` row for that node in the test database (roles web, db, mail, dns; host key
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -49,7 +52,6 @@ SSH_PORT = 2222
 USER_PREFIX = "hwt"
 # Worker settings: quick retries so fault tests finish, failpoints on.
 WORKER_ENV = {
-    "PROVISIONING_USER_PREFIX": USER_PREFIX,
     "PROVISIONING_FAILPOINTS": "1",
     "PROVISIONING_RETRY_BACKOFF": "1",
     "PROVISIONING_STEP_RETRIES": "2",
@@ -70,34 +72,71 @@ def _run(argv: list[str], **kw) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, check=False, **kw)
 
 
-def cleanup_test_accounts(prefix: str = USER_PREFIX) -> list[str]:
-    """Remove every account with the test prefix from this node; returns their names."""
+SESSIONS = Path("/run/hostwright/test-sessions")
+
+
+def _session_alive(tag: str) -> bool:
+    """Whether the test session that owns accounts with this tag is still running."""
+    try:
+        pid = int((SESSIONS / tag).read_text())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def _removable(name: str, own_tag: str | None) -> bool:
+    """Test accounts are named hwt<tag>...: remove ours, and those of sessions that died.
+
+    Several test sessions may share this node at once; each only removes what is its own
+    or was left behind by a session that no longer runs.
+    """
+    if not name.startswith(USER_PREFIX) or len(name) < len(USER_PREFIX) + 2:
+        return False
+    tag = name[len(USER_PREFIX) : len(USER_PREFIX) + 2]
+    return tag == own_tag or not _session_alive(tag)
+
+
+def cleanup_test_accounts(own_tag: str | None = None) -> list[str]:
+    """Remove test accounts of this session and of dead sessions from this node."""
     users = [
         line.split(":")[0]
         for line in Path("/etc/passwd").read_text().splitlines()
-        if line.startswith(prefix) and ":hostwright service " in line
+        if ":hostwright service " in line and _removable(line.split(":")[0], own_tag)
     ]
-    sites = list(Path("/etc/nginx/hostwright/sites").glob(f"{prefix}*.conf*"))
-    pools = list(Path("/etc/php/8.2/fpm/pool.d").glob(f"hw-{prefix}*.conf*"))
+    sites = [
+        p
+        for p in Path("/etc/nginx/hostwright/sites").glob(f"{USER_PREFIX}*.conf*")
+        if _removable(p.name, own_tag)
+    ]
+    pools = [
+        p
+        for p in Path("/etc/php/8.2/fpm/pool.d").glob(f"hw-{USER_PREFIX}*.conf*")
+        if _removable(p.name[3:], own_tag)
+    ]
     for user in users:
         _run(["pkill", "-KILL", "-u", user])
         _run(["userdel", "--remove", user])
     for path in [*sites, *pools]:
         path.unlink(missing_ok=True)
-    for home in Path("/home").glob(f"{prefix}*"):
-        _run(["rm", "-rf", "--one-file-system", str(home)])
-    dbs = _run(["mysql", "-N", "-B", "-e", f"SHOW DATABASES LIKE '{prefix}%'"]).stdout.split()
-    db_users = _run(
-        # The prefix is the harness's own constant, never input.
-        ["mysql", "-N", "-B", "-e", f"SELECT user FROM mysql.user WHERE user LIKE '{prefix}%'"]  # noqa: S608
-    ).stdout.split()
+    for home in Path("/home").glob(f"{USER_PREFIX}*"):
+        if _removable(home.name, own_tag):
+            _run(["rm", "-rf", "--one-file-system", str(home)])
+    query = f"SELECT user FROM mysql.user WHERE user LIKE '{USER_PREFIX}%'"  # noqa: S608
+    dbs = _run(["mysql", "-N", "-B", "-e", f"SHOW DATABASES LIKE '{USER_PREFIX}%'"]).stdout.split()
     for db in dbs:
-        _run(["mysql", "-e", f"DROP DATABASE IF EXISTS `{db}`"])
-    for db_user in db_users:
-        _run(["mysql", "-e", f"DROP USER IF EXISTS '{db_user}'@'localhost'"])
+        if _removable(db, own_tag):
+            _run(["mysql", "-e", f"DROP DATABASE IF EXISTS `{db}`"])
+    for db_user in _run(["mysql", "-N", "-B", "-e", query]).stdout.split():
+        if _removable(db_user, own_tag):
+            _run(["mysql", "-e", f"DROP USER IF EXISTS '{db_user}'@'localhost'"])
     for ctl in ("cpu", "memory", "pids"):
-        for d in Path(f"/sys/fs/cgroup/{ctl}/hostwright").glob(f"{prefix}*"):
-            _run(["rmdir", str(d)])
+        for d in Path(f"/sys/fs/cgroup/{ctl}/hostwright").glob(f"{USER_PREFIX}*"):
+            if _removable(d.name, own_tag):
+                _run(["rmdir", str(d)])
     if sites:
         _run(["nginx", "-s", "reload"])
     if pools:
@@ -182,13 +221,29 @@ def test_node() -> Iterator[TestNode]:
     from provisioning import ssh
 
     host_key = ssh.host_key_text(ssh.fetch_host_key("127.0.0.1", SSH_PORT))
+    # Accounts of this session are named hwt<tag>...; the tag file says the session runs.
+    SESSIONS.mkdir(parents=True, exist_ok=True)
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    tag = next(
+        t
+        for t in (secrets.choice(alphabet[:26]) + secrets.choice(alphabet) for _ in range(500))
+        if not _session_alive(t)
+    )
+    (SESSIONS / tag).write_text(str(os.getpid()))
     saved = (settings.PROVISIONING_SSH_KEY, settings.PROVISIONING_USER_PREFIX)
     settings.PROVISIONING_SSH_KEY = str(key)
-    settings.PROVISIONING_USER_PREFIX = USER_PREFIX
-    cleanup_test_accounts()
-    yield TestNode(address="127.0.0.1", port=SSH_PORT, host_key=host_key, key_path=str(key))
+    settings.PROVISIONING_USER_PREFIX = USER_PREFIX + tag
+    cleanup_test_accounts(own_tag=tag)
+    yield TestNode(
+        address="127.0.0.1",
+        port=SSH_PORT,
+        host_key=host_key,
+        key_path=str(key),
+        user_prefix=USER_PREFIX + tag,
+    )
     ssh.pool.close_all()
-    cleanup_test_accounts()
+    cleanup_test_accounts(own_tag=tag)
+    (SESSIONS / tag).unlink(missing_ok=True)
     settings.PROVISIONING_SSH_KEY, settings.PROVISIONING_USER_PREFIX = saved
 
 
@@ -240,6 +295,7 @@ class Worker:
             "DATABASE_URL": _test_database_url(),
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "PROVISIONING_SSH_KEY": self.key_path,
+            "PROVISIONING_USER_PREFIX": settings.PROVISIONING_USER_PREFIX,
         }
         name = f"hwtest{os.getpid()}-{self.starts}@localhost"
         log = self.log_path.open("ab")

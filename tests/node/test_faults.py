@@ -142,8 +142,9 @@ def test_ssh_connection_dropped_mid_step_is_retried_without_duplicates(worker, h
     # then the step was tried again (its outcome was unknown) and the operation completed
     assert op.state == Operation.State.COMPLETED, op.reason
     runs = StepRun.objects.filter(operation=op, step="nginx_site").order_by("attempt")
-    assert runs.count() >= 2 and runs.first().status == StepRun.Status.FAILED
-    assert "outcome is unknown" in runs.first().error or "closed" in runs.first().error
+    first = runs[0]
+    assert runs.count() >= 2 and first.status == StepRun.Status.FAILED
+    assert "outcome is unknown" in first.error or "closed" in first.error
     # and the node holds one site block, one pool and one user for it
     user = Service.objects.get(pk=service.pk).username
     assert len(list(SITES.glob(f"{user}.conf*"))) == 1
@@ -167,7 +168,7 @@ def test_worker_killed_mid_step_is_resumed_by_the_sweeper(worker, hosting_node):
     assert counts["resumed"] == 1
     assert op.state == Operation.State.COMPLETED, op.reason
     assert op.events.filter(actor_label="sweeper").exists()
-    lost = StepRun.objects.filter(operation=op, step="nginx_site").order_by("attempt").first()
+    lost = StepRun.objects.filter(operation=op, step="nginx_site").order_by("attempt")[0]
     assert "worker stopped" in lost.error
     user = Service.objects.get(pk=service.pk).username
     assert len(list(SITES.glob(f"{user}.conf*"))) == 1
