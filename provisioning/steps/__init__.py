@@ -1,7 +1,9 @@
 """Steps and operation kinds. How to add them: see ``provisioning.steps.base``.
 
 Importing this package registers the built-in kinds (create, suspend, unsuspend, terminate,
-change_plan). Modules adding kinds are imported here so every worker knows them.
+change_plan) and the drift repair kind. Modules adding kinds are imported here so every
+worker knows them.
 """
 
+from provisioning import drift  # noqa: F401
 from provisioning.steps import hosting  # noqa: F401
