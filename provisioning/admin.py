@@ -17,7 +17,7 @@ from django.utils.safestring import SafeString
 
 from accounts.models import User
 from provisioning import nodes, selectors, services
-from provisioning.models import IPAddress, Node, Operation, Service, StepRun
+from provisioning.models import DriftFinding, IPAddress, Node, Operation, Service, StepRun
 
 
 def _actor(request: HttpRequest) -> User | None:
@@ -286,3 +286,38 @@ class OperationAdmin(admin.ModelAdmin):
 class IPAddressAdmin(admin.ModelAdmin):
     list_display = ("address", "node", "kind", "pool", "last_assigned_at")
     list_filter = ("kind", "node")
+
+
+@admin.register(DriftFinding)
+class DriftFindingAdmin(admin.ModelAdmin):
+    """What the drift check found on nodes; repair queues a converging operation."""
+
+    list_display = ("node", "kind", "name", "problem", "service", "detected_at",
+                    "last_seen_at", "resolved_at", "repair_operation")  # fmt: skip
+    list_filter = ("problem", "kind", "node", ("resolved_at", admin.EmptyFieldListFilter))
+    search_fields = ("name", "service__domain")
+    readonly_fields = [f.name for f in DriftFinding._meta.fields]
+    actions = ["repair", "check_nodes_now"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Repair: run the account's steps again (never undone)")
+    def repair(self, request: HttpRequest, queryset: QuerySet[DriftFinding]) -> None:
+        from provisioning.drift import drift_repair
+
+        _each(
+            request,
+            queryset.filter(resolved_at__isnull=True),
+            "Repair",
+            lambda f: drift_repair(finding=f, actor=_actor(request)),
+        )
+
+    @admin.action(description="Check these findings' nodes now")
+    def check_nodes_now(self, request: HttpRequest, queryset: QuerySet[DriftFinding]) -> None:
+        from provisioning.tasks import drift_check
+
+        node_ids = sorted(set(queryset.values_list("node_id", flat=True)))
+        for node_id in node_ids:
+            drift_check.delay(node_id)
+        messages.success(request, f"Drift check queued for {len(node_ids)} node(s).")

@@ -56,6 +56,16 @@ def operations_sweep() -> dict[str, int]:
     return workflow.operations_sweep()
 
 
+@shared_task(name="provisioning.drift_check", soft_time_limit=300, time_limit=330)
+def drift_check(node_id: int | None = None) -> object:
+    """Compare one node (or every active node) with the database."""
+    from provisioning import drift
+
+    if node_id is None:
+        return drift.drift_check_all()
+    return drift.drift_check_node(node_id=node_id)
+
+
 def _schedule_sweeper() -> None:
     """Run the sweeper every minute under Celery beat (cron can run provisioning_sweep)."""
     from hosting.celery import app
@@ -64,6 +74,10 @@ def _schedule_sweeper() -> None:
     schedule.setdefault(
         "provisioning-sweep",
         {"task": "provisioning.operations_sweep", "schedule": 60.0},
+    )
+    schedule.setdefault(
+        "provisioning-drift-check",
+        {"task": "provisioning.drift_check", "schedule": 3600.0},
     )
     app.conf.beat_schedule = schedule
 
