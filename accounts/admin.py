@@ -1,9 +1,14 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
+
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import UserChangeForm as BaseUserChangeForm
 from django.contrib.auth.forms import UserCreationForm as BaseUserCreationForm
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import URLPattern, path
 
 from accounts.models import AuditLog, Customer, Membership, User
 
@@ -48,6 +53,51 @@ class CustomerAdmin(admin.ModelAdmin):
     search_fields = ("name", "company", "tax_id", "memberships__user__email")
     list_filter = ("country", "currency")
     inlines = [MembershipInline]
+    change_form_template = "admin/accounts/customer/change_form.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "<int:object_id>/impersonate/",
+                self.admin_site.admin_view(self.impersonate_view),
+                name="accounts_customer_impersonate",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """The customer page: services, operations, invoices, payments, tickets, activity."""
+        from panel.impersonation import may_impersonate
+        from panel.selectors import customer_overview
+
+        extra = dict(extra_context or {})
+        customer = self.get_object(request, object_id)
+        if customer is not None:
+            extra.update(customer_overview(customer=customer))
+            extra["may_impersonate"] = may_impersonate(request.user)  # type: ignore[arg-type]
+        return super().change_view(request, object_id, form_url, extra)
+
+    def impersonate_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        """Sign in as the customer's owner (audited); the banner leads back here."""
+        from panel.impersonation import ImpersonationRefused, impersonation_start
+
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        customer = get_object_or_404(Customer, pk=object_id)
+        if not self.has_view_permission(request, customer):
+            return redirect("admin:index")
+        try:
+            impersonation_start(request=request, staff=request.user, customer=customer)  # type: ignore[arg-type]
+        except ImpersonationRefused as exc:
+            messages.error(request, str(exc))
+            return redirect("admin:accounts_customer_change", customer.pk)
+        return redirect("home")
 
 
 @admin.register(AuditLog)

@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "provisioning",
     "support",
     "api",
+    "panel",
 ]
 
 MIDDLEWARE = [
@@ -104,6 +105,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "hosting.context_processors.branding",
+                "panel.context_processors.impersonation",
             ],
         },
     },

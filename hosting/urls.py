@@ -18,4 +18,5 @@ urlpatterns = [
     path("", include("billing.urls")),
     path("", include("provisioning.urls")),
     path("", include("support.urls")),
+    path("", include("panel.urls")),
 ]

@@ -4,11 +4,13 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from accounts.selectors import customer_for_user
+from panel.selectors import dashboard
 
 
 def home(request: HttpRequest) -> HttpResponse:
     """The storefront for visitors; the dashboard for signed-in customers."""
     if request.user.is_authenticated:
         customer = customer_for_user(user=request.user)
-        return render(request, "dashboard.html", {"customer": customer})
+        board = dashboard(customer=customer) if customer is not None else None
+        return render(request, "dashboard.html", {"customer": customer, "board": board})
     return render(request, "home.html")

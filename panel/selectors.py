@@ -1,0 +1,427 @@
+"""Reads for the customer panel, across apps, always scoped to one customer.
+
+Every function that takes an id also takes the customer and raises ``Http404`` when the
+row belongs to someone else: another customer's service does not exist, it is not
+"forbidden". Query counts are fixed per page (annotations and prefetches, never a query per
+row), which the tests assert with many services.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
+from django.http import Http404
+
+from accounts.models import AuditLog, Customer, Membership, User
+from billing.models import Invoice, Subscription
+from billing.selectors import credit_balance
+from provisioning.errors import PermanentStepError as _UnknownKind
+from provisioning.models import Operation, Service, StepRun
+from provisioning.steps.base import get_kind
+from support.models import UNRESOLVED_STATES, Ticket
+
+# What a customer reads for each step of the built-in operation kinds. Steps added later
+# read as their name in words until they get a line here.
+STEP_LABELS: dict[str, str] = {
+    "validate": "Checking the server and the account details",
+    "linux_user": "Creating the account's user and home folder",
+    "limits": "Setting CPU, memory and process limits",
+    "php_pool": "Starting PHP for the site",
+    "database": "Creating the MySQL database",
+    "nginx_site": "Publishing the website",
+    "measure_disk": "Measuring disk usage",
+    "suspend_site": "Showing the suspension page",
+    "stop_pool": "Stopping PHP",
+    "lock_login": "Locking file access",
+    "unlock_login": "Unlocking file access",
+    "start_pool": "Starting PHP again",
+    "restore_site": "Putting the website back",
+    "remove_site": "Removing the website",
+    "remove_pool": "Removing PHP",
+    "remove_database": "Removing the database",
+    "remove_user": "Removing the account and its files",
+    "remove_limits": "Removing the limits",
+    "plan_pool": "Applying the new plan's PHP settings",
+    "plan_limits": "Applying the new plan's limits",
+}
+
+KIND_LABELS: dict[str, str] = {
+    "create": "Setting up your hosting",
+    "suspend": "Suspending",
+    "unsuspend": "Unsuspending",
+    "terminate": "Removing the account",
+    "change_plan": "Changing plan",
+}
+
+# Reasons a service is suspended, as written by billing and staff, in the customer's words.
+SUSPENSION_LABELS: dict[str, str] = {
+    "overdue": "an invoice is overdue: pay it and the site comes back at once",
+    "billing": "an invoice is overdue: pay it and the site comes back at once",
+    "abuse": "a report of abuse is being looked at: support will contact you",
+}
+
+
+def step_label(name: str) -> str:
+    return STEP_LABELS.get(name) or name.replace("_", " ").capitalize()
+
+
+def kind_label(kind: str) -> str:
+    return KIND_LABELS.get(kind) or kind.replace("_", " ").capitalize()
+
+
+def suspension_label(reason: str) -> str:
+    return SUSPENSION_LABELS.get(reason.lower(), reason)
+
+
+def customer_or_404(*, user: User) -> Customer:
+    """The customer the signed-in user acts for; a user without one sees nothing."""
+    customer = (
+        Customer.objects.filter(memberships__user=user).order_by("memberships__id").first()
+        if user.is_authenticated
+        else None
+    )
+    if customer is None:
+        raise Http404("no customer account")
+    return customer
+
+
+def is_owner(*, customer: Customer, user: User) -> bool:
+    return Membership.objects.filter(
+        customer=customer, user=user, role=Membership.Role.OWNER
+    ).exists()
+
+
+# --- the dashboard ----------------------------------------------------------------------------
+
+
+def _latest_operation(field_name: str) -> Subquery:
+    latest = Operation.objects.filter(service=OuterRef("pk")).order_by("-created_at", "-id")
+    return Subquery(latest.values(field_name)[:1])
+
+
+def services_for_customer(*, customer: Customer) -> QuerySet[Service]:
+    """The customer's services that still exist, each with its latest operation's summary."""
+    return (
+        Service.objects.filter(customer=customer)
+        .exclude(state=Service.State.TERMINATED)
+        .select_related("plan", "plan__product")
+        .annotate(
+            last_op_id=_latest_operation("id"),
+            last_op_kind=_latest_operation("kind"),
+            last_op_state=_latest_operation("state"),
+            last_op_reason=_latest_operation("reason"),
+        )
+        .order_by("-created_at", "-id")
+    )
+
+
+@dataclass
+class Notice:
+    level: str  # "bad", "warn" or "info"
+    title: str
+    text: str
+    link: str = ""
+
+
+@dataclass
+class Dashboard:
+    customer: Customer
+    services: list[Service]
+    unpaid: list[Invoice]
+    open_tickets: int
+    credit: Any
+    notices: list[Notice] = field(default_factory=list)
+    working: set[int] = field(default_factory=set)
+
+
+def dashboard(*, customer: Customer) -> Dashboard:
+    """Everything the dashboard shows, in a fixed number of queries."""
+    from django.urls import reverse
+
+    services = list(services_for_customer(customer=customer))
+    unpaid = list(
+        Invoice.objects.filter(customer=customer, state__in=Invoice.OPEN_STATES).order_by(
+            "due_date", "id"
+        )
+    )
+    board = Dashboard(
+        customer=customer,
+        services=services,
+        unpaid=unpaid,
+        open_tickets=Ticket.objects.filter(customer=customer, state__in=UNRESOLVED_STATES).count(),
+        credit=credit_balance(customer=customer, currency=customer.currency),
+    )
+    for service in services:
+        link = reverse("panel:service", args=[service.pk])
+        if service.state == Service.State.SUSPENDED:
+            reasons = service.suspension_reasons or []
+            why = "; ".join(suspension_label(r) for r in reasons) or "no reason was given"
+            board.notices.append(
+                Notice("bad", f"{service.domain} is suspended", f"Because {why}.", link)
+            )
+        last_state = getattr(service, "last_op_state", None)
+        last_kind = getattr(service, "last_op_kind", "") or ""
+        if last_state in (Operation.State.FAILED, Operation.State.ROLLED_BACK):
+            board.notices.append(
+                Notice(
+                    "warn",
+                    f"{kind_label(last_kind)} {service.domain} did not finish",
+                    "Nothing was left half-done. Our team has been notified; you can also "
+                    "open a ticket.",
+                    link,
+                )
+            )
+        elif last_state in Operation.RUNNING_STATES:
+            board.working.add(service.pk)
+            board.notices.append(
+                Notice(
+                    "info",
+                    f"{kind_label(last_kind)}: {service.domain}",
+                    "This is happening now. Follow it step by step on the service page.",
+                    link,
+                )
+            )
+    overdue = [i for i in unpaid if i.state == Invoice.State.OVERDUE]
+    if overdue:
+        board.notices.append(
+            Notice(
+                "bad",
+                f"{len(overdue)} overdue invoice{'s' if len(overdue) > 1 else ''}",
+                "Overdue invoices lead to suspension after the grace period.",
+                reverse("billing:invoices"),
+            )
+        )
+    return board
+
+
+# --- the service page -------------------------------------------------------------------------
+
+
+def service_for_customer(*, customer: Customer, service_id: int) -> Service:
+    service = (
+        Service.objects.filter(customer=customer, pk=service_id)
+        .exclude(state=Service.State.TERMINATED)
+        .select_related("plan", "plan__product", "node", "ip")
+        .first()
+    )
+    if service is None:
+        raise Http404("No such service")
+    return service
+
+
+def operations_for_service(*, service: Service, limit: int = 10) -> list[Operation]:
+    return list(Operation.objects.filter(service=service).order_by("-created_at", "-id")[:limit])
+
+
+def operation_for_service(*, service: Service, operation_id: int) -> Operation:
+    operation = (
+        Operation.objects.filter(service=service, pk=operation_id)
+        .prefetch_related(
+            Prefetch(
+                "step_runs",
+                queryset=StepRun.objects.order_by("started_at", "id"),
+                to_attr="runs",
+            )
+        )
+        .first()
+    )
+    if operation is None:
+        raise Http404("No such operation")
+    return operation
+
+
+@dataclass
+class StepLine:
+    name: str
+    label: str
+    status: str  # waiting, running, done, failed, undone, skipped
+    attempt: int = 1
+    error: str = ""
+
+
+@dataclass
+class Progress:
+    operation: Operation
+    title: str
+    steps: list[StepLine]
+    done: int
+    total: int
+    finished: bool
+    failed: bool
+    failed_step: str = ""
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.done / self.total) if self.total else 100
+
+
+def operation_progress(*, operation: Operation) -> Progress:
+    """Each step of the operation with where it stands, from its kind and its step runs."""
+    runs: list[StepRun] | None = getattr(operation, "runs", None)
+    if runs is None:
+        runs = list(operation.step_runs.order_by("started_at", "id"))
+    try:
+        names = [s.name for s in get_kind(operation.kind).steps]
+    except _UnknownKind:
+        names = []
+    for run in runs:
+        if run.step not in names:
+            names.append(run.step)
+    latest_apply: dict[str, StepRun] = {}
+    undone: set[str] = set()
+    for run in runs:
+        if run.direction == StepRun.Direction.APPLY:
+            latest_apply[run.step] = run
+        elif run.status == StepRun.Status.SUCCEEDED:
+            undone.add(run.step)
+    lines: list[StepLine] = []
+    failed_step = ""
+    for name in names:
+        found = latest_apply.get(name)
+        status = "waiting"
+        if found is not None:
+            status = {
+                StepRun.Status.RUNNING: "running",
+                StepRun.Status.SUCCEEDED: "done",
+                StepRun.Status.FAILED: "failed",
+                StepRun.Status.SKIPPED: "skipped",
+            }[StepRun.Status(found.status)]
+            if name in undone:
+                status = "undone"
+            if found.status == StepRun.Status.FAILED:
+                failed_step = name
+        lines.append(
+            StepLine(
+                name=name,
+                label=step_label(name),
+                status=status,
+                attempt=found.attempt if found else 1,
+            )
+        )
+    finished = operation.state in Operation.FINAL_STATES
+    failed = operation.state in (Operation.State.FAILED, Operation.State.ROLLED_BACK)
+    done = sum(1 for line in lines if line.status in ("done", "skipped"))
+    return Progress(
+        operation=operation,
+        title=kind_label(operation.kind),
+        steps=lines,
+        done=len(lines) if operation.state == Operation.State.COMPLETED else done,
+        total=len(lines),
+        finished=finished,
+        failed=failed,
+        failed_step=step_label(failed_step) if failed_step else "",
+    )
+
+
+def failure_in_words(progress: Progress) -> str:
+    """What a customer reads when an operation failed: what, and what state things are in."""
+    op = progress.operation
+    where = (
+        f" while {progress.failed_step[0].lower()}{progress.failed_step[1:]}"
+        if (progress.failed_step)
+        else ""
+    )
+    if op.state == Operation.State.ROLLED_BACK:
+        return (
+            f"{progress.title} stopped{where}. Everything it had done was undone, so nothing "
+            "is left half-finished. Our team sees the details; you can try again or open a "
+            "ticket."
+        )
+    return (
+        f"{progress.title} stopped{where} and could not be undone automatically. Our team "
+        "has been alerted and will finish or clean it up."
+    )
+
+
+@dataclass
+class Usage:
+    label: str
+    used: float | None
+    limit: float
+    unit: str
+
+    @property
+    def percent(self) -> int | None:
+        if self.used is None or not self.limit:
+            return None
+        return min(100, round(100 * self.used / self.limit))
+
+    @property
+    def level(self) -> str:
+        pct = self.percent or 0
+        return "bad" if pct >= 90 else "warn" if pct >= 75 else "ok"
+
+
+def service_usage(*, service: Service) -> list[Usage]:
+    """Usage against the plan's limits. Only measured values are shown as used."""
+    plan = service.plan
+    return [
+        Usage("Disk", service.disk_used_mb, plan.disk_mb, "MB"),
+        Usage("Bandwidth this month", None, plan.bandwidth_gb, "GB"),
+        Usage("Memory", None, plan.memory_mb, "MB"),
+        Usage("CPU", None, plan.cpu_percent, "% of a core"),
+    ]
+
+
+def subscription_for_service(*, service: Service) -> Subscription | None:
+    return Subscription.objects.filter(service=service).select_related("plan").first()
+
+
+# --- account activity -------------------------------------------------------------------------
+
+# Audit actions a customer sees on their account page.
+CUSTOMER_VISIBLE_ACTIONS = (
+    "panel.impersonation.started",
+    "panel.impersonation.ended",
+    "customer.profile_updated",
+    "customer.signup",
+)
+
+
+def account_activity(*, customer: Customer, limit: int = 50) -> QuerySet[AuditLog]:
+    return AuditLog.objects.filter(customer=customer, action__in=CUSTOMER_VISIBLE_ACTIONS)[:limit]
+
+
+# --- the staff customer page ------------------------------------------------------------------
+
+
+def customer_overview(*, customer: Customer, limit: int = 20) -> dict[str, Any]:
+    """Everything of a customer at once, for the admin's customer page."""
+    from billing.models import Payment
+
+    return {
+        "overview_services": list(
+            Service.objects.filter(customer=customer)
+            .select_related("plan", "plan__product", "node")
+            .order_by("-created_at", "-id")[:50]
+        ),
+        "overview_operations": list(
+            Operation.objects.filter(service__customer=customer)
+            .select_related("service")
+            .order_by("-created_at", "-id")[:limit]
+        ),
+        "overview_invoices": list(
+            Invoice.objects.filter(customer=customer)
+            .exclude(state=Invoice.State.DRAFT)
+            .order_by("-issue_date", "-id")[:limit]
+        ),
+        "overview_payments": list(
+            Payment.objects.filter(customer=customer)
+            .select_related("invoice")
+            .order_by("-created_at", "-id")[:limit]
+        ),
+        "overview_tickets": list(
+            Ticket.objects.filter(customer=customer)
+            .select_related("department")
+            .order_by("-updated_at", "-id")[:limit]
+        ),
+        "overview_audit": list(
+            AuditLog.objects.filter(customer=customer).order_by("-at", "-id")[: limit + 10]
+        ),
+        "overview_credit": credit_balance(customer=customer, currency=customer.currency),
+        "overview_members": list(
+            Membership.objects.filter(customer=customer).select_related("user").order_by("id")
+        ),
+    }

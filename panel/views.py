@@ -1,0 +1,266 @@
+"""The customer panel's pages: thin views over ``panel.selectors`` and the apps' services.
+
+Every view that names a service looks it up through the signed-in user's customer, so a
+stranger gets a 404 for another customer's page or action, never its data.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.models import Customer
+from hosting.lib.http import AuthedHttpRequest
+from panel import files, forms, selectors
+from panel.impersonation import impersonation_end
+from provisioning.models import Service
+
+
+def _service(request: AuthedHttpRequest, service_id: int) -> tuple[Customer, Service]:
+    customer = selectors.customer_or_404(user=request.user)
+    return customer, selectors.service_for_customer(customer=customer, service_id=service_id)
+
+
+@login_required
+@require_GET
+def service_detail(request: AuthedHttpRequest, service_id: int) -> HttpResponse:
+    customer, service = _service(request, service_id)
+    operations = selectors.operations_for_service(service=service)
+    current = next((op for op in operations if op.is_running), None)
+    latest = operations[0] if operations else None
+    shown = current or latest
+    progress = None
+    if shown is not None:
+        progress = selectors.operation_progress(
+            operation=selectors.operation_for_service(service=service, operation_id=shown.pk)
+        )
+    return render(
+        request,
+        "panel/service_detail.html",
+        {
+            "customer": customer,
+            "service": service,
+            "usage": selectors.service_usage(service=service),
+            "history": [(op, selectors.kind_label(op.kind)) for op in operations],
+            "progress": progress,
+            "failure": selectors.failure_in_words(progress) if progress and progress.failed else "",
+            "subscription": selectors.subscription_for_service(service=service),
+            "suspension": [selectors.suspension_label(r) for r in service.suspension_reasons or []],
+        },
+    )
+
+
+@login_required
+@require_GET
+def operation_progress(
+    request: AuthedHttpRequest, service_id: int, operation_id: int
+) -> HttpResponse:
+    """The steps of one operation; polled every second by htmx while it runs."""
+    _customer, service = _service(request, service_id)
+    operation = selectors.operation_for_service(service=service, operation_id=operation_id)
+    progress = selectors.operation_progress(operation=operation)
+    response = render(
+        request,
+        "panel/_progress.html",
+        {
+            "service": service,
+            "progress": progress,
+            "failure": selectors.failure_in_words(progress) if progress.failed else "",
+        },
+    )
+    if progress.finished and request.headers.get("HX-Request"):
+        # The page around the partial (state badge, usage) changed too: let it refresh once.
+        response["HX-Trigger"] = "operation-finished"
+    return response
+
+
+# --- the file manager -------------------------------------------------------------------------
+
+
+def _files_url(service: Service, path: str) -> str:
+    url = reverse("panel:files", args=[service.pk])
+    return f"{url}?{urlencode({'path': path})}" if path else url
+
+
+def _file_error(request: HttpRequest, exc: files.FileError) -> None:
+    messages.error(request, str(exc))
+
+
+@login_required
+@require_GET
+def file_browser(request: AuthedHttpRequest, service_id: int) -> HttpResponse:
+    _customer, service = _service(request, service_id)
+    try:
+        path = files.clean_path(request.GET.get("path", ""))
+        offset = max(0, int(request.GET.get("offset", "0") or 0))
+    except (files.FileError, ValueError):
+        raise Http404("No such folder") from None
+    entries: list[files.Entry] = []
+    more: int | None = None
+    error = ""
+    try:
+        entries, more = files.list_dir(service=service, path=path, offset=offset)
+    except files.FileError as exc:
+        error = str(exc)
+    crumbs = []
+    acc = ""
+    for part in path.split("/") if path else []:
+        acc = files.join(acc, part)
+        crumbs.append((part, acc))
+    return render(
+        request,
+        "panel/files.html",
+        {
+            "service": service,
+            "path": path,
+            "parent": files.parent(path),
+            "crumbs": crumbs,
+            "entries": entries,
+            "more": more,
+            "offset": offset,
+            "error": error,
+            "upload_form": forms.UploadForm(),
+            "name_form": forms.NameForm(),
+            "max_upload_mb": files.MAX_UPLOAD // (1024 * 1024),
+        },
+    )
+
+
+@login_required
+@require_POST
+def file_action(request: AuthedHttpRequest, service_id: int, action: str) -> HttpResponse:
+    """Create, rename, delete, chmod and upload; each redirects back to the folder."""
+    _customer, service = _service(request, service_id)
+    form_class = forms.FILE_ACTION_FORMS.get(action)
+    if form_class is None:
+        raise Http404("No such action")
+    form = form_class(request.POST, request.FILES)
+    folder = files.clean_path(request.POST.get("folder", "")) if _safe(request) else ""
+    is_xhr = request.headers.get("X-Requested-With") == "XMLHttpRequest"
+    if not form.is_valid():
+        if is_xhr:
+            return HttpResponse(" ".join(_form_errors(form)), status=400)
+        for text in _form_errors(form):
+            messages.error(request, text)
+        return redirect(_files_url(service, folder))
+    try:
+        done = form.apply(service=service, folder=folder)
+    except files.FileError as exc:
+        if is_xhr:
+            return HttpResponse(str(exc), status=400)
+        _file_error(request, exc)
+    else:
+        if is_xhr:
+            return HttpResponse(done)
+        messages.success(request, done)
+    return redirect(_files_url(service, folder))
+
+
+def _safe(request: HttpRequest) -> bool:
+    try:
+        files.clean_path(request.POST.get("folder", ""))
+    except files.FileError:
+        return False
+    return True
+
+
+def _form_errors(form: forms.forms.Form) -> list[str]:
+    return [str(e) for errors in form.errors.values() for e in errors]
+
+
+@login_required
+@require_GET
+def file_download(request: AuthedHttpRequest, service_id: int) -> HttpResponse:
+    _customer, service = _service(request, service_id)
+    try:
+        path = files.clean_path(request.GET.get("path", ""), allow_root=False)
+        data = files.read_file(service=service, path=path)
+    except files.FileError as exc:
+        _file_error(request, exc)
+        return redirect(_files_url(service, files.parent(request.GET.get("path", ""))))
+    name = path.rsplit("/", 1)[-1]
+    response = HttpResponse(data, content_type="application/octet-stream")
+    ascii_name = name.encode("ascii", "replace").decode().replace('"', "_")
+    response["Content-Disposition"] = f'attachment; filename="{ascii_name}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@login_required
+def file_edit(request: AuthedHttpRequest, service_id: int) -> HttpResponse:
+    _customer, service = _service(request, service_id)
+    try:
+        path = files.clean_path(request.GET.get("path", ""), allow_root=False)
+    except files.FileError:
+        raise Http404("No such file") from None
+    form: forms.EditForm
+    if request.method == "POST":
+        form = forms.EditForm(request.POST)
+        if form.is_valid():
+            try:
+                files.write_file(
+                    service=service, path=path, data=form.cleaned_data["content"].encode()
+                )
+            except files.FileError as exc:
+                form.add_error("content", str(exc))
+            else:
+                messages.success(request, f"Saved {path}.")
+                return redirect(_files_url(service, files.parent(path)))
+    else:
+        try:
+            raw = files.read_file(service=service, path=path, limit=files.MAX_EDIT)
+        except files.FileError as exc:
+            _file_error(request, exc)
+            return redirect(_files_url(service, files.parent(path)))
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError:
+            messages.error(request, "This file is not text; download it instead.")
+            return redirect(_files_url(service, files.parent(path)))
+        form = forms.EditForm(initial={"content": text})
+    language = (mimetypes.guess_type(path)[0] or "text/plain").split("/")[-1]
+    return render(
+        request,
+        "panel/file_edit.html",
+        {
+            "service": service,
+            "path": path,
+            "parent": files.parent(path),
+            "form": form,
+            "language": language,
+        },
+    )
+
+
+# --- account ----------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def account_activity(request: AuthedHttpRequest) -> HttpResponse:
+    customer = selectors.customer_or_404(user=request.user)
+    page = Paginator(selectors.account_activity(customer=customer), 25).get_page(
+        request.GET.get("page")
+    )
+    return render(request, "panel/activity.html", {"customer": customer, "page": page})
+
+
+@require_POST
+def impersonation_stop(request: HttpRequest) -> HttpResponse:
+    """End a staff member's session as a customer and go back to that customer in the admin."""
+    data = request.session.get("hw_impersonator") or {}
+    staff = impersonation_end(request=request)
+    if staff is None:
+        return redirect("home")
+    customer_id = data.get("customer")
+    if customer_id:
+        return redirect("admin:accounts_customer_change", customer_id)
+    return redirect("admin:index")

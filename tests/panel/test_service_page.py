@@ -1,0 +1,113 @@
+"""The service page and the live progress of its operations."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from provisioning.models import StepRun
+from tests.panel.conftest import make_operation, make_run, make_service
+
+pytestmark = pytest.mark.django_db
+
+
+def test_service_page_shows_plan_usage_and_sftp_details(client, owner, customer, plan, node):
+    # given an active service with measured disk usage
+    service = make_service(customer, plan, node, domain="shop.example.com", disk_used_mb=250)
+    client.force_login(owner)
+    # when the owner opens its page
+    body = client.get(reverse("panel:service", args=[service.pk])).content.decode()
+    # then plan, usage against the limit and the SFTP login are there
+    assert "shop.example.com" in body
+    assert "250 of 1000 MB" in body
+    assert 'aria-valuenow="25"' in body
+    assert service.username in body
+    assert "127.0.0.1" in body
+
+
+def test_teammate_sees_the_service_too(client, teammate, customer, plan, node):
+    service = make_service(customer, plan, node)
+    client.force_login(teammate)
+    assert client.get(reverse("panel:service", args=[service.pk])).status_code == 200
+
+
+def test_running_operation_polls_and_lists_its_steps(client, owner, customer, plan, node):
+    # given a create operation with two steps done and the third running
+    service = make_service(customer, plan, node, state="pending")
+    op = make_operation(service, state="provisioning")
+    make_run(op, "validate", StepRun.Status.SUCCEEDED)
+    make_run(op, "linux_user", StepRun.Status.SUCCEEDED, position=1)
+    make_run(op, "limits", StepRun.Status.RUNNING, position=2)
+    client.force_login(owner)
+    url = reverse("panel:operation_progress", args=[service.pk, op.pk])
+    # when the partial is fetched
+    body = client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    # then it polls itself every second and shows where each step stands
+    assert 'hx-trigger="every 1s"' in body and url in body
+    assert body.count("step step-done") == 2
+    assert body.count("step step-running") == 1
+    assert body.count("step step-waiting") == 4  # php_pool, database, nginx_site, measure_disk
+    assert "Creating the account&#x27;s user and home folder" in body
+
+
+def test_finished_operation_stops_polling(client, owner, customer, plan, node):
+    # given a completed operation
+    service = make_service(customer, plan, node)
+    op = make_operation(service, state="completed")
+    client.force_login(owner)
+    response = client.get(
+        reverse("panel:operation_progress", args=[service.pk, op.pk]), HTTP_HX_REQUEST="true"
+    )
+    # then the partial has no polling left and tells the page to refresh its facts
+    assert "hx-trigger" not in response.content.decode()
+    assert response["HX-Trigger"] == "operation-finished"
+
+
+def test_failed_operation_explains_in_plain_words(client, owner, customer, plan, node):
+    # given a create that failed at the database step and was rolled back
+    service = make_service(customer, plan, node, state="failed")
+    op = make_operation(
+        service,
+        state="rolled_back",
+        reason="Step database failed after 3 tries: `mysql ...` exited with 1",
+    )
+    make_run(op, "validate", StepRun.Status.SUCCEEDED)
+    make_run(op, "database", StepRun.Status.FAILED, position=4)
+    make_run(op, "validate", StepRun.Status.SUCCEEDED, direction="undo")
+    client.force_login(owner)
+    # when the service page is shown
+    body = client.get(reverse("panel:service", args=[service.pk])).content.decode()
+    # then the failure is told in words, without the command that failed
+    assert "stopped while creating the MySQL database" in body
+    assert "Everything it had done was undone" in body
+    assert "exited with" not in body
+    assert "step step-failed" in body and "step step-undone" in body
+
+
+def test_terminated_service_page_is_gone(client, owner, customer, plan, node):
+    service = make_service(customer, plan, node, state="terminated")
+    client.force_login(owner)
+    assert client.get(reverse("panel:service", args=[service.pk])).status_code == 404
+
+
+def test_service_page_query_count_is_constant(client, owner, customer, plan, node):
+    # given a service page's queries with one operation, then with twelve
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    service = make_service(customer, plan, node)
+    make_operation(service)
+    client.force_login(owner)
+    url = reverse("panel:service", args=[service.pk])
+    client.get(url)
+    with CaptureQueriesContext(connection) as one:
+        client.get(url)
+    for _ in range(11):
+        op = make_operation(service)
+        make_run(op, "validate", StepRun.Status.SUCCEEDED)
+    for _ in range(30):
+        make_service(customer, plan, node)
+    with CaptureQueriesContext(connection) as many:
+        client.get(url)
+    # then it is the same number
+    assert len(many.captured_queries) == len(one.captured_queries)
