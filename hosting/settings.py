@@ -301,6 +301,10 @@ PROVISIONING_RETRY_BACKOFF = env_int("PROVISIONING_RETRY_BACKOFF", 5)  # seconds
 PROVISIONING_COMMAND_TIMEOUT = env_int("PROVISIONING_COMMAND_TIMEOUT", 120)
 PROVISIONING_STALE_AFTER = env_int("PROVISIONING_STALE_AFTER", 15 * 60)
 PROVISIONING_MAX_RESUMES = env_int("PROVISIONING_MAX_RESUMES", 3)
+# Circuit breaker per node: open after this many connection failures in a row, then try
+# again after the cool-down (seconds, doubled after each failed probe, at most 15 minutes).
+PROVISIONING_BREAKER_FAILURES = env_int("PROVISIONING_BREAKER_FAILURES", 3)
+PROVISIONING_BREAKER_COOLDOWN = env_int("PROVISIONING_BREAKER_COOLDOWN", 60)
 # Failpoints let the fault tests fail a chosen step; never set in production.
 PROVISIONING_FAILPOINTS = env_bool("PROVISIONING_FAILPOINTS", False) and not PRODUCTION
 

@@ -37,6 +37,13 @@ class TransientStepError(StepError):
     permanent = False
 
 
+class NodeUnreachable(TransientStepError):
+    """The node did not answer at all (no TCP connection, no SSH handshake).
+
+    Counted by the node's circuit breaker (``provisioning.breaker``).
+    """
+
+
 class PermanentStepError(StepError):
     """Validation failures, a name taken on the node, a config the node rejects."""
 

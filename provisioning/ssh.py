@@ -28,6 +28,7 @@ import paramiko
 
 from provisioning.errors import (
     HostKeyRefused,
+    NodeUnreachable,
     OutcomeUnknown,
     PermanentStepError,
     TransientStepError,
@@ -191,7 +192,7 @@ def _open_transport(address: str, port: int, preferred_key_type: str | None) -> 
     try:
         sock = socket.create_connection((address, port), timeout=CONNECT_TIMEOUT)
     except OSError as exc:
-        raise TransientStepError(f"cannot connect to {address}:{port}: {exc}") from None
+        raise NodeUnreachable(f"cannot connect to {address}:{port}: {exc}") from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     transport = paramiko.Transport(sock)
     if preferred_key_type:
@@ -204,7 +205,7 @@ def _open_transport(address: str, port: int, preferred_key_type: str | None) -> 
         transport.start_client(timeout=CONNECT_TIMEOUT)
     except (paramiko.SSHException, OSError, EOFError) as exc:
         transport.close()
-        raise TransientStepError(f"SSH handshake with {address}:{port} failed: {exc}") from None
+        raise NodeUnreachable(f"SSH handshake with {address}:{port} failed: {exc}") from None
     return transport
 
 

@@ -16,7 +16,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from provisioning.errors import PermanentStepError, ProvisioningRefused, StepError
+from provisioning import breaker
+from provisioning.errors import (
+    NodeUnreachable,
+    PermanentStepError,
+    ProvisioningRefused,
+    StepError,
+)
 from provisioning.models import Operation, OperationEvent, Service, StepRun
 from provisioning.steps.base import OperationKind, Step, StepContext, get_kind
 
@@ -148,6 +154,15 @@ def step_execute(*, operation_id: int, position: int) -> tuple[str, int]:
             running.error = "the worker stopped during this step; the outcome is unknown"
             running.finished_at = timezone.now()
             running.save(update_fields=["status", "error", "finished_at"])
+        node_id = operation.service.node_id
+        if node_id is not None:
+            verdict = breaker.breaker_allow(node_id=node_id)
+            if not verdict.allowed:
+                # The node is down: wait without using up an attempt or failing anything.
+                note(operation, verdict.message, actor_label="worker")
+                operation.heartbeat_at = timezone.now()
+                operation.save(update_fields=["heartbeat_at"])
+                return RETRY, verdict.retry_in
         _enter_phase(operation, step_cls)
         attempt = runs.count() + 1
         step_run = StepRun.objects.create(
@@ -171,6 +186,12 @@ def step_execute(*, operation_id: int, position: int) -> tuple[str, int]:
     except Exception as exc:
         error = _as_step_error(exc)
 
+    if node_id is not None:
+        if isinstance(error, NodeUnreachable):
+            breaker.breaker_record_failure(node_id=node_id, error=error.message)
+        elif error is None:
+            breaker.breaker_record_success(node_id=node_id)
+
     with transaction.atomic():
         step_run.finished_at = timezone.now()
         step_run.status = StepRun.Status.SUCCEEDED if error is None else StepRun.Status.FAILED
@@ -190,6 +211,18 @@ def step_execute(*, operation_id: int, position: int) -> tuple[str, int]:
                     setattr(service, key, value)
                 service.save(update_fields=list(ctx.service_updates))
             return DONE, 0
+        if isinstance(error, NodeUnreachable):
+            # A node that does not answer pauses its work (the breaker decides when to try
+            # again) instead of failing it: nothing was done, so nothing needs undoing.
+            countdown = min(backoff(attempt), 60)
+            note(
+                operation,
+                f"{error.message}; step {step_cls.name} waits for the node (try {attempt})",
+                actor_label="worker",
+            )
+            operation.heartbeat_at = timezone.now()
+            operation.save(update_fields=["heartbeat_at"])
+            return RETRY, countdown
         if not error.permanent and attempt <= settings.PROVISIONING_STEP_RETRIES:
             countdown = backoff(attempt)
             note(
