@@ -15,10 +15,11 @@ from provisioning.resources.errors import ResourceRefused
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _TLD = re.compile(r"^(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$")
-_ACCOUNT = re.compile(r"^[a-z][a-z0-9]{2,15}$")
-# MariaDB allows 64 characters for database names and 80 for user names; the account prefix
-# and its underscore count towards that.
+_ACCOUNT = re.compile(r"^[a-z][a-z0-9]{2,31}$")
+# MariaDB allows 64 characters for database names (and 80 for user names); the account
+# prefix and its underscore count towards that.
 _DB_SUFFIX = re.compile(r"^[a-z0-9][a-z0-9_]{0,31}$")
+DB_NAME_MAX = 64
 _LOCAL_PART = re.compile(r"^[a-z0-9](?:[a-z0-9._+-]{0,62}[a-z0-9])?$")
 
 
@@ -65,10 +66,11 @@ def validate_db_name(*, account: str, name: object) -> str:
     suffix = name.strip().lower()
     if suffix.startswith(account + "_"):
         suffix = suffix[len(account) + 1 :]
-    if not _DB_SUFFIX.match(suffix):
+    longest = min(32, DB_NAME_MAX - len(account) - 1)
+    if not _DB_SUFFIX.match(suffix) or len(suffix) > longest:
         raise ResourceRefused(
-            f"{name!r} is not a valid database name: use up to 32 lower-case letters, digits "
-            "and underscores.",
+            f"{name!r} is not a valid database name: use up to {longest} lower-case letters, "
+            "digits and underscores.",
             code="db_name",
         )
     return f"{account}_{suffix}"

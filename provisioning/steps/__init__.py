@@ -6,4 +6,5 @@ worker knows them.
 """
 
 from provisioning import drift  # noqa: F401
+from provisioning.resources import steps as resource_steps  # noqa: F401  (DNS, mail, databases)
 from provisioning.steps import hosting  # noqa: F401

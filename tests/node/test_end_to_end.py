@@ -67,7 +67,10 @@ def test_create_suspend_unsuspend_terminate_on_the_node(worker, hosting_node):
         "limits",
         "php_pool",
         "database",
+        "dns_zone",
+        "mail_domain",
         "nginx_site",
+        "verify_dns",
         "measure_disk",
     }
     assert all(r.status == StepRun.Status.SUCCEEDED and r.commands for r in runs)

@@ -59,6 +59,12 @@ fi
 chown root:root "$KEY_FILE"
 chmod 0600 "$KEY_FILE"
 api_key=$(cat "$KEY_FILE")
+# The same key as a header file for `curl -H @file`: the panel calls the API through SSH
+# without the key ever leaving the node or appearing in a command line.
+umask 077
+printf 'X-API-Key: %s\n' "$api_key" >"$HW_ETC/pdns-api-header.tmp"
+umask 022
+mv -f "$HW_ETC/pdns-api-header.tmp" "$HW_ETC/pdns-api-header"
 
 install -d -o pdns -g pdns -m 0750 /var/lib/powerdns
 if [ ! -s "$DB" ]; then

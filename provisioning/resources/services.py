@@ -1,0 +1,186 @@
+"""Services for a hosting account's resources: each validates, then starts an operation.
+
+Every value is validated here, before any operation exists or anything reaches a node; bad
+input raises ``ProvisioningRefused`` with a message for the customer. Passwords are hashed
+here and only the hash is stored in the operation's params and sent to the node; the caller
+shows the password to the customer once and keeps it nowhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from accounts.models import User
+from provisioning import services as engine
+from provisioning.errors import ProvisioningRefused
+from provisioning.models import Operation, Service
+from provisioning.resources import databases as hwdb
+from provisioning.resources import dns as hwdns
+from provisioning.resources import mail as hwmail
+from provisioning.resources.errors import ResourceRefused
+from provisioning.resources.validation import validate_email, validate_local_part
+
+
+def _start(*, service: Service, kind: str, params: dict[str, Any], actor: User | None) -> Operation:
+    return engine.operation_start(service=service, kind=kind, params=params, actor=actor)
+
+
+def _refused(exc: ResourceRefused) -> ProvisioningRefused:
+    return ProvisioningRefused(exc.message, code=exc.code or "invalid")
+
+
+def _own_address(service: Service, address: str) -> str:
+    address = validate_email(address)
+    if address.split("@")[1] != service.domain:
+        raise ResourceRefused(f"{address} is not an address of {service.domain}.", code="mail")
+    return address
+
+
+@transaction.atomic
+def dns_records_change(
+    *,
+    service: Service,
+    replace: list[dict[str, Any]] = [],  # noqa: B006 (never mutated)
+    delete: list[tuple[str, str]] = [],  # noqa: B006
+    actor: User | None = None,
+) -> Operation:
+    """Replace RRsets (``{"name", "type", "contents", "ttl"}``) and delete (name, type) pairs
+    in the account's zone. Record data is checked with dnspython here, before any SSH."""
+    try:
+        rrsets = [
+            hwdns.make_rrset(
+                zone=service.domain,
+                name=str(r["name"]),
+                rtype=str(r["type"]),
+                contents=[str(c) for c in r["contents"]],
+                ttl=int(r.get("ttl", hwdns.DEFAULT_TTL)),
+            )
+            for r in replace
+        ]
+        deletions = [[hwdns.owner_name(zone=service.domain, name=n), t.upper()] for n, t in delete]
+        hwdns.check_rrsets(rrsets)
+    except ResourceRefused as exc:
+        raise _refused(exc) from None
+    params = {
+        "replace": [
+            {"name": r.name, "type": r.rtype, "ttl": r.ttl, "contents": list(r.contents)}
+            for r in rrsets
+        ],
+        "delete": deletions,
+    }
+    return _start(service=service, kind="dns_records", params=params, actor=actor)
+
+
+@transaction.atomic
+def database_create(
+    *, service: Service, name: str, user: str, password: str, actor: User | None = None
+) -> Operation:
+    """A database ``<account>_<name>`` and a user ``<account>_<user>`` granted on it."""
+    try:
+        params = {
+            "name": hwdb.validate_db_name(account=service.username, name=name),
+            "user": hwdb.validate_db_name(account=service.username, name=user),
+            "password_hash": hwdb.native_password_hash(password),
+        }
+    except ResourceRefused as exc:
+        raise _refused(exc) from None
+    return _start(service=service, kind="database_create", params=params, actor=actor)
+
+
+@transaction.atomic
+def database_delete(
+    *, service: Service, name: str, user: str | None = None, actor: User | None = None
+) -> Operation:
+    try:
+        params = {
+            "name": hwdb.validate_db_name(account=service.username, name=name),
+            "user": hwdb.validate_db_name(account=service.username, name=user) if user else "",
+        }
+    except ResourceRefused as exc:
+        raise _refused(exc) from None
+    return _start(service=service, kind="database_delete", params=params, actor=actor)
+
+
+@transaction.atomic
+def database_password_change(
+    *, service: Service, user: str, password: str, actor: User | None = None
+) -> Operation:
+    try:
+        params = {
+            "user": hwdb.validate_db_name(account=service.username, name=user),
+            "password_hash": hwdb.native_password_hash(password),
+        }
+    except ResourceRefused as exc:
+        raise _refused(exc) from None
+    return _start(service=service, kind="database_password", params=params, actor=actor)
+
+
+@transaction.atomic
+def mailbox_create(
+    *,
+    service: Service,
+    local_part: str,
+    password: str,
+    quota_mb: int = 1024,
+    actor: User | None = None,
+) -> Operation:
+    """A mailbox ``<local_part>@<the account's domain>`` with a password and a quota."""
+    try:
+        address = f"{validate_local_part(local_part)}@{service.domain}"
+        hwmail.mailbox_create_script(  # validates the quota the same way the step will
+            local_part=local_part,
+            domain=service.domain,
+            password_hash=(password_hash := hwmail.hash_password(password)),
+            quota_mb=quota_mb,
+        )
+    except ResourceRefused as exc:
+        raise _refused(exc) from None
+    params = {"address": address, "password_hash": password_hash, "quota_mb": quota_mb}
+    return _start(service=service, kind="mailbox_create", params=params, actor=actor)
+
+
+@transaction.atomic
+def mailbox_delete(*, service: Service, address: str, actor: User | None = None) -> Operation:
+    try:
+        params = {"address": _own_address(service, address)}
+    except ResourceRefused as exc:
+        raise _refused(exc) from None
+    return _start(service=service, kind="mailbox_delete", params=params, actor=actor)
+
+
+@transaction.atomic
+def mailbox_password_change(
+    *, service: Service, address: str, password: str, actor: User | None = None
+) -> Operation:
+    try:
+        params = {
+            "address": _own_address(service, address),
+            "password_hash": hwmail.hash_password(password),
+        }
+    except ResourceRefused as exc:
+        raise _refused(exc) from None
+    return _start(service=service, kind="mailbox_password", params=params, actor=actor)
+
+
+@transaction.atomic
+def forwarder_set(
+    *, service: Service, source: str, targets: list[str], actor: User | None = None
+) -> Operation:
+    try:
+        src = _own_address(service, source)
+        hwmail.forwarder_set_script(source=src, targets=targets)  # same checks as the step
+        params = {"source": src, "targets": [validate_email(t) for t in targets]}
+    except ResourceRefused as exc:
+        raise _refused(exc) from None
+    return _start(service=service, kind="forwarder_set", params=params, actor=actor)
+
+
+@transaction.atomic
+def forwarder_delete(*, service: Service, source: str, actor: User | None = None) -> Operation:
+    try:
+        params = {"source": _own_address(service, source)}
+    except ResourceRefused as exc:
+        raise _refused(exc) from None
+    return _start(service=service, kind="forwarder_delete", params=params, actor=actor)

@@ -1,0 +1,450 @@
+"""Node resources as engine steps and operation kinds.
+
+Added to the engine's own kinds:
+
+- ``create`` gains ``dns_zone`` (the domain's zone on the node's PowerDNS) and ``mail_domain``
+  before the site goes live, and ``verify_dns`` after it: the nameserver is asked with
+  dnspython and its answers are stored on the step run, so "was DNS configured?" has a
+  recorded answer.
+- ``terminate`` removes the mail domain (with its mail) and the zone.
+
+Kinds of their own (params hold validated values and password *hashes* only, never a
+password; ``provisioning.resources.services`` builds them):
+
+``dns_records``, ``database_create``, ``database_delete``, ``database_password``,
+``mailbox_create``, ``mailbox_delete``, ``mailbox_password``, ``forwarder_set``,
+``forwarder_delete``.
+
+The PowerDNS API is called through the node's SSH session with curl on the node: the API
+key stays in a root-only file there and never appears in a command line or a record.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import gzip
+import json
+import shlex
+from typing import Any
+
+from provisioning.errors import PermanentStepError, TransientStepError
+from provisioning.models import Operation, StepRun
+from provisioning.resources import databases as hwdb
+from provisioning.resources import dns as hwdns
+from provisioning.resources import mail as hwmail
+from provisioning.resources.errors import ResourceError, check_limit
+from provisioning.resources.scripts import NodeScript
+from provisioning.resources.validation import validate_domain, validate_email
+from provisioning.ssh import cmd
+from provisioning.steps import hosting  # noqa: F401  (registers the kinds extended below)
+from provisioning.steps.base import KINDS, OperationKind, Step, StepContext, register_kind
+
+PDNS_API = "http://127.0.0.1:8081"
+PDNS_HEADER = "/etc/hostwright/pdns-api-header"
+PDNS_CONF = "/etc/powerdns/pdns.d/hostwright.conf"
+DEFAULT_NAMESERVERS = ("ns1.hostwright.test", "ns2.hostwright.test")
+
+
+def run_script(ctx: StepContext, script: NodeScript, *, check: bool = True) -> Any:
+    """Run a resource's NodeScript in the node's shell; its secrets are masked in records."""
+    return ctx.run([cmd("bash", "-c", script.script, secrets=script.secrets)], check=check)
+
+
+def _raise(exc: ResourceError, *, clean: bool = False) -> None:
+    if exc.permanent:
+        raise PermanentStepError(exc.message, clean=clean) from exc
+    raise TransientStepError(exc.message, clean=clean) from exc
+
+
+class NodeApiTransport:
+    """PowerDNS's HTTP API reached with curl on the node, over the step's SSH session.
+
+    The answer comes back gzipped and base64-encoded so a zone fits in the recorded output.
+    """
+
+    def __init__(self, ctx: StepContext) -> None:
+        self.ctx = ctx
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, Any]:
+        if method not in ("GET", "POST", "PATCH", "DELETE") or not path.startswith("/api/v1/"):
+            raise PermanentStepError(f"refusing a DNS API request {method} {path}")
+        argv = ["curl", "-sS", "--max-time", "20", "-X", method, "-H", f"@{PDNS_HEADER}"]
+        if body is not None:
+            argv += ["-H", "Content-Type: application/json", "--data-binary", json.dumps(body)]
+        argv += ["-w", "\\n%{http_code}", PDNS_API + path]
+        script = (
+            f'out=$({shlex.join(argv)}) || exit 75\nprintf "%s" "$out" | gzip -c | base64 -w0\n'
+        )
+        result = self.ctx.run([cmd("bash", "-c", script, label=f"DNS API: {method} {path}")])
+        try:
+            raw = gzip.decompress(base64.b64decode(result.stdout.strip())).decode()
+        except (ValueError, OSError):
+            raise PermanentStepError(
+                f"the DNS API answer to {method} {path} was too large or unreadable"
+            ) from None
+        text, _, status = raw.rpartition("\n")
+        try:
+            payload = json.loads(text) if text else None
+        except ValueError:
+            payload = text
+        return int(status), payload
+
+
+def pdns(ctx: StepContext) -> hwdns.PowerDNS:
+    return hwdns.PowerDNS(NodeApiTransport(ctx))
+
+
+def _zone_rrsets(ctx: StepContext) -> list[hwdns.RRset]:
+    ip = ctx.service.ip
+    address = ip.address if ip is not None else ctx.node.address
+    return hwdns.zone_rrsets(
+        domain=ctx.service.domain,
+        ipv4=address,
+        nameservers=list(DEFAULT_NAMESERVERS),
+        serial=hwdns.next_serial(0, dt.datetime.now(dt.UTC).date()),
+    )
+
+
+class DnsZone(Step):
+    """The domain's zone: SOA, NS, A for the apex, www and mail, MX and SPF."""
+
+    name = "dns_zone"
+
+    def apply(self, ctx: StepContext) -> None:
+        domain = validate_domain(ctx.service.domain)
+        try:
+            created = pdns(ctx).create_zone(domain, _zone_rrsets(ctx))
+        except ResourceError as exc:
+            _raise(exc)
+        ctx.resource("dns_zone", domain)
+        ctx.resource("dns_zone_created", created)
+
+    def undo(self, ctx: StepContext) -> None:
+        try:
+            pdns(ctx).delete_zone(validate_domain(ctx.service.domain))
+        except ResourceError as exc:
+            _raise(exc)
+
+
+class VerifyDns(Step):
+    """Ask the node's nameserver for the zone with dnspython and store what it answered."""
+
+    name = "verify_dns"
+    phase = "configuring"
+
+    def apply(self, ctx: StepContext) -> None:
+        probe = ctx.run([cmd("sed", "-n", "s/^local-port=//p", PDNS_CONF)])
+        try:
+            port = int(probe.stdout.strip() or 53)
+        except ValueError:
+            port = 53
+        check = hwdns.verify_zone(
+            ctx.service.domain, nameserver=ctx.node.address, port=port, expect=_zone_rrsets(ctx)
+        )
+        ctx.resource("dns_check", check.as_dict())
+        if not check.ok:
+            raise TransientStepError(
+                "the nameserver does not answer the zone as configured: "
+                + "; ".join(check.problems[:3])
+            )
+
+
+class MailDomain(Step):
+    """Accept mail for the domain on the node (mailboxes are added later)."""
+
+    name = "mail_domain"
+
+    def apply(self, ctx: StepContext) -> None:
+        run_script(ctx, hwmail.mail_domain_add_script(domain=ctx.service.domain))
+        ctx.resource("mail_domain", ctx.service.domain)
+
+    def undo(self, ctx: StepContext) -> None:
+        run_script(ctx, hwmail.mail_domain_remove_script(domain=ctx.service.domain, purge=True))
+
+
+class RemoveZone(DnsZone):
+    name = "remove_dns_zone"
+
+    def apply(self, ctx: StepContext) -> None:
+        DnsZone.undo(self, ctx)
+
+    def undo(self, ctx: StepContext) -> None:
+        """Termination is not compensated: the account's files are gone too."""
+
+
+class RemoveMailDomain(MailDomain):
+    name = "remove_mail_domain"
+
+    def apply(self, ctx: StepContext) -> None:
+        MailDomain.undo(self, ctx)
+
+    def undo(self, ctx: StepContext) -> None:
+        """Termination is not compensated."""
+
+
+# --- customer resources -------------------------------------------------------------------
+
+
+def _account(ctx: StepContext) -> str:
+    return str(ctx.service.username)
+
+
+class DnsRecords(Step):
+    """Replace or delete RRsets in the domain's zone (one atomic change, new serial)."""
+
+    name = "dns_records"
+
+    def _rrsets(self, items: list[dict[str, Any]]) -> list[hwdns.RRset]:
+        return [
+            hwdns.RRset(
+                name=r["name"], rtype=r["type"], ttl=int(r["ttl"]), contents=tuple(r["contents"])
+            )
+            for r in items
+        ]
+
+    def apply(self, ctx: StepContext) -> None:
+        client = pdns(ctx)
+        domain = validate_domain(ctx.service.domain)
+        before = client.get_zone(domain)
+        if before is None:
+            raise PermanentStepError(f"the zone {domain} does not exist on the node", clean=True)
+        # Kept so that undo can put back exactly what was there.
+        touched = {(r["name"], r["type"]) for r in ctx.params.get("replace", [])}
+        touched |= {(n, t) for n, t in ctx.params.get("delete", [])}
+        ctx.resource(
+            "previous",
+            [
+                {"name": r.name, "type": r.rtype, "ttl": r.ttl, "contents": list(r.contents)}
+                for r in before
+                if (r.name, r.rtype) in touched
+            ],
+        )
+        try:
+            serial = client.change_rrsets(
+                domain,
+                replace=self._rrsets(ctx.params.get("replace", [])),
+                delete=[tuple(x) for x in ctx.params.get("delete", [])],
+            )
+        except ResourceError as exc:
+            _raise(exc, clean=True)
+        ctx.resource("serial", serial)
+
+    def undo(self, ctx: StepContext) -> None:
+        applied = (
+            StepRun.objects.filter(operation=ctx.operation, step=self.name, direction="apply")
+            .order_by("-id")
+            .first()
+        )
+        previous = applied.resources.get("previous") if applied is not None else None
+        if previous is None:
+            return  # the change was never sent
+        touched = {(r["name"], r["type"]) for r in ctx.params.get("replace", [])}
+        touched |= {(n, t) for n, t in ctx.params.get("delete", [])}
+        restore = self._rrsets(previous)
+        gone = touched - {(r.name, r.rtype) for r in restore}
+        try:
+            pdns(ctx).change_rrsets(
+                validate_domain(ctx.service.domain), replace=restore, delete=sorted(gone)
+            )
+        except ResourceError as exc:
+            _raise(exc)
+
+
+class DatabaseLimit(Step):
+    """Refuse a database over the plan's limit, counting what is really on the node."""
+
+    name = "database_limit"
+    phase = "validating"
+
+    def apply(self, ctx: StepContext) -> None:
+        account = _account(ctx)
+        wanted = hwdb.validate_db_name(account=account, name=ctx.params["name"])
+        result = run_script(ctx, hwdb.account_databases_query_script(account=account))
+        existing = [line for line in result.stdout.split() if line != wanted]
+        try:
+            check_limit(what="databases", used=len(existing), allowed=ctx.plan.databases)
+        except ResourceError as exc:
+            _raise(exc, clean=True)
+
+
+class Database(Step):
+    name = "customer_database"
+
+    def apply(self, ctx: StepContext) -> None:
+        run_script(ctx, hwdb.database_create_script(account=_account(ctx), name=ctx.params["name"]))
+        ctx.resource(
+            "database", hwdb.validate_db_name(account=_account(ctx), name=ctx.params["name"])
+        )
+
+    def undo(self, ctx: StepContext) -> None:
+        run_script(ctx, hwdb.database_delete_script(account=_account(ctx), name=ctx.params["name"]))
+
+
+class DatabaseUser(Step):
+    name = "customer_database_user"
+
+    def apply(self, ctx: StepContext) -> None:
+        p = ctx.params
+        run_script(
+            ctx,
+            hwdb.db_user_create_script(
+                account=_account(ctx),
+                user=p["user"],
+                password_hash=p["password_hash"],
+                databases=[p["name"]],
+            ),
+        )
+        ctx.resource("database_user", hwdb.validate_db_name(account=_account(ctx), name=p["user"]))
+
+    def undo(self, ctx: StepContext) -> None:
+        run_script(ctx, hwdb.db_user_delete_script(account=_account(ctx), user=ctx.params["user"]))
+
+
+class DropDatabase(Step):
+    """Drop the database and its user (not compensated: the data is gone)."""
+
+    name = "drop_customer_database"
+
+    def apply(self, ctx: StepContext) -> None:
+        p = ctx.params
+        run_script(ctx, hwdb.database_delete_script(account=_account(ctx), name=p["name"]))
+        if p.get("user"):
+            run_script(ctx, hwdb.db_user_delete_script(account=_account(ctx), user=p["user"]))
+
+
+class DatabasePassword(Step):
+    name = "customer_database_password"
+
+    def apply(self, ctx: StepContext) -> None:
+        p = ctx.params
+        run_script(
+            ctx,
+            hwdb.db_user_password_script(
+                account=_account(ctx), user=p["user"], password_hash=p["password_hash"]
+            ),
+        )
+
+
+class MailboxLimit(Step):
+    """Refuse a mailbox over the plan's limit, counting the domain's mailboxes on the node."""
+
+    name = "mailbox_limit"
+    phase = "validating"
+
+    def apply(self, ctx: StepContext) -> None:
+        domain = validate_domain(ctx.service.domain)
+        address = validate_email(ctx.params["address"])
+        result = ctx.run(
+            [
+                cmd(
+                    "awk",
+                    "-v",
+                    f"d=@{domain}",
+                    "index($1, d) { print $1 }",
+                    hwmail.MAIL_ETC + "/mailboxes",
+                )
+            ]
+        )
+        existing = [a for a in result.stdout.split() if a.endswith("@" + domain) and a != address]
+        try:
+            check_limit(what="mailboxes", used=len(existing), allowed=ctx.plan.mailboxes)
+        except ResourceError as exc:
+            _raise(exc, clean=True)
+
+
+class Mailbox(Step):
+    name = "mailbox"
+
+    def apply(self, ctx: StepContext) -> None:
+        p = ctx.params
+        local, domain = validate_email(p["address"]).split("@")
+        run_script(
+            ctx,
+            hwmail.mailbox_create_script(
+                local_part=local,
+                domain=domain,
+                password_hash=p["password_hash"],
+                quota_mb=int(p["quota_mb"]),
+            ),
+        )
+        ctx.resource("mailbox", p["address"])
+
+    def undo(self, ctx: StepContext) -> None:
+        run_script(ctx, hwmail.mailbox_delete_script(address=ctx.params["address"]))
+
+
+class DeleteMailbox(Step):
+    name = "delete_mailbox"
+
+    def apply(self, ctx: StepContext) -> None:
+        run_script(ctx, hwmail.mailbox_delete_script(address=ctx.params["address"]))
+
+
+class MailboxPassword(Step):
+    name = "mailbox_password"
+
+    def apply(self, ctx: StepContext) -> None:
+        p = ctx.params
+        run_script(
+            ctx,
+            hwmail.mailbox_password_script(address=p["address"], password_hash=p["password_hash"]),
+        )
+
+
+class Forwarder(Step):
+    name = "forwarder"
+
+    def apply(self, ctx: StepContext) -> None:
+        p = ctx.params
+        run_script(ctx, hwmail.forwarder_set_script(source=p["source"], targets=p["targets"]))
+
+    def undo(self, ctx: StepContext) -> None:
+        run_script(ctx, hwmail.forwarder_delete_script(source=ctx.params["source"]))
+
+
+class DeleteForwarder(Step):
+    name = "delete_forwarder"
+
+    def apply(self, ctx: StepContext) -> None:
+        run_script(ctx, hwmail.forwarder_delete_script(source=ctx.params["source"]))
+
+
+def _insert(kind: str, steps: list[type[Step]], *, before: str | None = None) -> None:
+    """Add steps to one of the engine's kinds, before the named step (or at the end)."""
+    existing = KINDS[kind].steps
+    names = [s.name for s in existing]
+    if any(s.name in names for s in steps):
+        return  # imported twice
+    at = names.index(before) if before in names else len(existing)
+    existing[at:at] = steps
+
+
+_insert(Operation.Kind.CREATE, [DnsZone, MailDomain], before="nginx_site")
+_insert(Operation.Kind.CREATE, [VerifyDns], before="measure_disk")
+_insert(Operation.Kind.TERMINATE, [RemoveMailDomain, RemoveZone], before="remove_user")
+
+for _kind in (
+    OperationKind(name="dns_records", steps=[DnsRecords], description="Change DNS records"),
+    OperationKind(
+        name="database_create",
+        steps=[DatabaseLimit, Database, DatabaseUser],
+        description="Create a database and its user",
+    ),
+    OperationKind(name="database_delete", steps=[DropDatabase], description="Delete a database"),
+    OperationKind(
+        name="database_password", steps=[DatabasePassword], description="Change a database password"
+    ),
+    OperationKind(
+        name="mailbox_create", steps=[MailboxLimit, Mailbox], description="Create a mailbox"
+    ),
+    OperationKind(name="mailbox_delete", steps=[DeleteMailbox], description="Delete a mailbox"),
+    OperationKind(
+        name="mailbox_password", steps=[MailboxPassword], description="Change a mailbox password"
+    ),
+    OperationKind(name="forwarder_set", steps=[Forwarder], description="Set a mail forwarder"),
+    OperationKind(
+        name="forwarder_delete", steps=[DeleteForwarder], description="Delete a mail forwarder"
+    ),
+):
+    register_kind(_kind)

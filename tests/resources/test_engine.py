@@ -1,0 +1,276 @@
+"""Node resources through the engine: operations run by a real Celery worker on the test node."""
+
+from __future__ import annotations
+
+import imaplib
+import os
+import smtplib
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from provisioning import services as engine
+from provisioning.errors import ProvisioningRefused
+from provisioning.models import Operation, Service, StepRun
+from provisioning.resources import dns as hwdns
+from provisioning.resources import mail as hwmail
+from provisioning.resources import services
+from tests.factories import CustomerFactory, PlanFactory
+from tests.node.harness import wait_for_operation
+
+from .conftest import DNS_PORT
+
+pytestmark = [pytest.mark.node, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+def _service(pk: int) -> Service:
+    return Service.objects.select_related("node", "ip", "plan").get(pk=pk)
+
+
+def _completed(operation: Operation) -> Operation:
+    op = wait_for_operation(operation)
+    assert op.state == Operation.State.COMPLETED, f"{op.kind}: {op.reason}"
+    return op
+
+
+def _send(to: str, subject: str) -> None:
+    with smtplib.SMTP("127.0.0.1", 25, timeout=10) as smtp:
+        smtp.sendmail("sender@example.net", [to], f"Subject: {subject}\r\n\r\nhello\r\n")
+
+
+def _read(address: str, password: str, subject: str) -> bool:
+    for _ in range(100):
+        try:
+            imap = imaplib.IMAP4("127.0.0.1", 143, timeout=10)
+            imap.login(address, password)
+        except imaplib.IMAP4.error:
+            time.sleep(0.1)  # Dovecot re-reads its passwd-file once a second
+            continue
+        imap.select("INBOX")
+        _, found = imap.search(None, "SUBJECT", f'"{subject}"')
+        imap.logout()
+        if found[0]:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _recorded(operation: Operation) -> str:
+    runs = StepRun.objects.filter(operation=operation)
+    return " ".join(
+        f"{c['cmd']} {r.stdout_tail} {r.stderr_tail} {r.resources}"
+        for r in runs
+        for c in r.commands
+    )
+
+
+@pytest.fixture
+def account(worker, hosting_node):
+    """An active hosting account created through the engine, terminated afterwards."""
+    customer = CustomerFactory.create(name="Rita Resources")
+    plan = PlanFactory.create(databases=2, mailboxes=1)
+    domain = f"r{uuid.uuid4().hex[:8]}.example"
+    service = engine.service_order(customer=customer, plan=plan, domain=domain)
+    create = _completed(service.operations.get(kind=Operation.Kind.CREATE))
+    yield _service(service.pk), create
+    service = _service(service.pk)
+    if service.state != Service.State.TERMINATED:
+        wait_for_operation(engine.service_terminate(service=service))
+
+
+def test_create_serves_the_zone_and_accepts_mail_and_terminate_removes_both(account):
+    service, create = account
+    domain = service.domain
+
+    # then the zone answers from the node's nameserver, pointing at the account's IP
+    check = hwdns.verify_zone(domain, nameserver="127.0.0.1", port=DNS_PORT)
+    assert check.ok, check.problems
+    assert check.answers[f"www.{domain}. A"] == [service.ip.address]
+    assert check.answers[f"{domain}. MX"] == [f"10 mail.{domain}."]
+    # and the verification step stored what the nameserver answered
+    verify = StepRun.objects.get(operation=create, step="verify_dns", direction="apply")
+    assert verify.resources["dns_check"]["ok"] is True
+    assert verify.resources["dns_check"]["answers"][f"{domain}. A"] == [service.ip.address]
+    # and the DNS API key never appears in what was recorded
+    key = Path("/etc/hostwright/pdns-api-key").read_text().strip()
+    assert key not in _recorded(create)
+    # and the node accepts mail for the domain (a mailbox can be created there)
+    assert f"{domain} OK" in Path(f"{hwmail.MAIL_ETC}/domains").read_text()
+
+    # when the account is terminated
+    terminate = _completed(engine.service_terminate(service=service))
+
+    # then the zone and the mail domain are gone
+    assert terminate.state == Operation.State.COMPLETED
+    gone = hwdns.verify_zone(domain, nameserver="127.0.0.1", port=DNS_PORT)
+    assert any("REFUSED" in p for p in gone.problems)
+    assert f"{domain} OK" not in Path(f"{hwmail.MAIL_ETC}/domains").read_text()
+
+
+def test_mailbox_and_forwarder_through_the_engine(account):
+    service, _ = account
+    domain = service.domain
+
+    # when the customer creates a mailbox and a forwarder to it
+    password = "mailbox-pass-123"
+    op = _completed(
+        services.mailbox_create(service=service, local_part="info", password=password, quota_mb=5)
+    )
+    _completed(
+        services.forwarder_set(
+            service=service, source=f"sales@{domain}", targets=[f"info@{domain}"]
+        )
+    )
+
+    # then mail to both addresses can be read over IMAP
+    _send(f"info@{domain}", "direct")
+    _send(f"sales@{domain}", "forwarded")
+    assert _read(f"info@{domain}", password, "direct")
+    assert _read(f"info@{domain}", password, "forwarded")
+    # and the password is neither in the operation's params nor in its records
+    stored = Operation.objects.get(pk=op.pk)
+    assert password not in str(stored.params) and password not in _recorded(stored)
+    assert stored.params["password_hash"] not in _recorded(stored)
+
+    # when a second mailbox would pass the plan's limit of one
+    second = wait_for_operation(
+        services.mailbox_create(service=service, local_part="other", password=password)
+    )
+
+    # then it is refused with a message naming the limit, and nothing was created
+    assert second.state in (Operation.State.FAILED, Operation.State.ROLLED_BACK)
+    assert "Your plan allows 1 mailboxes" in second.reason
+    assert f"other@{domain}" not in Path(f"{hwmail.MAIL_ETC}/mailboxes").read_text()
+
+
+def test_database_through_the_engine_with_the_plan_limit(account):
+    service, _ = account
+    user = service.username
+
+    # when the customer creates a database with its own user
+    password = "db-pass-123456"
+    op = _completed(
+        services.database_create(service=service, name="shop", user="shop", password=password)
+    )
+
+    # then the credentials work on the node
+    result = subprocess.run(
+        ["mariadb", "-u", f"{user}_shop", "-N", "-B", "-e", "SELECT DATABASE()", f"{user}_shop"],
+        env={**os.environ, "MYSQL_PWD": password},
+        capture_output=True,
+        text=True,
+    )
+    assert result.stdout.strip() == f"{user}_shop", result.stderr
+    assert password not in _recorded(Operation.objects.get(pk=op.pk))
+
+    # when a third database would pass the plan's limit (the account's main one counts)
+    third = wait_for_operation(
+        services.database_create(service=service, name="blog", user="blog", password=password)
+    )
+
+    # then it is refused naming the limit
+    assert third.state in (Operation.State.FAILED, Operation.State.ROLLED_BACK)
+    assert "Your plan allows 2 databases" in third.reason
+
+    # and deleting the database removes it
+    _completed(services.database_delete(service=service, name="shop", user="shop"))
+    again = subprocess.run(
+        ["mariadb", "-u", f"{user}_shop", "-e", "SELECT 1"],
+        env={**os.environ, "MYSQL_PWD": password},
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode != 0
+
+
+def test_failed_mailbox_operation_is_undone(account):
+    service, _ = account
+    domain = service.domain
+
+    # given a mailbox operation made to fail after its mailbox was written
+    op = engine.operation_start(
+        service=service,
+        kind="mailbox_create",
+        params={
+            "address": f"temp@{domain}",
+            "password_hash": hwmail.hash_password("temporary-123"),
+            "quota_mb": 5,
+            "failpoint": {"step": "mailbox", "when": "after"},
+        },
+    )
+
+    # when it runs, then it is rolled back and the mailbox is gone from the node
+    op = wait_for_operation(op)
+    assert op.state == Operation.State.ROLLED_BACK, op.reason
+    assert f"temp@{domain}" not in Path(f"{hwmail.MAIL_ETC}/mailboxes").read_text()
+    assert f"temp@{domain}:" not in Path(f"{hwmail.MAIL_ETC}/passwd").read_text()
+
+
+def test_dns_records_change_and_its_undo(account):
+    service, _ = account
+    domain = service.domain
+
+    # when the customer points www elsewhere and adds a TXT record
+    _completed(
+        services.dns_records_change(
+            service=service,
+            replace=[
+                {"name": "www", "type": "A", "contents": ["192.0.2.44"], "ttl": 300},
+                {"name": "_verify", "type": "TXT", "contents": ["token=abc"], "ttl": 300},
+            ],
+        )
+    )
+
+    # then the nameserver answers the new data
+    _, data, _ = hwdns.query(f"www.{domain}", "A", nameserver="127.0.0.1", port=DNS_PORT)
+    assert data == ["192.0.2.44"]
+
+    # given a change made to fail after it was applied
+    op = engine.operation_start(
+        service=service,
+        kind="dns_records",
+        params={
+            "replace": [
+                {"name": f"www.{domain}.", "type": "A", "ttl": 300, "contents": ["192.0.2.99"]},
+                {"name": f"new.{domain}.", "type": "A", "ttl": 300, "contents": ["192.0.2.98"]},
+            ],
+            "delete": [[f"_verify.{domain}.", "TXT"]],
+            "failpoint": {"step": "dns_records", "when": "after"},
+        },
+    )
+
+    # then the rollback puts back exactly what was there before
+    op = wait_for_operation(op)
+    assert op.state == Operation.State.ROLLED_BACK, op.reason
+    ns = {"nameserver": "127.0.0.1", "port": DNS_PORT}
+    assert hwdns.query(f"www.{domain}", "A", **ns)[1] == ["192.0.2.44"]
+    assert hwdns.query(f"new.{domain}", "A", **ns)[1] == []
+    assert hwdns.query(f"_verify.{domain}", "TXT", **ns)[1] == ['"token=abc"']
+
+
+def test_bad_input_is_refused_before_any_operation(account):
+    service, _ = account
+    before = Operation.objects.filter(service=service).count()
+    bad_calls = [
+        lambda: services.database_create(
+            service=service, name="x;drop", user="u", password="p" * 12
+        ),
+        lambda: services.mailbox_create(service=service, local_part="../etc", password="p" * 12),
+        lambda: services.mailbox_create(service=service, local_part="ok", password="short"),
+        lambda: services.forwarder_set(
+            service=service, source="a@elsewhere.example", targets=["b@example.net"]
+        ),
+        lambda: services.dns_records_change(
+            service=service, replace=[{"name": "www", "type": "A", "contents": ["1.2.3"]}]
+        ),
+        lambda: services.dns_records_change(
+            service=service, replace=[{"name": "@", "type": "CNAME", "contents": ["x.net."]}]
+        ),
+    ]
+    for call in bad_calls:
+        with pytest.raises(ProvisioningRefused):
+            call()
+    assert Operation.objects.filter(service=service).count() == before
