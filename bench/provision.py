@@ -1,0 +1,243 @@
+"""Time per hosting account: the provisioning engine against the floor, serially and at once.
+
+Bootstraps this machine as a node on loopback (root; parts 10-50), starts a Celery worker
+on a benchmark database (PostgreSQL) and Redis, then in one run:
+
+- engine, serial: orders accounts one after the other; each is timed from the order to its
+  create operation completed (Celery chain, one SSH script per step, events, step runs).
+  The operation runs the web-account steps of ``create`` (``bench/provision_kind.py``): the
+  DNS and mail steps added to ``create`` have node commands the floor does not contain;
+- floor: the same node commands for an account (user, docroot, limits, PHP-FPM pool with
+  its check and reload, database and user, nginx server block with its check and reload,
+  disk usage) sent as ONE shell script over one already-open SSH connection;
+- engine, concurrent: orders a batch at once on a worker with 4 processes: accounts/minute.
+
+All accounts are removed afterwards (terminate operations, and one script for the floor's).
+
+    .venv/bin/python bench/provision.py [--quick]
+
+Last line: BENCH provision engine_ms=... floor_ms=... ratio=... concurrent_per_min=...
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DB_NAME = "hw_bench_provision"
+PREFIX = "hwb"
+ENV = {
+    **os.environ,
+    "HOSTING_ENV": "test",
+    "DJANGO_SETTINGS_MODULE": "hosting.settings",
+    "DATABASE_URL": f"postgres://hostwright:hostwright@127.0.0.1:5432/{DB_NAME}",
+    "REDIS_URL": "redis://127.0.0.1:6379/2",
+    "CELERY_BROKER_URL": "redis://127.0.0.1:6379/3",
+    "HOSTING_VAR_DIR": str(ROOT / "var" / "bench-provision"),
+    "PROVISIONING_SSH_KEY": str(ROOT / "var" / "bench-provision" / "id_ed25519"),
+    "PROVISIONING_USER_PREFIX": PREFIX,
+    "LOG_LEVEL": "WARNING",
+}
+
+
+def prepare() -> None:
+    import psycopg
+
+    with psycopg.connect(
+        "postgresql://hostwright:hostwright@127.0.0.1:5432/postgres", autocommit=True
+    ) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME}")
+        conn.execute(f"CREATE DATABASE {DB_NAME}")
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=ENV, check=True)
+    subprocess.run(
+        [sys.executable, "manage.py", "node_local_setup", "--name", "bench",
+         "--parts", "10 20 30 40 50"],
+        cwd=ROOT, env=ENV, check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    os.environ.update(ENV)
+    import django
+
+    django.setup()
+
+
+def start_worker(concurrency: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "hosting", "worker", "-Q", "provisioning",
+         "-c", str(concurrency), "-n", f"bench{os.getpid()}@localhost", "--without-mingle",
+         "--without-gossip", "--without-heartbeat", "-l", "WARNING",
+         "--include", "bench.provision_kind"],
+        cwd=ROOT, env=ENV, start_new_session=True,
+    )  # fmt: skip
+    from hosting.celery import app
+
+    app.control.purge()
+    for _ in range(120):
+        if app.control.ping(destination=[f"bench{os.getpid()}@localhost"], timeout=0.5):
+            return proc
+    raise SystemExit("the worker did not start")
+
+
+def wait_all(op_ids: list[int], timeout: float = 300) -> None:
+    from provisioning.models import Operation
+
+    deadline = time.monotonic() + timeout
+    while True:
+        states = list(Operation.objects.filter(pk__in=op_ids).values_list("state", flat=True))
+        if all(s in Operation.FINAL_STATES for s in states):
+            failed = Operation.objects.filter(pk__in=op_ids).exclude(state="completed")
+            if failed.exists():
+                raise SystemExit(f"operations did not complete: {[o.reason for o in failed]}")
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit("operations did not finish in time")
+        time.sleep(0.01)
+
+
+def order(customer, plan, label: str) -> int:
+    """Order an account whose create runs the web-account steps only (see provision_kind)."""
+    from django.db import transaction
+
+    from bench.provision_kind import KIND
+    from provisioning import services
+
+    with transaction.atomic():
+        service = services.service_order(
+            customer=customer, plan=plan, domain=f"{label}-{secrets.token_hex(3)}.bench.example"
+        )
+        # Before commit, so the chain is queued for this kind.
+        service.operations.update(kind=KIND)
+    return service.operations.get().pk
+
+
+def floor_commands(user: str, domain: str, plan) -> list:
+    """The node commands of one account as the steps send them, minus the engine around them."""
+    from provisioning.ssh import cmd, put_file
+    from provisioning.steps import hosting as h
+
+    password = secrets.token_urlsafe(18)
+    from provisioning.models import Service
+
+    service = Service(pk=0)
+    return [
+        cmd("useradd", "--create-home", "--home-dir", h.home(user), "--shell", "/bin/bash",
+            "--user-group", "--comment", "hostwright bench floor", user),
+        cmd("chown", f"{user}:www-data", h.home(user)),
+        cmd("chmod", "0750", h.home(user)),
+        cmd("install", "-d", "-o", user, "-g", user, "-m", "0755", h.docroot(user)),
+        put_file(h.docroot(user) + "/index.html", h.welcome_page(domain), owner=f"{user}:{user}"),
+        cmd("hw_cg_limits", user, str(plan.cpu_percent * 1000),
+            str(plan.memory_mb * 1024 * 1024), str(plan.processes)),
+        cmd("hw_cfg", "fpm", h.pool_path(user), h.pool_config(user, plan)),
+        cmd("hw_wait_socket", h.pool_socket(user), "present"),
+        cmd("mysqladmin", "--protocol=socket", "-uroot", "ping"),
+        cmd("hw_sql", f"CREATE DATABASE IF NOT EXISTS `{user}_main`;"
+            f" CREATE USER IF NOT EXISTS '{user}'@'localhost';"
+            f" ALTER USER '{user}'@'localhost' IDENTIFIED BY '{password}';"
+            f" GRANT ALL PRIVILEGES ON `{user}_main`.* TO '{user}'@'localhost';"),
+        put_file(f"{h.home(user)}/.my.cnf", f"[client]\nuser={user}\npassword={password}\n",
+                 mode="0600", owner=f"{user}:{user}"),
+        cmd("hw_cfg", "nginx", h.site_path(user), h.site_config(service, user, domain)),
+        cmd("du", "-sm", h.home(user)),
+    ]  # fmt: skip
+
+
+def floor_cleanup(user: str) -> list:
+    from provisioning.ssh import cmd
+    from provisioning.steps import hosting as h
+
+    return [
+        cmd("hw_cfg", "nginx", h.site_path(user)),
+        cmd("hw_cfg", "fpm", h.pool_path(user)),
+        cmd("hw_sql", f"DROP DATABASE IF EXISTS `{user}_main`;"
+            f" DROP USER IF EXISTS '{user}'@'localhost';"),
+        cmd("pkill", "-KILL", "-u", user, check=False),
+        cmd("userdel", "--remove", user),
+        cmd("hw_cg_remove", user),
+    ]  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench/provision.py needs root: it turns this machine into a node")
+    serial_n, batch_n = (4, 8) if args.quick else (20, 32)
+
+    prepare()
+    from django.conf import settings
+
+    from billing.models import Plan, Product
+    from provisioning import services, ssh
+    from provisioning.models import Node, Operation, Service
+    from tests.factories import CustomerFactory
+
+    node = Node.objects.get(name="bench")
+    Node.objects.filter(pk=node.pk).update(capacity_accounts=1_000_000)
+    product = Product.objects.create(name="Shared", slug="shared")
+    plan = Plan.objects.create(product=product, name="Bench", slug="bench", disk_mb=100,
+                               bandwidth_gb=1, php_workers=2)  # fmt: skip
+    customer = CustomerFactory.create()
+    worker = start_worker(4)
+    try:
+        # Warm up: the worker processes open their SSH connections once.
+        warm = [order(customer, plan, "warm") for _ in range(2)]
+        wait_all(warm)
+
+        engine_ms = []
+        for i in range(serial_n):
+            op_id = order(customer, plan, f"serial{i}")
+            wait_all([op_id])
+            op = Operation.objects.get(pk=op_id)
+            assert op.finished_at is not None
+            engine_ms.append((op.finished_at - op.created_at).total_seconds() * 1000)
+
+        target = ssh.Target(node_id=node.pk, address=node.address, port=node.port,
+                            user=node.ssh_user, host_key=node.host_key)  # fmt: skip
+        key, timeout = settings.PROVISIONING_SSH_KEY, 120
+        ssh.run(target, [ssh.cmd("true")], key_path=key, timeout=timeout)  # connect first
+        floor_ms = []
+        for i in range(serial_n):
+            user = f"{PREFIX}floor{i}{secrets.token_hex(2)}"
+            commands = floor_commands(user, f"floor{i}.bench.example", plan)
+            started = time.perf_counter()
+            result = ssh.run(target, commands, key_path=key, timeout=timeout)
+            floor_ms.append((time.perf_counter() - started) * 1000)
+            assert result.ok, result.stderr
+            ssh.run(target, floor_cleanup(user), key_path=key, timeout=timeout)
+
+        started = time.perf_counter()
+        batch = [order(customer, plan, f"batch{i}") for i in range(batch_n)]
+        wait_all(batch)
+        per_min = batch_n / (time.perf_counter() - started) * 60
+
+        terminations = [
+            services.service_terminate(service=s).pk
+            for s in Service.objects.filter(state=Service.State.ACTIVE)
+        ]
+        wait_all(terminations)
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=30)
+
+    engine, floor = statistics.median(engine_ms), statistics.median(floor_ms)
+    print(f"engine per account (median of {serial_n}): {engine:.0f} ms")
+    print(f"floor, one script over one connection:    {floor:.0f} ms")
+    print(f"concurrent ({batch_n} accounts, 4 worker processes): {per_min:.0f} accounts/min")
+    print(
+        f"BENCH provision engine_ms={engine:.0f} floor_ms={floor:.0f} "
+        f"ratio={engine / floor:.2f} concurrent_per_min={per_min:.0f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
