@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from celery import Celery, signals
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from hosting.logging import bind_task_context
 
@@ -20,11 +20,13 @@ app.conf.update(
     result_serializer="json",
     accept_content=["json"],
     task_default_queue="default",
-    task_queues=(
-        Queue("default"),
-        Queue("provisioning"),
-        Queue("billing"),
+    # Each queue with its own binding, so a message routed to one queue reaches only it.
+    task_queues=tuple(
+        Queue(name, Exchange(name, type="direct"), routing_key=name)
+        for name in ("default", "provisioning", "billing")
     ),
+    task_default_exchange="default",
+    task_default_routing_key="default",
     task_routes={
         "provisioning.*": {"queue": "provisioning"},
         "billing.*": {"queue": "billing"},

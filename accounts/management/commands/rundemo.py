@@ -46,7 +46,22 @@ class Command(BaseCommand):
                 ]
             ),
         ]
+        api_base = getattr(settings, "STRIPE_API_BASE", "")
+        if api_base.startswith("http://127.0.0.1:"):
+            # No Stripe account in the demo: the local stand-in takes test cards and posts
+            # signed webhooks back to the panel.
+            procs.append(
+                subprocess.Popen(
+                    [
+                        python, "deploy/dev/stripe_standin.py",
+                        "--port", api_base.rsplit(":", 1)[1].strip("/"),
+                        "--webhook-url", f"http://{addr}/billing/webhooks/stripe/",
+                        "--secret", settings.STRIPE_WEBHOOK_SECRET,
+                    ]
+                )
+            )  # fmt: skip
         self.stdout.write(self.style.SUCCESS(f"Hostwright demo: http://{addr}/  (admin: /admin/)"))
+        self.stdout.write("Test card: 4242 4242 4242 4242 (any expiry and CVC) on the stand-in")
 
         def stop(*_: object) -> None:
             for proc in procs:
