@@ -99,7 +99,7 @@ class ChallengeFiles(Protocol):
     def remove(self, token: str) -> None: ...
 
 
-def _check_token(token: str) -> str:
+def check_token(token: str) -> str:
     if not _TOKEN.match(token):
         raise CertificateError(
             f"The CA sent an unusable challenge token {token!r}.", permanent=True
@@ -109,7 +109,7 @@ def _check_token(token: str) -> str:
 
 def challenge_put_script(token: str, key_authorization: str) -> NodeScript:
     """Script that publishes one challenge file in the node's webroot."""
-    token = _check_token(token)
+    token = check_token(token)
     if not _KEY_AUTHZ.match(key_authorization):
         raise CertificateError("Unusable key authorization.", permanent=True)
     path = shlex.quote(f"{CHALLENGE_DIR}/{token}")
@@ -121,7 +121,7 @@ def challenge_put_script(token: str, key_authorization: str) -> NodeScript:
 
 
 def challenge_remove_script(token: str) -> NodeScript:
-    return NodeScript(f"rm -f {shlex.quote(f'{CHALLENGE_DIR}/{_check_token(token)}')}\n")
+    return NodeScript(f"rm -f {shlex.quote(f'{CHALLENGE_DIR}/{check_token(token)}')}\n")
 
 
 class LocalWebroot:
@@ -132,14 +132,14 @@ class LocalWebroot:
 
     def put(self, token: str, key_authorization: str) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        target = self.dir / _check_token(token)
+        target = self.dir / check_token(token)
         tmp = target.with_suffix(".tmp")
         tmp.write_text(key_authorization)
         tmp.chmod(0o644)
         tmp.replace(target)
 
     def remove(self, token: str) -> None:
-        (self.dir / _check_token(token)).unlink(missing_ok=True)
+        (self.dir / check_token(token)).unlink(missing_ok=True)
 
 
 # --- keys, certificates ----------------------------------------------------------------------

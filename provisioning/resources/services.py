@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 
 from accounts.models import User
@@ -184,3 +185,24 @@ def forwarder_delete(*, service: Service, source: str, actor: User | None = None
     except ResourceRefused as exc:
         raise _refused(exc) from None
     return _start(service=service, kind="forwarder_delete", params=params, actor=actor)
+
+
+@transaction.atomic
+def certificate_issue(
+    *,
+    service: Service,
+    directory_url: str | None = None,
+    ca_bundle: str | None = None,
+    actor: User | None = None,
+) -> Operation:
+    """Issue (or renew) the certificate for the account's domain and www, then serve HTTPS.
+
+    The CA defaults to ``settings.ACME_DIRECTORY_URL`` (Let's Encrypt); ``ca_bundle`` is the
+    CA listener's certificate when it is not publicly trusted (Pebble on a test node).
+    """
+    params = {
+        "directory_url": directory_url or settings.ACME_DIRECTORY_URL,
+        "ca_bundle": ca_bundle if ca_bundle is not None else settings.ACME_CA_BUNDLE,
+        "email": settings.ACME_EMAIL,
+    }
+    return _start(service=service, kind="certificate_issue", params=params, actor=actor)

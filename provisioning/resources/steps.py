@@ -30,6 +30,7 @@ from typing import Any
 
 from provisioning.errors import PermanentStepError, TransientStepError
 from provisioning.models import Operation, StepRun
+from provisioning.resources import certificates  # noqa: F401  (registers certificate_issue)
 from provisioning.resources import databases as hwdb
 from provisioning.resources import dns as hwdns
 from provisioning.resources import mail as hwmail

@@ -92,11 +92,21 @@ def _listen(service: Service) -> str:
     return "80"
 
 
+def tls_includes(user: str) -> str:
+    """ACME challenges for the site's names, and its HTTPS part once it has a certificate
+    (a pattern include: nothing until provisioning.resources.certificates writes the file)."""
+    return (
+        "    include /etc/nginx/snippets/hostwright-acme*.conf;\n"
+        f"    include /etc/nginx/hostwright/tls/{user}[.]conf;"
+    )
+
+
 def site_config(service: Service, user: str, domain: str) -> str:
     return f"""# managed by Hostwright: service {service.pk}, {domain}
 server {{
     listen {_listen(service)};
     server_name {domain} www.{domain};
+{tls_includes(user)}
     root {docroot(user)};
     index index.php index.html;
     access_log /var/log/nginx/hw-{user}.access.log;
@@ -117,6 +127,7 @@ def suspended_config(service: Service, user: str, domain: str) -> str:
 server {{
     listen {_listen(service)};
     server_name {domain} www.{domain};
+{tls_includes(user)}
     root {SUSPENDED_ROOT};
     error_page 503 /index.html;
     location = /index.html {{ internal; }}

@@ -277,3 +277,80 @@ def test_bad_input_is_refused_before_any_operation(account):
         with pytest.raises(ProvisioningRefused):
             call()
     assert Operation.objects.filter(service=service).count() == before
+
+
+PEBBLE = "https://127.0.0.1:14000/dir"
+PEBBLE_CERT = "/etc/hostwright/pebble/cert.pem"
+
+
+def _served_certificate_names(host: str) -> list[str]:
+    """The names in the certificate nginx serves for ``host`` on 127.0.0.1:443."""
+    import socket
+    import ssl
+
+    from cryptography import x509
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # Pebble's roots change on every start
+    with (
+        socket.create_connection(("127.0.0.1", 443), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    cert = x509.load_der_x509_certificate(der)
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    return sorted(san.value.get_values_for_type(x509.DNSName))
+
+
+def _http_status(host: str) -> tuple[int, str]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", 80, timeout=10)
+    conn.request("GET", "/", headers={"Host": host})
+    response = conn.getresponse()
+    return response.status, response.getheader("Location") or ""
+
+
+def test_certificate_is_issued_from_pebble_and_served_over_https(account):
+    service, _ = account
+    domain = service.domain
+
+    # when the customer asks for a certificate (the zone we provisioned points here)
+    op = _completed(
+        services.certificate_issue(service=service, directory_url=PEBBLE, ca_bundle=PEBBLE_CERT)
+    )
+
+    # then nginx serves it for the domain and www over HTTPS and redirects plain HTTP
+    assert _served_certificate_names(domain) == sorted([domain, f"www.{domain}"])
+    assert _http_status(domain) == (301, f"https://{domain}/")
+    # and the private key is in no record
+    key = Path(f"/etc/hostwright/certs/{domain}/privkey.pem").read_text()
+    assert key.strip() not in _recorded(Operation.objects.get(pk=op.pk))
+    step = StepRun.objects.get(operation=op, step="certificate", direction="apply")
+    assert step.resources["names"] == [domain, f"www.{domain}"]
+
+
+def test_certificate_for_a_domain_that_does_not_point_here_fails_before_the_ca(account):
+    service, _ = account
+    domain = service.domain
+    # given www pointing somewhere else
+    _completed(
+        services.dns_records_change(
+            service=service,
+            replace=[{"name": "www", "type": "A", "contents": ["192.0.2.9"], "ttl": 60}],
+        )
+    )
+
+    # when a certificate is requested
+    op = wait_for_operation(
+        services.certificate_issue(service=service, directory_url=PEBBLE, ca_bundle=PEBBLE_CERT)
+    )
+
+    # then it fails with the reason, after the precheck only: the CA was never asked
+    assert op.state in (Operation.State.FAILED, Operation.State.ROLLED_BACK)
+    assert "does not point here" in op.reason and f"www.{domain} (192.0.2.9)" in op.reason
+    steps = set(StepRun.objects.filter(operation=op).values_list("step", flat=True))
+    assert steps == {"certificate_precheck"}
+    assert _http_status(domain)[0] != 301  # still plain HTTP

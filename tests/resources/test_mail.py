@@ -43,6 +43,15 @@ def imap_login(address: str, password: str) -> imaplib.IMAP4:
     return imap
 
 
+def recipient_accepted(address: str) -> bool:
+    """Whether Postfix accepts ``address`` at RCPT TO (nothing is sent)."""
+    with smtplib.SMTP("127.0.0.1", 25, timeout=10) as smtp:
+        smtp.mail("sender@example.net")
+        code, _ = smtp.rcpt(address)
+        smtp.rset()
+    return code == 250
+
+
 def login_works(address: str, password: str) -> bool:
     try:
         imap_login(address, password).logout()
@@ -155,8 +164,8 @@ def test_password_change_and_delete(mail_domain):
     run_on_node(hwmail.mailbox_delete_script(address=address))
     run_on_node(hwmail.mailbox_delete_script(address=address))
     assert settles(lambda: not login_works(address, "a brand new secret"))
-    with pytest.raises(smtplib.SMTPRecipientsRefused):
-        send(address, "anyone there?")
+    # (Postfix's reload is asynchronous: an smtpd started before it may answer once more)
+    assert settles(lambda: not recipient_accepted(address))
 
 
 @pytest.mark.node
@@ -195,8 +204,7 @@ def test_forwarder_delivers_to_the_target_mailbox(mail_domain):
 
     # and once the forwarder is deleted, sales@ is refused
     run_on_node(hwmail.forwarder_delete_script(source=f"sales@{mail_domain}"))
-    with pytest.raises(smtplib.SMTPRecipientsRefused):
-        send(f"sales@{mail_domain}", "still there?")
+    assert settles(lambda: not recipient_accepted(f"sales@{mail_domain}"))
 
 
 @pytest.mark.node

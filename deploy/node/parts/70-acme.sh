@@ -24,6 +24,8 @@ install -d -m 0755 /etc/hostwright
 install -d -o root -g root -m 0700 "$CERTS"
 
 install -d -m 0755 /etc/nginx/snippets
+# Each site's HTTPS part (written by the panel once it has a certificate) lives here.
+install -d -m 0755 /etc/nginx/hostwright /etc/nginx/hostwright/tls
 new_snippet=$(mktemp)
 trap 'rm -f "$new_snippet"' EXIT
 cat >"$new_snippet" <<EOF
