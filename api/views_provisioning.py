@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from django.db import transaction
+from django.http import HttpRequest, HttpResponseBase
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -21,6 +23,7 @@ from accounts.services import customer_create_for_api
 from api import serializers as s
 from api.auth import HMACAuthentication
 from api.errors import Conflict
+from api.models import ApiNonce
 from api.permissions import IsProvisioningClient
 from api.throttles import ClientRateThrottle
 from billing.models import Plan
@@ -53,6 +56,24 @@ class ProvisioningView(APIView):
     authentication_classes = [HMACAuthentication]
     permission_classes = [IsProvisioningClient]
     throttle_classes = [ClientRateThrottle]
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        # One transaction for the whole call: the nonce, the customer, the service, the
+        # operation and the audit rows commit together (one commit instead of three), and a
+        # refused request (the error handler marks it for rollback) leaves nothing behind.
+        # The Celery message goes out after that commit.
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return super().dispatch(request, *args, **kwargs)
+        with transaction.atomic():
+            response = super().dispatch(request, *args, **kwargs)
+            if response.status_code >= 400:
+                transaction.set_rollback(True)
+        used = getattr(request, "hostwright_nonce", None)
+        if response.status_code >= 400 and used is not None:
+            # A refused request still uses up its nonce, so it cannot be replayed later
+            # when it might succeed.
+            ApiNonce.objects.get_or_create(client_id=used[0], nonce=used[1])
+        return response
 
 
 class AccountCreateView(ProvisioningView):

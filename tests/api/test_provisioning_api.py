@@ -196,6 +196,29 @@ def test_hostile_domains_are_refused_before_anything_is_queued(
     assert not Operation.objects.exists()
 
 
+def test_a_refused_request_leaves_nothing_but_still_uses_its_nonce(
+    signed: SignedClient, plan
+) -> None:
+    # Given a request for a new customer that is refused after the customer was built
+    # (the domain is invalid), it leaves no customer, no user and no service behind
+    from accounts.models import Customer, User
+
+    body = json.dumps(new_account(domain="bad domain.example")).encode()
+    headers = signed.headers("POST", CREATE, body, nonce="r" * 20)
+    first = signed.client.generic(
+        "POST", CREATE, body, content_type="application/json", headers=headers
+    )
+    assert first.status_code == 400
+    assert not Customer.objects.exists()
+    assert not User.objects.exists()
+    # And its nonce is spent: the same signed request cannot come back later
+    again = signed.client.generic(
+        "POST", CREATE, body, content_type="application/json", headers=headers
+    )
+    assert again.status_code == 401
+    assert error(again)["code"] == "nonce_replayed"
+
+
 def test_unknown_plan_and_customer_are_404(signed: SignedClient, plan) -> None:
     response = signed.post(CREATE, new_account(plan="platinum"))
     assert response.status_code == 404
