@@ -201,3 +201,42 @@ class TicketCreateSerializer(StrictSerializer):
 
 class TicketReplySerializer(StrictSerializer):
     body = serializers.CharField(max_length=20000)
+
+
+class DnsRecordSetSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=253, help_text="'@' for the apex, or a label.")
+    type = serializers.ChoiceField(choices=["A", "AAAA", "CNAME", "MX", "TXT", "SRV", "CAA"])
+    contents = serializers.ListField(
+        child=serializers.CharField(max_length=2000), min_length=1, max_length=50
+    )
+    ttl = serializers.IntegerField(min_value=60, max_value=86400, required=False)
+
+
+class DnsChangeSerializer(StrictSerializer):
+    replace = DnsRecordSetSerializer(many=True, required=False)
+    delete = serializers.ListField(
+        child=serializers.ListField(child=serializers.CharField(max_length=253), min_length=2,
+                                    max_length=2),
+        required=False, help_text='[["www", "CNAME"], ...]',
+    )  # fmt: skip
+
+
+class DatabaseCreateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=64)
+    user = serializers.CharField(max_length=64)
+    password = serializers.CharField(min_length=12, max_length=128, write_only=True)
+
+
+class DatabaseDeleteSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=64)
+    user = serializers.CharField(max_length=64, required=False)
+
+
+class MailboxCreateSerializer(StrictSerializer):
+    local_part = serializers.CharField(max_length=64)
+    password = serializers.CharField(min_length=12, max_length=128, write_only=True)
+    quota_mb = serializers.IntegerField(min_value=1, max_value=1_000_000, default=1024)
+
+
+class MailboxDeleteSerializer(StrictSerializer):
+    address = serializers.EmailField()

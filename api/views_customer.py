@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -23,8 +24,11 @@ from api.auth import TokenAuthentication
 from api.models import ApiToken
 from api.permissions import IsCustomer
 from api.throttles import TokenRateThrottle
+from api.views_provisioning import refused
 from billing.models import Invoice
+from provisioning.errors import ProvisioningRefused
 from provisioning.models import Operation, Service
+from provisioning.resources import services as resources
 from support.models import Ticket
 from support.selectors import (
     departments_open_to_customers,
@@ -50,7 +54,74 @@ class CustomerScopedViewSet(viewsets.GenericViewSet):
 
 
 class ServiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, CustomerScopedViewSet):
+    """A customer's hosting accounts and what they can change on them.
+
+    Changes start an operation on the node and answer ``202`` with it at once; follow it at
+    ``/api/v1/operations/<id>/``. Input is validated before anything is queued.
+    """
+
     serializer_class = s.ServiceSerializer
+
+    def _start(self, request: Request, serializer: type[s.StrictSerializer], fn: Any) -> Response:
+        service = self.get_object()
+        data = serializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            with transaction.atomic():
+                operation = fn(service, data.validated_data, request.user)
+        except ProvisioningRefused as exc:
+            raise refused(exc) from exc
+        return Response(s.OperationSerializer(operation).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=s.DnsChangeSerializer, responses={202: s.OperationSerializer})
+    @action(detail=True, methods=["post"], url_path="dns-records")
+    def dns_records(self, request: Request, pk: str | None = None) -> Response:
+        return self._start(
+            request,
+            s.DnsChangeSerializer,
+            lambda svc, v, user: resources.dns_records_change(
+                service=svc,
+                replace=[dict(r) for r in v.get("replace", [])],
+                delete=[(n, t) for n, t in v.get("delete", [])],
+                actor=user,
+            ),
+        )
+
+    @extend_schema(request=s.DatabaseCreateSerializer, responses={202: s.OperationSerializer})
+    @action(detail=True, methods=["post"], url_path="databases")
+    def databases(self, request: Request, pk: str | None = None) -> Response:
+        return self._start(
+            request,
+            s.DatabaseCreateSerializer,
+            lambda svc, v, user: resources.database_create(service=svc, actor=user, **v),
+        )
+
+    @extend_schema(request=s.DatabaseDeleteSerializer, responses={202: s.OperationSerializer})
+    @action(detail=True, methods=["post"], url_path="databases/delete")
+    def databases_delete(self, request: Request, pk: str | None = None) -> Response:
+        return self._start(
+            request,
+            s.DatabaseDeleteSerializer,
+            lambda svc, v, user: resources.database_delete(service=svc, actor=user, **v),
+        )
+
+    @extend_schema(request=s.MailboxCreateSerializer, responses={202: s.OperationSerializer})
+    @action(detail=True, methods=["post"], url_path="mailboxes")
+    def mailboxes(self, request: Request, pk: str | None = None) -> Response:
+        return self._start(
+            request,
+            s.MailboxCreateSerializer,
+            lambda svc, v, user: resources.mailbox_create(service=svc, actor=user, **v),
+        )
+
+    @extend_schema(request=s.MailboxDeleteSerializer, responses={202: s.OperationSerializer})
+    @action(detail=True, methods=["post"], url_path="mailboxes/delete")
+    def mailboxes_delete(self, request: Request, pk: str | None = None) -> Response:
+        return self._start(
+            request,
+            s.MailboxDeleteSerializer,
+            lambda svc, v, user: resources.mailbox_delete(service=svc, actor=user, **v),
+        )
 
     def get_queryset(self) -> QuerySet[Service]:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no request user
