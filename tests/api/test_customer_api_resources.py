@@ -21,7 +21,7 @@ def service(customer) -> Service:
     )  # fmt: skip
 
 
-def post(client: Client, token: str, path: str, body: dict):
+def post(client: Client, token: str, path: str, body: object):
     return client.post(
         path, body, content_type="application/json", headers={"Authorization": f"Bearer {token}"}
     )
