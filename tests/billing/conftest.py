@@ -165,3 +165,16 @@ def active_subscription(
         next_due_date=due,
         payment_method=method,
     )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Billing's worker tests run last: once the session's Celery worker is up it consumes the
+    provisioning tasks that other tests queue, racing their database flushes."""
+    late = [
+        item
+        for item in items
+        if item.get_closest_marker("worker") and "tests/billing/" in str(item.path)
+    ]
+    for item in late:
+        items.remove(item)
+        items.append(item)
