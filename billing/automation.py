@@ -336,10 +336,11 @@ def charges_run(*, today: dt.date, config: BillingSettings) -> Counter[str]:
             subscription__state=Subscription.State.ACTIVE,
         )
         .select_related("subscription__payment_method", "customer")
+        .prefetch_related("charge_attempts")
         .order_by("due_date", "id")
     )
     for invoice in candidates:
-        attempts = list(invoice.charge_attempts.order_by("number"))
+        attempts = sorted(invoice.charge_attempts.all(), key=lambda a: a.number)
         pending = next((a for a in attempts if a.status == ChargeAttempt.Status.PENDING), None)
         if pending is None:
             number = len(attempts)

@@ -279,6 +279,11 @@ def payment_record(
     Staff cannot mark an invoice paid that is already settled.
     """
     invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+    if not invoice.is_open and gateway == Payment.Gateway.MANUAL:
+        raise BillingError(
+            f"Invoice {invoice.number} is already {invoice.get_state_display().lower()}; "
+            "nothing was recorded."
+        )
     amount = check_amount(amount, currency=currency, expected_currency=invoice.currency)
     if external_id:
         existing = Payment.objects.filter(
@@ -286,11 +291,6 @@ def payment_record(
         ).first()
         if existing is not None:
             return existing
-    if not invoice.is_open and gateway == Payment.Gateway.MANUAL:
-        raise BillingError(
-            f"Invoice {invoice.number} is already {invoice.get_state_display().lower()}; "
-            "nothing was recorded."
-        )
     if invoice.state == Invoice.State.DRAFT:
         raise BillingError("A draft invoice cannot be paid; issue it first.")
     payment = Payment.objects.create(
