@@ -113,7 +113,6 @@ class HMACAuthentication(authentication.BaseAuthentication):
                 ApiNonce.objects.create(client_id=key.client_id, nonce=nonce)
         except IntegrityError:
             raise AuthFailed("This nonce was already used.", "nonce_replayed") from None
-        django_request.hostwright_nonce = (key.client_id, nonce)  # type: ignore[attr-defined]
         ProvisioningClientKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
         return AnonymousUser(), key
 

@@ -10,7 +10,6 @@ import time
 from typing import Any
 
 from django.db import transaction
-from django.http import HttpRequest, HttpResponseBase
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -23,7 +22,6 @@ from accounts.services import customer_create_for_api
 from api import serializers as s
 from api.auth import HMACAuthentication
 from api.errors import Conflict
-from api.models import ApiNonce
 from api.permissions import IsProvisioningClient
 from api.throttles import ClientRateThrottle
 from billing.models import Plan
@@ -57,24 +55,6 @@ class ProvisioningView(APIView):
     permission_classes = [IsProvisioningClient]
     throttle_classes = [ClientRateThrottle]
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        # One transaction for the whole call: the nonce, the customer, the service, the
-        # operation and the audit rows commit together (one commit instead of three), and a
-        # refused request (the error handler marks it for rollback) leaves nothing behind.
-        # The Celery message goes out after that commit.
-        if request.method in ("GET", "HEAD", "OPTIONS"):
-            return super().dispatch(request, *args, **kwargs)
-        with transaction.atomic():
-            response = super().dispatch(request, *args, **kwargs)
-            if response.status_code >= 400:
-                transaction.set_rollback(True)
-        used = getattr(request, "hostwright_nonce", None)
-        if response.status_code >= 400 and used is not None:
-            # A refused request still uses up its nonce, so it cannot be replayed later
-            # when it might succeed.
-            ApiNonce.objects.get_or_create(client_id=used[0], nonce=used[1])
-        return response
-
 
 class AccountCreateView(ProvisioningView):
     @extend_schema(request=s.AccountCreateSerializer, responses={202: s.AcceptedSerializer})
@@ -85,19 +65,23 @@ class AccountCreateView(ProvisioningView):
         plan = Plan.objects.filter(slug=values["plan"], is_active=True).first()
         if plan is None:
             return _not_found("plan", f"There is no active plan {values['plan']!r}.")
+        customer: Customer | None = None
         if "customer_id" in values:
             customer = Customer.objects.filter(pk=values["customer_id"]).first()
             if customer is None:
                 return _not_found("customer", f"There is no customer {values['customer_id']}.")
-        else:
-            customer = customer_create_for_api(**values["customer"])
         try:
-            service = provisioning.service_order(
-                customer=customer, plan=plan, domain=values["domain"]
-            )
+            # The new customer and the account commit together or not at all. (The nonce
+            # was spent before, on its own, so even a refused request cannot be replayed.)
+            with transaction.atomic():
+                if customer is None:
+                    customer = customer_create_for_api(**values["customer"])
+                service = provisioning.service_order(
+                    customer=customer, plan=plan, domain=values["domain"]
+                )
+                operation = service.operations.order_by("-id").first()
         except ProvisioningRefused as exc:
             raise refused(exc) from exc
-        operation = service.operations.order_by("-id").first()
         return accepted(service, operation)
 
 
