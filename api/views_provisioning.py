@@ -7,6 +7,7 @@ node. The caller follows the operation at ``/api/v1/provisioning/operations/<id>
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -92,66 +93,50 @@ class ServiceView(ProvisioningView):
         return Response(s.ServiceSerializer(service).data)
 
 
-class ServiceActionView(ProvisioningView):
-    """suspend, unsuspend, terminate, change-plan on one service."""
-
-    action_name = ""
-
-    def post(self, request: Request, pk: int) -> Response:
-        service = get_object_or_404(Service, pk=pk)
-        try:
-            operation = self.perform(request, service)
-        except ProvisioningRefused as exc:
-            raise refused(exc) from exc
-        # Protected FSM fields refuse refresh_from_db(); read the row again instead.
-        return accepted(Service.objects.get(pk=service.pk), operation)
-
-    def perform(self, request: Request, service: Service) -> Operation | None:
-        raise NotImplementedError
+Perform = Callable[[Service, dict[str, Any]], "Operation | None"]
 
 
-class SuspendView(ServiceActionView):
-    @extend_schema(request=s.ReasonSerializer, responses={202: s.AcceptedSerializer})
-    def post(self, request: Request, pk: int) -> Response:
-        return super().post(request, pk)
+def service_action(
+    name: str, serializer: type[s.StrictSerializer], perform: Perform
+) -> type[ProvisioningView]:
+    """A POST on one service: validate the body, call the engine, answer 202 at once."""
 
-    def perform(self, request: Request, service: Service) -> Operation | None:
-        data = s.ReasonSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        return provisioning.service_suspend(service=service, reason=data.validated_data["reason"])
+    class ServiceActionView(ProvisioningView):
+        @extend_schema(request=serializer, responses={202: s.AcceptedSerializer}, operation_id=name)
+        def post(self, request: Request, pk: int) -> Response:
+            service = get_object_or_404(Service, pk=pk)
+            data = serializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            try:
+                operation = perform(service, data.validated_data)
+            except ProvisioningRefused as exc:
+                raise refused(exc) from exc
+            # Protected FSM fields refuse refresh_from_db(); read the row again instead.
+            return accepted(Service.objects.get(pk=service.pk), operation)
 
-
-class UnsuspendView(ServiceActionView):
-    @extend_schema(request=s.ReasonSerializer, responses={202: s.AcceptedSerializer})
-    def post(self, request: Request, pk: int) -> Response:
-        return super().post(request, pk)
-
-    def perform(self, request: Request, service: Service) -> Operation | None:
-        data = s.ReasonSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        return provisioning.service_unsuspend(service=service, reason=data.validated_data["reason"])
-
-
-class TerminateView(ServiceActionView):
-    @extend_schema(request=s.EmptySerializer, responses={202: s.AcceptedSerializer})
-    def post(self, request: Request, pk: int) -> Response:
-        return super().post(request, pk)
-
-    def perform(self, request: Request, service: Service) -> Operation | None:
-        s.EmptySerializer(data=request.data).is_valid(raise_exception=True)
-        return provisioning.service_terminate(service=service)
+    ServiceActionView.__name__ = ServiceActionView.__qualname__ = f"{name.title()}View"
+    return ServiceActionView
 
 
-class ChangePlanView(ServiceActionView):
-    @extend_schema(request=s.ChangePlanSerializer, responses={202: s.AcceptedSerializer})
-    def post(self, request: Request, pk: int) -> Response:
-        return super().post(request, pk)
+def _change_plan(service: Service, values: dict[str, Any]) -> Operation:
+    plan = get_object_or_404(Plan, slug=values["plan"], is_active=True)
+    return provisioning.service_change_plan(service=service, plan=plan)
 
-    def perform(self, request: Request, service: Service) -> Operation | None:
-        data = s.ChangePlanSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        plan = get_object_or_404(Plan, slug=data.validated_data["plan"], is_active=True)
-        return provisioning.service_change_plan(service=service, plan=plan)
+
+SuspendView = service_action(
+    "suspend",
+    s.ReasonSerializer,
+    lambda svc, v: provisioning.service_suspend(service=svc, reason=v["reason"]),
+)
+UnsuspendView = service_action(
+    "unsuspend",
+    s.ReasonSerializer,
+    lambda svc, v: provisioning.service_unsuspend(service=svc, reason=v["reason"]),
+)
+TerminateView = service_action(
+    "terminate", s.EmptySerializer, lambda svc, v: provisioning.service_terminate(service=svc)
+)
+ChangePlanView = service_action("change_plan", s.ChangePlanSerializer, _change_plan)
 
 
 class OperationView(ProvisioningView):
