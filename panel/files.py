@@ -51,6 +51,9 @@ hw_fm_under() {
 hw_fm() {
   local u=$1 home=$2 act=$3 rel=$4 dir base p full q
   shift 4
+  # Scripts run in a subshell: this cd stays inside this one. Commands run as the account's
+  # user need a working directory that user may enter.
+  cd -- "$home" || return 77
   dir=$(realpath -m -- "$home/$(dirname -- "$rel")") || return 77
   hw_fm_under "$home" "$dir" || return 77
   base=$(basename -- "$rel")
