@@ -8,6 +8,7 @@ shows the password to the customer once and keeps it nowhere.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from django.conf import settings
@@ -16,7 +17,8 @@ from django.db import transaction
 from accounts.models import User
 from provisioning import services as engine
 from provisioning.errors import ProvisioningRefused
-from provisioning.models import Operation, Service
+from provisioning.models import Operation, Service, StepRun
+from provisioning.resources import acme as hwacme
 from provisioning.resources import databases as hwdb
 from provisioning.resources import dns as hwdns
 from provisioning.resources import mail as hwmail
@@ -206,3 +208,61 @@ def certificate_issue(
         "email": settings.ACME_EMAIL,
     }
     return _start(service=service, kind="certificate_issue", params=params, actor=actor)
+
+
+def certificate_renewal_plan(
+    *, now: dt.datetime, policy: hwacme.RenewalPolicy | None = None
+) -> list[int]:
+    """Ids of active services whose certificate should be renewed now.
+
+    What the panel knows comes from the operations themselves: the expiry recorded by the
+    last successful ``certificate`` step, the failed ``certificate_issue`` operations since
+    (for the backoff), and the ACME orders of the last window (for the budget).
+    """
+    policy = policy or hwacme.RenewalPolicy()
+    runs = StepRun.objects.filter(step="certificate", direction="apply")
+    policy.recent_orders = list(
+        runs.filter(started_at__gte=now - policy.window).values_list("started_at", flat=True)
+    )
+    states = []
+    services_with_certs = Service.objects.filter(
+        state=Service.State.ACTIVE, operations__kind="certificate_issue"
+    ).distinct()
+    for service in services_with_certs:
+        last_ok = (
+            runs.filter(operation__service=service, status=StepRun.Status.SUCCEEDED)
+            .order_by("-id")
+            .first()
+        )
+        not_after = None
+        if last_ok is not None and last_ok.resources.get("not_after"):
+            not_after = dt.datetime.fromisoformat(last_ok.resources["not_after"])
+        attempts = service.operations.filter(kind="certificate_issue")
+        if last_ok is not None:
+            attempts = attempts.filter(created_at__gt=last_ok.operation.created_at)
+        failed = attempts.filter(state__in=[Operation.State.FAILED, Operation.State.ROLLED_BACK])
+        latest = attempts.order_by("-created_at").first()
+        states.append(
+            hwacme.CertificateState(
+                key=str(service.pk),
+                not_after=not_after,
+                failures=failed.count(),
+                last_attempt=latest.created_at if latest is not None else None,
+            )
+        )
+    return [int(k) for k in policy.plan(states, now)]
+
+
+def certificates_renew(*, now: dt.datetime) -> list[Operation]:
+    """Start ``certificate_issue`` for every certificate the renewal plan picks (cron/beat).
+
+    A service that is busy with another operation is skipped; the next run picks it up.
+    """
+    started = []
+    for service_id in certificate_renewal_plan(now=now):
+        service = Service.objects.get(pk=service_id)
+        try:
+            started.append(certificate_issue(service=service))
+        except ProvisioningRefused:
+            continue
+    return started
