@@ -309,9 +309,7 @@ PROVISIONING_BREAKER_COOLDOWN = env_int("PROVISIONING_BREAKER_COOLDOWN", 60)
 PROVISIONING_FAILPOINTS = env_bool("PROVISIONING_FAILPOINTS", False) and not PRODUCTION
 # Certificates: the ACME CA (Let's Encrypt unless set; Pebble's on a test node), the CA
 # listener's certificate when it is not publicly trusted, and the panel's account key.
-ACME_DIRECTORY_URL = env_str(
-    "ACME_DIRECTORY_URL", "https://acme-v02.api.letsencrypt.org/directory"
-)
+ACME_DIRECTORY_URL = env_str("ACME_DIRECTORY_URL", "https://acme-v02.api.letsencrypt.org/directory")
 ACME_CA_BUNDLE = env_str("ACME_CA_BUNDLE", "")
 ACME_EMAIL = env_str("ACME_EMAIL", "")
 ACME_ACCOUNT_KEY = env_str("ACME_ACCOUNT_KEY", str(VAR_DIR / "acme" / "account.pem"))
