@@ -11,6 +11,7 @@ from django.http import HttpRequest
 
 from billing import services
 from billing.errors import BillingError
+from billing.gateways.base import GatewayError
 from billing.models import (
     Addon,
     AddonPrice,
@@ -131,7 +132,7 @@ class InvoiceAdmin(admin.ModelAdmin):
     search_fields = ["number", "customer__name", "customer__company"]
     date_hierarchy = "issue_date"
     inlines = [LineInline, PaymentInline, CreditNoteInline, AttemptInline]
-    actions = ["mark_paid_manually", "cancel_unpaid_by_credit_note"]
+    actions = ["mark_paid_manually", "charge_saved_card", "cancel_unpaid_by_credit_note"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # Issued invoices are documents: nothing on them is edited here.
@@ -143,22 +144,28 @@ class InvoiceAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.action(description="Mark paid (bank transfer or cash received)")
-    def mark_paid_manually(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
+    def _collect(self, request: HttpRequest, queryset: QuerySet[Invoice], gateway: str) -> None:
         for invoice in queryset:
             try:
-                services.payment_record(
+                services.invoice_collect(
                     invoice=invoice,
-                    amount=invoice.amount_due,
-                    currency=invoice.currency,
-                    gateway="manual",
-                    reference=f"marked paid by {request.user}",
+                    gateway=gateway,
+                    reference=f"by {request.user}",
                     actor=request.user,  # type: ignore[arg-type]
                 )
-            except BillingError as exc:
-                self.message_user(request, f"{invoice}: {' '.join(exc.messages)}", messages.ERROR)
+            except (BillingError, GatewayError) as exc:
+                text = " ".join(exc.messages) if isinstance(exc, BillingError) else exc.message
+                self.message_user(request, f"{invoice}: {text}", messages.ERROR)
             else:
-                self.message_user(request, f"{invoice} is marked paid.", messages.SUCCESS)
+                self.message_user(request, f"{invoice}: payment recorded.", messages.SUCCESS)
+
+    @admin.action(description="Mark paid (bank transfer or cash received)")
+    def mark_paid_manually(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
+        self._collect(request, queryset, "manual")
+
+    @admin.action(description="Charge the customer's saved card now")
+    def charge_saved_card(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
+        self._collect(request, queryset, "stripe")
 
     @admin.action(description="Cancel the unpaid amount by a credit note")
     def cancel_unpaid_by_credit_note(

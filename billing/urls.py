@@ -11,6 +11,11 @@ urlpatterns = [
     path("billing/invoices/<int:pk>/", views.invoice_detail, name="invoice"),
     path("billing/invoices/<int:pk>/pdf/", views.invoice_download, name="invoice_pdf"),
     path("billing/invoices/<int:pk>/pay/", views.invoice_pay, name="invoice_pay"),
+    path(
+        "billing/invoices/<int:pk>/pay-saved/",
+        views.invoice_pay_saved_card,
+        name="invoice_pay_saved",
+    ),
     path("billing/subscriptions/<int:pk>/cancel/", views.subscription_cancel, name="cancel"),
     path("billing/subscriptions/<int:pk>/change/", views.subscription_change, name="change"),
     path("billing/card/", views.card_setup, name="card_setup"),

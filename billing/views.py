@@ -208,6 +208,7 @@ def invoice_detail(request: AuthedHttpRequest, pk: int) -> HttpResponse:
             "payments": invoice.payments.all(),
             "credit_notes": invoice.credit_notes.all(),
             "returned": request.GET.get("paid") == "1",
+            "saved_card": invoice.customer.payment_methods.filter(is_default=True).first(),
         },
     )
 
@@ -234,6 +235,19 @@ def invoice_pay(request: AuthedHttpRequest, pk: int) -> HttpResponse:
             messages.error(request, message)
         return redirect("billing:invoice", pk=invoice.pk)
     return redirect(url)
+
+
+@login_required
+@require_POST
+def invoice_pay_saved_card(request: AuthedHttpRequest, pk: int) -> HttpResponse:
+    invoice = _invoice_for(request, pk)
+    try:
+        services.invoice_collect(invoice=invoice, gateway="stripe", actor=request.user)
+    except BillingError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, "Thank you: your card was charged.")
+    return redirect("billing:invoice", pk=invoice.pk)
 
 
 def _owned_subscription(request: AuthedHttpRequest, pk: int) -> Subscription:
