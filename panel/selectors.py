@@ -45,6 +45,26 @@ STEP_LABELS: dict[str, str] = {
     "remove_limits": "Removing the limits",
     "plan_pool": "Applying the new plan's PHP settings",
     "plan_limits": "Applying the new plan's limits",
+    "dns_zone": "Creating the domain's DNS zone",
+    "verify_dns": "Checking that the nameserver answers",
+    "mail_domain": "Setting up mail for the domain",
+    "remove_dns_zone": "Removing the DNS zone",
+    "remove_mail_domain": "Removing mail for the domain",
+    "dns_records": "Saving the DNS records",
+    "database_limit": "Checking the plan's database limit",
+    "customer_database": "Creating the database",
+    "customer_database_user": "Creating the database user",
+    "drop_customer_database": "Deleting the database",
+    "customer_database_password": "Changing the database password",
+    "mailbox_limit": "Checking the plan's mailbox limit",
+    "mailbox": "Creating the mailbox",
+    "delete_mailbox": "Deleting the mailbox",
+    "mailbox_password": "Changing the mailbox password",
+    "forwarder": "Saving the forwarder",
+    "delete_forwarder": "Deleting the forwarder",
+    "certificate_precheck": "Checking that the domain points here",
+    "certificate": "Getting the certificate",
+    "https": "Turning on HTTPS",
 }
 
 KIND_LABELS: dict[str, str] = {
@@ -53,6 +73,16 @@ KIND_LABELS: dict[str, str] = {
     "unsuspend": "Unsuspending",
     "terminate": "Removing the account",
     "change_plan": "Changing plan",
+    "dns_records": "Updating DNS records",
+    "database_create": "Creating a database",
+    "database_delete": "Deleting a database",
+    "database_password": "Changing a database password",
+    "mailbox_create": "Creating a mailbox",
+    "mailbox_delete": "Deleting a mailbox",
+    "mailbox_password": "Changing a mailbox password",
+    "forwarder_set": "Saving a mail forwarder",
+    "forwarder_delete": "Deleting a mail forwarder",
+    "certificate_issue": "Getting an HTTPS certificate",
 }
 
 # Reasons a service is suspended, as written by billing and staff, in the customer's words.

@@ -10,6 +10,11 @@ urlpatterns = [
         views.operation_progress,
         name="operation_progress",
     ),
+    path(
+        "services/<int:service_id>/resources/<slug:action>/",
+        views.resource_action,
+        name="resource_action",
+    ),
     path("services/<int:service_id>/files/", views.file_browser, name="files"),
     path("services/<int:service_id>/files/download/", views.file_download, name="file_download"),
     path("services/<int:service_id>/files/edit/", views.file_edit, name="file_edit"),

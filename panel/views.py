@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import Customer
 from hosting.lib.http import AuthedHttpRequest
-from panel import files, forms, selectors
+from panel import files, forms, resources, selectors
 from panel.impersonation import impersonation_end
 from provisioning.models import Service
 
@@ -29,10 +29,14 @@ def _service(request: AuthedHttpRequest, service_id: int) -> tuple[Customer, Ser
     return customer, selectors.service_for_customer(customer=customer, service_id=service_id)
 
 
-@login_required
-@require_GET
-def service_detail(request: AuthedHttpRequest, service_id: int) -> HttpResponse:
-    customer, service = _service(request, service_id)
+def _service_page(
+    request: AuthedHttpRequest,
+    customer: Customer,
+    service: Service,
+    *,
+    bound: dict[str, resources.ResourceForm] | None = None,
+    status: int = 200,
+) -> HttpResponse:
     operations = selectors.operations_for_service(service=service)
     current = next((op for op in operations if op.is_running), None)
     latest = operations[0] if operations else None
@@ -42,20 +46,56 @@ def service_detail(request: AuthedHttpRequest, service_id: int) -> HttpResponse:
         progress = selectors.operation_progress(
             operation=selectors.operation_for_service(service=service, operation_id=shown.pk)
         )
-    return render(
-        request,
-        "panel/service_detail.html",
-        {
-            "customer": customer,
-            "service": service,
-            "usage": selectors.service_usage(service=service),
-            "history": [(op, selectors.kind_label(op.kind)) for op in operations],
-            "progress": progress,
-            "failure": selectors.failure_in_words(progress) if progress and progress.failed else "",
-            "subscription": selectors.subscription_for_service(service=service),
-            "suspension": [selectors.suspension_label(r) for r in service.suspension_reasons or []],
-        },
-    )
+    context: dict[str, object] = {
+        "customer": customer,
+        "service": service,
+        "usage": selectors.service_usage(service=service),
+        "history": [(op, selectors.kind_label(op.kind)) for op in operations],
+        "progress": progress,
+        "failure": selectors.failure_in_words(progress) if progress and progress.failed else "",
+        "subscription": selectors.subscription_for_service(service=service),
+        "suspension": [selectors.suspension_label(r) for r in service.suspension_reasons or []],
+        "resources": resources.service_resources(service=service),
+        "busy": current is not None,
+        "dns_form": resources.DnsRecordForm(),
+        "database_form": resources.DatabaseForm(),
+        "mailbox_form": resources.MailboxForm(),
+    }
+    context.update(bound or {})
+    return render(request, "panel/service_detail.html", context, status=status)
+
+
+@login_required
+@require_GET
+def service_detail(request: AuthedHttpRequest, service_id: int) -> HttpResponse:
+    customer, service = _service(request, service_id)
+    return _service_page(request, customer, service)
+
+
+@login_required
+@require_POST
+def resource_action(request: AuthedHttpRequest, service_id: int, action: str) -> HttpResponse:
+    """Add or remove a DNS record, database or mailbox, or issue a certificate.
+
+    The change runs as an operation; the page then shows its progress. A refusal is shown
+    next to the field it concerns, on the service page, with what was typed kept.
+    """
+    customer, service = _service(request, service_id)
+    entry = resources.RESOURCE_ACTIONS.get(action)
+    if entry is None:
+        raise Http404("No such action")
+    form_class, slot = entry
+    form = form_class(request.POST)
+    if service.state != Service.State.ACTIVE:
+        form.add_error(None, "Changes can be made while the account is active.")
+    elif form.is_valid() and form.save(service=service, actor=request.user) is not None:
+        messages.success(request, "Your change is on its way; follow it below.")
+        return redirect(f"{reverse('panel:service', args=[service.pk])}#progress-title")
+    if slot == "certificate_form" or not action.endswith("-add"):
+        for text in [str(e) for errors in form.errors.values() for e in errors]:
+            messages.error(request, text)
+        return redirect("panel:service", service.pk)
+    return _service_page(request, customer, service, bound={slot: form}, status=400)
 
 
 @login_required

@@ -11,6 +11,7 @@ import pytest
 from django.urls import URLPattern, get_resolver, reverse
 
 from panel.forms import FILE_ACTION_FORMS
+from panel.resources import RESOURCE_ACTIONS
 from provisioning.models import StepRun
 from tests.panel.conftest import make_operation, make_run, make_service
 
@@ -28,11 +29,13 @@ def panel_patterns() -> list[URLPattern]:
 
 def urls_for(service, operation) -> list[str]:
     values = {"service_id": [service.pk], "operation_id": [operation.pk]}
-    values["action"] = list(FILE_ACTION_FORMS)
+    # Each view's own action names, so the 404 comes from the scoping, not an unknown action.
+    actions = {"file_action": list(FILE_ACTION_FORMS), "resource_action": list(RESOURCE_ACTIONS)}
     urls = []
     for pattern in panel_patterns():
         if pattern.name in NO_OBJECT:
             continue
+        values["action"] = actions.get(pattern.name or "", [])
         params = list(pattern.pattern.converters)
         missing = [p for p in params if p not in values]
         assert not missing, f"panel:{pattern.name} has parameters {missing} this test must fill"
@@ -55,7 +58,21 @@ def test_every_panel_url_is_404_for_a_stranger(client, owner, customer, stranger
         for query in ("", "?path=public_html", "?path=public_html/index.html"):
             # when the stranger GETs and POSTs it
             get = client.get(url + query)
-            post = client.post(url + query, {"path": "public_html", "name": "x", "mode": "644"})
+            post = client.post(
+                url + query,
+                {
+                    "path": "public_html",
+                    "name": "x",
+                    "mode": "644",
+                    "rtype": "A",
+                    "content": "1.2.3.4",
+                    "ttl": "3600",
+                    "local_part": "x",
+                    "password": "long enough pw",
+                    "quota_mb": "10",
+                    "address": "x@secret-shop.example.com",
+                },
+            )
             # then both are 404 (or 405 for a GET-only page) and never show her domain
             assert get.status_code in (404, 405), (url, get.status_code)
             assert post.status_code in (404, 405), (url, post.status_code)
@@ -101,3 +118,15 @@ def test_forms_need_the_csrf_token(owner, customer, plan, node):
     url = reverse("panel:file_action", args=[service.pk, "mkdir"])
     assert client.post(url, {"name": "x"}).status_code == 403
     assert client.post(reverse("panel:impersonation_stop")).status_code == 403
+
+
+def test_owner_actions_with_the_same_posts_reach_the_views(client, owner, customer, plan, node):
+    # The stranger's 404s above are only meaningful if these actions exist for the owner:
+    # a bad DNS value is refused next to its field (400), not "not found".
+    service = make_service(customer, plan, node, domain="secret-shop.example.com")
+    client.force_login(owner)
+    url = reverse("panel:resource_action", args=[service.pk, "dns-add"])
+    response = client.post(url, {"name": "www", "rtype": "A", "content": "not-an-ip", "ttl": 3600})
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert 'id="id_content-errors"' in body and "not valid A data" in body

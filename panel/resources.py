@@ -1,0 +1,218 @@
+"""What a service has on its node, as recorded by its completed operations, and the forms
+that change it through ``provisioning.resources.services``.
+
+The resource services keep no table of their own: the node is the truth and each change is
+an operation with validated params. The panel lists what the account's completed operations
+made (records set, databases and mailboxes created and not deleted since), from one query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from accounts.models import User
+from provisioning.errors import ProvisioningRefused
+from provisioning.models import Operation, Service
+from provisioning.resources import dns as hwdns
+from provisioning.resources import services as resources
+
+RESOURCE_KINDS = (
+    "dns_records",
+    "database_create",
+    "database_delete",
+    "mailbox_create",
+    "mailbox_delete",
+    "certificate_issue",
+)
+
+
+@dataclass
+class Resources:
+    records: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    databases: dict[str, str] = field(default_factory=dict)  # name -> user
+    mailboxes: dict[str, int] = field(default_factory=dict)  # address -> quota
+    certificate: str = ""  # "", "issued", "failed", "pending"
+
+    @property
+    def record_list(self) -> list[dict[str, Any]]:
+        return [self.records[k] for k in sorted(self.records)]
+
+
+def service_resources(*, service: Service) -> Resources:
+    """Records, databases and mailboxes the account's completed operations made (one query)."""
+    found = Resources()
+    rows = (
+        Operation.objects.filter(service=service, kind__in=RESOURCE_KINDS)
+        .order_by("created_at", "id")
+        .values_list("kind", "state", "params")
+    )
+    for kind, state, params in rows:
+        if kind == "certificate_issue":
+            found.certificate = {
+                "completed": "issued",
+                "failed": "failed",
+                "rolled_back": "failed",
+            }.get(state, "pending")
+            continue
+        if state != Operation.State.COMPLETED:
+            continue
+        if kind == "dns_records":
+            for name, rtype in params.get("delete", []):
+                found.records.pop((name, rtype), None)
+            for r in params.get("replace", []):
+                found.records[(r["name"], r["type"])] = r
+        elif kind == "database_create":
+            found.databases[params["name"]] = params.get("user", "")
+        elif kind == "database_delete":
+            found.databases.pop(params["name"], None)
+        elif kind == "mailbox_create":
+            found.mailboxes[params["address"]] = params.get("quota_mb", 0)
+        elif kind == "mailbox_delete":
+            found.mailboxes.pop(params["address"], None)
+    return found
+
+
+# Which form field an engine refusal is about, by its code.
+_FIELD_BY_CODE = {
+    "dns_name": "name",
+    "dns_type": "rtype",
+    "dns_data": "content",
+    "dns_cname": "rtype",
+    "dns_cname_apex": "name",
+    "dns_ttl": "ttl",
+    "db_name": "name",
+    "password": "password",
+    "mailbox": "local_part",
+    "mail_quota": "quota_mb",
+}
+
+
+def refusal_to_form(form: forms.Form, exc: ValidationError) -> None:
+    """Put an engine refusal next to the field it concerns (or above the form)."""
+    code = getattr(exc, "code", "") or ""
+    target = _FIELD_BY_CODE.get(code)
+    if target not in form.fields:
+        target = None
+    for message in exc.messages:
+        form.add_error(target, message)
+
+
+class ResourceForm(forms.Form):
+    prefix_name = ""
+
+    def apply(self, *, service: Service, actor: User) -> Operation:
+        raise NotImplementedError
+
+    def save(self, *, service: Service, actor: User) -> Operation | None:
+        """Start the change, or put the refusal on the form and return None."""
+        try:
+            return self.apply(service=service, actor=actor)
+        except ProvisioningRefused as exc:
+            refusal_to_form(self, exc)
+            return None
+
+
+class DnsRecordForm(ResourceForm):
+    name = forms.CharField(
+        label="Name", max_length=253, initial="@", help_text="@ for the domain itself, or www"
+    )
+    rtype = forms.ChoiceField(label="Type", choices=[(t, t) for t in hwdns.EDITABLE_TYPES])
+    content = forms.CharField(label="Value", max_length=4000)
+    ttl = forms.IntegerField(
+        label="TTL (seconds)",
+        initial=hwdns.DEFAULT_TTL,
+        min_value=hwdns.MIN_TTL,
+        max_value=hwdns.MAX_TTL,
+    )
+
+    def apply(self, *, service: Service, actor: User) -> Operation:
+        d = self.cleaned_data
+        return resources.dns_records_change(
+            service=service,
+            replace=[
+                {"name": d["name"], "type": d["rtype"], "contents": [d["content"]], "ttl": d["ttl"]}
+            ],
+            actor=actor,
+        )
+
+
+class DnsDeleteForm(ResourceForm):
+    name = forms.CharField(max_length=254)
+    rtype = forms.ChoiceField(choices=[(t, t) for t in hwdns.EDITABLE_TYPES])
+
+    def apply(self, *, service: Service, actor: User) -> Operation:
+        d = self.cleaned_data
+        return resources.dns_records_change(
+            service=service, delete=[(d["name"], d["rtype"])], actor=actor
+        )
+
+
+class DatabaseForm(ResourceForm):
+    name = forms.CharField(label="Database name", max_length=32, help_text="Letters, digits, _")
+    password = forms.CharField(
+        label="Password", min_length=10, max_length=128, widget=forms.PasswordInput
+    )
+
+    def apply(self, *, service: Service, actor: User) -> Operation:
+        d = self.cleaned_data
+        return resources.database_create(
+            service=service, name=d["name"], user=d["name"], password=d["password"], actor=actor
+        )
+
+
+class DatabaseDeleteForm(ResourceForm):
+    name = forms.CharField(max_length=64)
+
+    def apply(self, *, service: Service, actor: User) -> Operation:
+        name = self.cleaned_data["name"]
+        prefix = f"{service.username}_"
+        short = name[len(prefix) :] if name.startswith(prefix) else name
+        return resources.database_delete(service=service, name=short, user=short, actor=actor)
+
+
+class MailboxForm(ResourceForm):
+    local_part = forms.CharField(label="Address", max_length=64, help_text="The part before @")
+    password = forms.CharField(
+        label="Password", min_length=10, max_length=128, widget=forms.PasswordInput
+    )
+    quota_mb = forms.IntegerField(label="Quota (MB)", initial=1024, min_value=1, max_value=102400)
+
+    def apply(self, *, service: Service, actor: User) -> Operation:
+        d = self.cleaned_data
+        return resources.mailbox_create(
+            service=service,
+            local_part=d["local_part"],
+            password=d["password"],
+            quota_mb=d["quota_mb"],
+            actor=actor,
+        )
+
+
+class MailboxDeleteForm(ResourceForm):
+    address = forms.EmailField(max_length=254)
+
+    def apply(self, *, service: Service, actor: User) -> Operation:
+        return resources.mailbox_delete(
+            service=service, address=self.cleaned_data["address"], actor=actor
+        )
+
+
+class CertificateForm(ResourceForm):
+    def apply(self, *, service: Service, actor: User) -> Operation:
+        return resources.certificate_issue(service=service, actor=actor)
+
+
+# action name -> (form, the form's slot on the service page when it shows errors)
+RESOURCE_ACTIONS: dict[str, tuple[type[ResourceForm], str]] = {
+    "dns-add": (DnsRecordForm, "dns_form"),
+    "dns-delete": (DnsDeleteForm, "dns_form"),
+    "database-add": (DatabaseForm, "database_form"),
+    "database-delete": (DatabaseDeleteForm, "database_form"),
+    "mailbox-add": (MailboxForm, "mailbox_form"),
+    "mailbox-delete": (MailboxDeleteForm, "mailbox_form"),
+    "certificate": (CertificateForm, "certificate_form"),
+}
