@@ -40,7 +40,12 @@ def tax_decide(*, customer: Customer, rates: dict[str, TaxRate] | None = None) -
             True,
             f"Reverse charge: the buyer ({customer.tax_id.strip()}) accounts for the VAT.",
         )
-    return TaxDecision(row.rate, False, f"{row.name} {row.rate.normalize()}% ({row.country})")
+    return TaxDecision(row.rate, False, f"{row.name} {percent(row.rate)}% ({row.country})")
+
+
+def percent(rate: Decimal) -> str:
+    """19.00 as "19", 7.50 as "7.5" (``normalize`` would write 20 as "2E+1")."""
+    return f"{rate:f}".rstrip("0").rstrip(".") if "." in f"{rate:f}" else f"{rate:f}"
 
 
 def tax_rates_by_country() -> dict[str, TaxRate]:

@@ -15,7 +15,7 @@ from billing.errors import BillingError
 from billing.models import Coupon, CreditEntry, Invoice, InvoiceLine, Order, Payment, Subscription
 from billing.money import check_amount
 from billing.selectors import add_months, credit_balance, order_quote
-from billing.taxes import tax_decide
+from billing.taxes import percent, tax_decide
 from provisioning.models import Service
 
 pytestmark = pytest.mark.django_db
@@ -38,6 +38,9 @@ def test_tax_follows_country_and_tax_id(customer, tax_rates, settings):
     # when a German business buys, then it still pays German VAT (no reverse charge at home)
     customer.country, customer.tax_id = "DE", "DE811907980"
     assert tax_decide(customer=customer).reverse_charge is False
+    # and the rate reads as people write it
+    assert tax_decide(customer=customer).note == "USt 19% (DE)"
+    assert percent(Decimal("20.00")) == "20" and percent(Decimal("7.50")) == "7.5"
     # when someone in a country without a rate buys, then no tax
     customer.country = "US"
     assert tax_decide(customer=customer).rate == 0
