@@ -276,7 +276,7 @@ def _renewal_batch(ids: list[int], *, today: dt.date, rates: dict[str, TaxRate])
 
 def _renewal_credit(invoices: list[Invoice]) -> None:
     """Account credit pays new invoices first; only customers with a balance cost queries."""
-    from billing.services import _credit_apply, _invoice_settle
+    from billing.services.invoices import _credit_apply, _invoice_settle
 
     customer_ids = {inv.customer_id for inv in invoices}
     with_credit = set(

@@ -1,22 +1,15 @@
-"""Writes: orders, invoices, payments, credit, credit notes, refunds, subscriptions.
-
-Every function that changes state runs in one transaction, locks the rows it moves, checks
-their state again after the lock, and leaves calls to other systems (the provisioning engine's
-queue, e-mail) until after commit.
-"""
+"""Invoices: gapless numbers, issuing, account credit, payments, credit notes, refunds,
+and collecting through a gateway."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
-import uuid
 from collections.abc import Sequence
 from decimal import Decimal
 
-from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import Customer, User
@@ -26,13 +19,9 @@ from billing.gateways import stripe as stripe_gateway
 from billing.gateways.base import GatewayError
 from billing.models import (
     ZERO,
-    Addon,
-    BillingSettings,
-    Coupon,
     CreditEntry,
     CreditNote,
     DocumentSeries,
-    GatewayCustomer,
     Invoice,
     InvoiceLine,
     Order,
@@ -45,39 +34,11 @@ from billing.money import check_amount, money
 from billing.notifications import notify
 from billing.selectors import (
     LineSpec,
-    addon_prices,
     credit_balance,
-    order_quote,
-    price_for,
 )
 from billing.taxes import TaxDecision, tax_decide
-from provisioning import services as provisioning
-from provisioning.errors import ProvisioningRefused
-from provisioning.models import Service
 
 logger = logging.getLogger(__name__)
-
-DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-
-
-def clean_domain(value: str) -> str:
-    """The domain to host, lower-case and in its ASCII (IDNA) form, or a clear refusal."""
-    name = value.strip().lower().rstrip(".")
-    if name.startswith("www."):
-        name = name[4:]
-    try:
-        ascii_name = name.encode("idna").decode("ascii")
-    except UnicodeError:
-        raise BillingError(f"{value!r} is not a valid domain name.") from None
-    labels = ascii_name.split(".")
-    if len(labels) < 2 or len(ascii_name) > 253 or not all(DOMAIN_LABEL.match(x) for x in labels):
-        raise BillingError(f"{value!r} is not a valid domain name, e.g. example.com.")
-    if labels[-1].isdigit():
-        raise BillingError(f"{value!r} is not a valid domain name, e.g. example.com.")
-    return ascii_name
-
-
-# -- numbering -------------------------------------------------------------------------------
 
 
 def document_numbers_allocate(*, prefix: str, year: int, count: int = 1) -> list[str]:
@@ -92,9 +53,6 @@ def document_numbers_allocate(*, prefix: str, year: int, count: int = 1) -> list
     series.last_number += count
     series.save(update_fields=["last_number"])
     return [f"{key}-{n:06d}" for n in range(first, first + count)]
-
-
-# -- invoices --------------------------------------------------------------------------------
 
 
 def bill_to(customer: Customer) -> dict[str, str]:
@@ -231,6 +189,13 @@ def _credit_apply(*, invoice: Invoice) -> Decimal:
 
 def _invoice_settle(*, invoice: Invoice, actor: User | None) -> None:
     """The invoice is paid in full: mark it, and release what waited for the money."""
+    # Orders and subscriptions build on invoices; they are imported here, not at the top.
+    from billing.services.orders import order_fulfil_quietly
+    from billing.services.subscriptions import (
+        subscription_plan_apply_quietly,
+        subscription_restore_quietly,
+    )
+
     invoice.mark_paid(at=timezone.now())
     invoice.save(update_fields=["state", "paid_at"])
     audit_record(
@@ -336,346 +301,6 @@ def payment_record(
     if invoice.is_open and invoice.amount_due == 0:
         _invoice_settle(invoice=invoice, actor=actor)
     return payment
-
-
-# -- orders ----------------------------------------------------------------------------------
-
-
-@transaction.atomic
-def order_place(
-    *,
-    customer: Customer,
-    plan: Plan,
-    cycle: str,
-    domain: str,
-    addons: Sequence[Addon] = (),
-    coupon_code: str = "",
-    actor: User | None = None,
-    today: dt.date | None = None,
-) -> Order:
-    """Check out: the order and its invoice (numbered, credit applied), coupon counted once."""
-    today = today or timezone.localdate()
-    domain = clean_domain(domain)
-    if coupon_code.strip():
-        # Lock the coupon first so two checkouts cannot both take its last redemption.
-        Coupon.objects.select_for_update().filter(code=coupon_code.strip().upper()).first()
-    quote = order_quote(
-        customer=customer,
-        plan=plan,
-        cycle=cycle,
-        addons=addons,
-        coupon_code=coupon_code,
-        today=today,
-    )
-    order = Order.objects.create(
-        customer=customer,
-        plan=plan,
-        cycle=cycle,
-        currency=quote.currency,
-        domain=domain,
-        coupon=quote.coupon,
-        recurring_amount=quote.recurring,
-        state=Order.State.ISSUED,
-        created_by=actor,
-    )
-    order.addons.set(addons)
-    if quote.coupon is not None:
-        Coupon.objects.filter(pk=quote.coupon.pk).update(times_redeemed=F("times_redeemed") + 1)
-    audit_record(
-        action="billing.order_placed",
-        actor=actor,
-        target=order,
-        customer=customer,
-        detail={"plan": plan.slug, "cycle": cycle, "domain": domain},
-    )
-    config = BillingSettings.load()
-    invoice_create(
-        customer=customer,
-        kind=Invoice.Kind.ORDER,
-        lines=quote.lines,
-        due_date=today + dt.timedelta(days=config.order_payment_days),
-        today=today,
-        order=order,
-        period_start=quote.period_start,
-        period_end=quote.period_end,
-        actor=actor,
-    )
-    return order
-
-
-@transaction.atomic
-def order_fulfil(*, order_id: int) -> Subscription | None:
-    """Hand a paid order to the provisioning engine, exactly once, and start its subscription.
-
-    Runs after the payment committed. The order row lock and ``fulfilled_at`` make a second
-    call (a retry, the daily sweep) a no-op.
-    """
-    order = Order.objects.select_for_update().select_related("customer", "plan").get(pk=order_id)
-    if order.state != Order.State.PAID:
-        return None
-    if order.fulfilled_at is not None:
-        return Subscription.objects.filter(order=order).first()
-    try:
-        with transaction.atomic():
-            service = provisioning.service_order(
-                customer=order.customer,
-                plan=order.plan,
-                domain=order.domain,
-                actor=order.created_by,
-            )
-    except ProvisioningRefused as exc:
-        order.fulfil_error = "; ".join(exc.messages)
-        order.save(update_fields=["fulfil_error"])
-        logger.warning("order %s not handed to provisioning: %s", order.pk, order.fulfil_error)
-        return None
-    invoice = Invoice.objects.get(order=order)
-    start = invoice.period_start or timezone.localdate()
-    sub = Subscription.objects.create(
-        service=service,
-        customer=order.customer,
-        plan=order.plan,
-        order=order,
-        cycle=order.cycle,
-        currency=order.currency,
-        amount=order.recurring_amount,
-        period_start=start,
-        next_due_date=invoice.period_end or start,
-        payment_method=PaymentMethod.objects.filter(
-            customer=order.customer, is_default=True
-        ).first(),
-    )
-    sub.addons.set(order.addons.all())
-    order.fulfilled_at = timezone.now()
-    order.fulfil_error = ""
-    order.save(update_fields=["fulfilled_at", "fulfil_error"])
-    audit_record(
-        action="billing.order_fulfilled",
-        target=order,
-        customer=order.customer,
-        detail={"service": service.pk, "subscription": sub.pk},
-    )
-    return sub
-
-
-def order_fulfil_quietly(*, order_id: int) -> None:
-    """``order_fulfil`` for on-commit hooks: a failure is logged and left for the daily sweep."""
-    try:
-        order_fulfil(order_id=order_id)
-    except Exception:
-        logger.exception("fulfilling order %s failed; the daily run will retry", order_id)
-
-
-# -- subscriptions -----------------------------------------------------------------------------
-
-
-def _overdue_beyond_grace(*, subscription: Subscription, today: dt.date) -> bool:
-    grace = BillingSettings.load().grace_days
-    return Invoice.objects.filter(
-        subscription=subscription,
-        state__in=Invoice.OPEN_STATES,
-        due_date__lte=today - dt.timedelta(days=grace),
-    ).exists()
-
-
-@transaction.atomic
-def subscription_restore(*, subscription_id: int, today: dt.date | None = None) -> bool:
-    """Lift a non-payment suspension once nothing past the grace days is unpaid.
-
-    Only the non-payment reason is lifted; a service also held for abuse stays suspended.
-    """
-    today = today or timezone.localdate()
-    sub = Subscription.objects.select_for_update().get(pk=subscription_id)
-    service = Service.objects.get(pk=sub.service_id)
-    if "non_payment" not in (service.suspension_reasons or []):
-        return False
-    if Invoice.objects.filter(
-        subscription=sub, state__in=Invoice.OPEN_STATES, due_date__lt=today
-    ).exists():
-        return False
-    provisioning.service_unsuspend(service=service, reason="non_payment")
-    audit_record(action="billing.service_unsuspended", target=sub, customer=sub.customer)
-    notify(
-        key=f"unsuspended-{sub.pk}-{timezone.now():%Y%m%d%H%M%S%f}",
-        customer=sub.customer,
-        kind="unsuspended",
-        domain=service.domain,
-    )
-    return True
-
-
-def subscription_restore_quietly(*, subscription_id: int) -> None:
-    try:
-        subscription_restore(subscription_id=subscription_id)
-    except Exception:
-        logger.exception(
-            "unsuspending subscription %s failed; the daily run will retry", subscription_id
-        )
-
-
-@transaction.atomic
-def subscription_change_plan(
-    *,
-    subscription: Subscription,
-    plan: Plan,
-    actor: User | None = None,
-    today: dt.date | None = None,
-) -> Invoice | None:
-    """Move to another plan, prorated by day over the current term.
-
-    The unused part of the current term is credited and the rest of the term on the new plan
-    charged. An upgrade issues an invoice and moves once it is paid; a downgrade moves now and
-    puts the difference on the account credit.
-    """
-    today = today or timezone.localdate()
-    sub = Subscription.objects.select_for_update().select_related("plan").get(pk=subscription.pk)
-    if sub.state != Subscription.State.ACTIVE:
-        raise BillingError("This subscription is cancelled.")
-    if plan.pk == sub.plan_id:
-        raise BillingError(f"The service is already on {plan.name}.")
-    if not plan.is_active:
-        raise BillingError(f"{plan.name} is no longer sold.")
-    if Invoice.objects.filter(
-        subscription=sub, kind=Invoice.Kind.PLAN_CHANGE, state__in=Invoice.OPEN_STATES
-    ).exists():
-        raise BillingError("A plan change is already waiting for payment.")
-    addon_total = sum(
-        addon_prices(addons=sub.addons.all(), cycle=sub.cycle, currency=sub.currency).values(),
-        ZERO,
-    )
-    new_amount = price_for(plan=plan, cycle=sub.cycle, currency=sub.currency) + addon_total
-    term_days = (sub.next_due_date - sub.period_start).days or 1
-    days_left = max(0, min(term_days, (sub.next_due_date - today).days))
-    unused = money(sub.amount * days_left / term_days)
-    new_part = money(new_amount * days_left / term_days)
-    net = new_part - unused
-    audit_record(
-        action="billing.plan_change_requested",
-        actor=actor,
-        target=sub,
-        customer=sub.customer,
-        detail={"from": sub.plan.slug, "to": plan.slug, "net": str(net), "days_left": days_left},
-    )
-    if net > 0:
-        lines = [
-            LineSpec(
-                f"{plan} from {today} to {sub.next_due_date} ({days_left} of {term_days} days)",
-                new_part,
-                period_start=today,
-                period_end=sub.next_due_date,
-            ),
-            LineSpec(f"Unused time on {sub.plan} ({days_left} days)", -unused),
-        ]
-        return invoice_create(
-            customer=sub.customer,
-            kind=Invoice.Kind.PLAN_CHANGE,
-            lines=lines,
-            due_date=today,
-            today=today,
-            subscription=sub,
-            target_plan=plan,
-            actor=actor,
-        )
-    if net < 0:
-        CreditEntry.objects.create(
-            customer=sub.customer,
-            currency=sub.currency,
-            amount=-net,
-            kind=CreditEntry.Kind.PRORATION,
-            memo=f"Unused time on {sub.plan} after moving to {plan} ({days_left} days)",
-            created_by=actor,
-        )
-    _plan_switch(sub=sub, plan=plan, amount=new_amount, actor=actor)
-    return None
-
-
-def _plan_switch(*, sub: Subscription, plan: Plan, amount: Decimal, actor: User | None) -> None:
-    service = Service.objects.get(pk=sub.service_id)
-    provisioning.service_change_plan(service=service, plan=plan, actor=actor)
-    sub.plan = plan
-    sub.amount = amount
-    sub.save(update_fields=["plan", "amount"])
-
-
-@transaction.atomic
-def subscription_plan_apply(*, invoice_id: int) -> bool:
-    """Carry out a paid plan-change invoice (once: a second call finds the plan already set)."""
-    invoice = Invoice.objects.select_related("target_plan").get(pk=invoice_id)
-    if (
-        invoice.state != Invoice.State.PAID
-        or invoice.target_plan is None
-        or invoice.subscription_id is None
-    ):
-        return False
-    sub = Subscription.objects.select_for_update().get(pk=invoice.subscription_id)
-    if sub.plan_id == invoice.target_plan_id:
-        return False
-    addon_total = sum(
-        addon_prices(addons=sub.addons.all(), cycle=sub.cycle, currency=sub.currency).values(),
-        ZERO,
-    )
-    amount = (
-        price_for(plan=invoice.target_plan, cycle=sub.cycle, currency=sub.currency) + addon_total
-    )
-    _plan_switch(sub=sub, plan=invoice.target_plan, amount=amount, actor=None)
-    return True
-
-
-def subscription_plan_apply_quietly(*, invoice_id: int) -> None:
-    try:
-        subscription_plan_apply(invoice_id=invoice_id)
-    except Exception:
-        logger.exception("plan change of invoice %s failed; the daily run will retry", invoice_id)
-
-
-@transaction.atomic
-def subscription_cancel(
-    *,
-    subscription: Subscription,
-    at_period_end: bool,
-    actor: User | None = None,
-    reason: str = "Cancelled by the customer",
-) -> Subscription:
-    """Cancel now (the service is terminated, open invoices cancelled) or at the term's end."""
-    sub = Subscription.objects.select_for_update().get(pk=subscription.pk)
-    if sub.state != Subscription.State.ACTIVE:
-        raise BillingError("This subscription is already cancelled.")
-    if at_period_end:
-        sub.cancel_at_period_end = True
-        sub.save(update_fields=["cancel_at_period_end"])
-        audit_record(
-            action="billing.cancel_at_period_end", actor=actor, target=sub, customer=sub.customer
-        )
-        return sub
-    subscription_terminate(subscription=sub, actor=actor, reason=reason)
-    return sub
-
-
-def subscription_terminate(*, subscription: Subscription, actor: User | None, reason: str) -> None:
-    """Close the service and stop billing it; unpaid invoices are cancelled by credit notes."""
-    sub = subscription
-    service = Service.objects.get(pk=sub.service_id)
-    if service.state != "terminated":
-        provisioning.service_terminate(service=service, actor=actor)
-    sub.cancel(at=timezone.now())
-    sub.save(update_fields=["state", "cancelled_at"])
-    for invoice in Invoice.objects.filter(subscription=sub, state__in=Invoice.OPEN_STATES):
-        credit_note_issue(
-            invoice=invoice,
-            amount=invoice.amount_due,
-            reason=reason,
-            disposition=CreditNote.Disposition.CANCEL,
-            actor=actor,
-        )
-    audit_record(
-        action="billing.subscription_terminated",
-        actor=actor,
-        target=sub,
-        customer=sub.customer,
-        detail={"reason": reason},
-    )
-
-
-# -- credit notes, credit, refunds -------------------------------------------------------------
 
 
 @transaction.atomic
@@ -847,9 +472,6 @@ def payment_refund(
         )
 
 
-# -- collecting an invoice through a gateway ---------------------------------------------------
-
-
 def invoice_collect(
     *,
     invoice: Invoice,
@@ -898,6 +520,8 @@ def _collect_from_credit(*, invoice: Invoice, actor: User | None) -> Payment | N
 
 
 def _collect_from_card(*, invoice: Invoice, actor: User | None) -> Payment:
+    from billing.services.cards import stripe_customer_ref
+
     method = PaymentMethod.objects.filter(customer=invoice.customer, is_default=True).first()
     if method is None:
         raise BillingError("No card is saved for this customer.")
@@ -928,94 +552,3 @@ def _collect_from_card(*, invoice: Invoice, actor: User | None) -> Payment:
         reference="saved card",
         actor=actor,
     )
-
-
-# -- cards -------------------------------------------------------------------------------------
-
-
-def stripe_customer_ref(*, customer: Customer) -> str:
-    """The customer's id at Stripe, created there on first use."""
-    row = GatewayCustomer.objects.filter(customer=customer).first()
-    if row is not None:
-        return row.stripe_customer_id
-    owner = customer.memberships.filter(role="owner").select_related("user").first()
-    ref = stripe_gateway.customer_create(
-        email=owner.user.email if owner else "",
-        name=str(customer),
-        reference=str(customer.pk),
-    )
-    row, _ = GatewayCustomer.objects.get_or_create(
-        customer=customer, defaults={"stripe_customer_id": ref}
-    )
-    return row.stripe_customer_id
-
-
-@transaction.atomic
-def payment_method_save(
-    *, customer: Customer, external_id: str, card: dict[str, object] | None = None
-) -> PaymentMethod:
-    """Keep a saved card as the customer's default, used for their renewals from now on."""
-    card = card or {}
-    method, created = PaymentMethod.objects.get_or_create(
-        external_id=external_id,
-        defaults={
-            "customer": customer,
-            "brand": str(card.get("brand") or ""),
-            "last4": str(card.get("last4") or ""),
-            "exp_month": int(str(card.get("exp_month") or 0)) or None,
-            "exp_year": int(str(card.get("exp_year") or 0)) or None,
-        },
-    )
-    if method.customer_id != customer.pk:
-        raise BillingError("This card belongs to another customer.")
-    PaymentMethod.objects.filter(customer=customer).exclude(pk=method.pk).update(is_default=False)
-    if not method.is_default:
-        method.is_default = True
-        method.save(update_fields=["is_default"])
-    Subscription.objects.filter(customer=customer, state=Subscription.State.ACTIVE).update(
-        payment_method=method
-    )
-    if created:
-        audit_record(action="billing.card_saved", target=method, customer=customer)
-    return method
-
-
-def invoice_checkout_start(*, invoice: Invoice, success_url: str, cancel_url: str) -> str:
-    """Open a hosted card payment for what an invoice still asks; returns the page's URL."""
-    invoice.refresh_from_db()
-    if not invoice.is_open or invoice.amount_due <= 0:
-        raise BillingError(f"Invoice {invoice.number} is already paid.")
-    customer_ref = stripe_customer_ref(customer=invoice.customer)
-    try:
-        _session_id, url = stripe_gateway.checkout_session_create(
-            customer_ref=customer_ref,
-            amount=invoice.amount_due,
-            currency=invoice.currency,
-            description=f"Invoice {invoice.number}",
-            metadata={"invoice_id": str(invoice.pk), "customer_id": str(invoice.customer_id)},
-            success_url=success_url,
-            cancel_url=cancel_url,
-            idempotency_key=f"checkout-{invoice.pk}-{uuid.uuid4()}",
-        )
-    except GatewayError as exc:
-        raise BillingError(f"The card payment could not start: {exc.message}") from exc
-    return url
-
-
-def card_setup_start(*, customer: Customer, success_url: str, cancel_url: str) -> str:
-    """Open a hosted page that saves a card for renewals (a SetupIntent)."""
-    customer_ref = stripe_customer_ref(customer=customer)
-    try:
-        _session_id, url = stripe_gateway.setup_session_create(
-            customer_ref=customer_ref,
-            metadata={"customer_id": str(customer.pk)},
-            success_url=success_url,
-            cancel_url=cancel_url,
-        )
-    except GatewayError as exc:
-        raise BillingError(f"Saving a card could not start: {exc.message}") from exc
-    return url
-
-
-def seller() -> dict[str, str]:
-    return settings.BILLING_SELLER
