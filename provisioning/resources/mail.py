@@ -36,7 +36,7 @@ MAX_FORWARD_TARGETS = 20
 # SUFFIX. Both keep the file's owner and mode and replace it in one rename.
 _PRELUDE = f"""set -euo pipefail
 exec 9>{MAIL_ETC}/.lock
-flock 9
+flock -w 50 9 || {{ echo "another mail change is in progress" >&2; exit 75; }}
 drop_key() {{
   local file=$1 key=$2 sep=${{3:- }} tmp
   tmp=$(mktemp "$file.XXXXXX")
@@ -55,7 +55,9 @@ drop_suffix() {{
   mv -f "$tmp" "$file"
 }}
 """
-_RELOAD = "postfix reload >/dev/null 2>&1 || postfix start >/dev/null 2>&1\n"
+# fd 9 holds the lock: a Postfix master started here must not inherit it, or it would hold
+# the lock for as long as it runs and every later mail change would wait forever.
+_RELOAD = "{ postfix reload || postfix start; } >/dev/null 2>&1 9>&-\n"
 # Dovecot notices a changed passwd-file by its mtime (whole seconds) and size, looking at
 # most once a second, so a change takes effect within about a second. Two edits in one second
 # with same-length hashes would look unchanged forever: the mtime is moved strictly forward on
@@ -186,7 +188,7 @@ def mailbox_delete_script(*, address: str, purge: bool = True) -> NodeScript:
         + (f"rm -rf -- {VHOSTS}/{shlex.quote(name)}/{shlex.quote(local)}\n" if purge else "")
         + "doveadm kick "
         + a
-        + " >/dev/null 2>&1 || true\n"
+        + " >/dev/null 2>&1 9>&- || true\n"
         + _RELOAD
     )
     return NodeScript(script)
