@@ -313,6 +313,12 @@ ACME_DIRECTORY_URL = env_str("ACME_DIRECTORY_URL", "https://acme-v02.api.letsenc
 ACME_CA_BUNDLE = env_str("ACME_CA_BUNDLE", "")
 ACME_EMAIL = env_str("ACME_EMAIL", "")
 ACME_ACCOUNT_KEY = env_str("ACME_ACCOUNT_KEY", str(VAR_DIR / "acme" / "account.pem"))
+# The nameservers every hosted zone names in its NS records (comma-separated).
+DNS_NAMESERVERS = [
+    n.strip()
+    for n in env_str("DNS_NAMESERVERS", "ns1.hostwright.test,ns2.hostwright.test").split(",")
+    if n.strip()
+]
 
 # Billing. STRIPE_API_BASE points the Stripe SDK at the local stand-in
 # (deploy/dev/stripe_standin.py) in tests and the demo; empty means Stripe itself.

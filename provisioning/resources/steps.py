@@ -28,6 +28,8 @@ import json
 import shlex
 from typing import Any
 
+from django.conf import settings
+
 from provisioning.errors import PermanentStepError, TransientStepError
 from provisioning.models import Operation, StepRun
 from provisioning.resources import certificates  # noqa: F401  (registers certificate_issue)
@@ -44,7 +46,6 @@ from provisioning.steps.base import KINDS, OperationKind, Step, StepContext, reg
 PDNS_API = "http://127.0.0.1:8081"
 PDNS_HEADER = "/etc/hostwright/pdns-api-header"
 PDNS_CONF = "/etc/powerdns/pdns.d/hostwright.conf"
-DEFAULT_NAMESERVERS = ("ns1.hostwright.test", "ns2.hostwright.test")
 
 
 def run_script(ctx: StepContext, script: NodeScript, *, check: bool = True) -> Any:
@@ -102,7 +103,7 @@ def _zone_rrsets(ctx: StepContext) -> list[hwdns.RRset]:
     return hwdns.zone_rrsets(
         domain=ctx.service.domain,
         ipv4=address,
-        nameservers=list(DEFAULT_NAMESERVERS),
+        nameservers=list(settings.DNS_NAMESERVERS),
         serial=hwdns.next_serial(0, dt.datetime.now(dt.UTC).date()),
     )
 
