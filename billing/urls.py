@@ -18,6 +18,7 @@ urlpatterns = [
     ),
     path("billing/subscriptions/<int:pk>/cancel/", views.subscription_cancel, name="cancel"),
     path("billing/subscriptions/<int:pk>/change/", views.subscription_change, name="change"),
+    path("billing/credit-notes/<int:pk>/pdf/", views.credit_note_download, name="credit_note_pdf"),
     path("billing/card/", views.card_setup, name="card_setup"),
     path("billing/webhooks/stripe/", views.stripe_webhook, name="stripe_webhook"),
 ]

@@ -20,8 +20,8 @@ from accounts.selectors import customer_for_user
 from billing import services, webhooks
 from billing.errors import BillingError
 from billing.gateways import stripe as stripe_gateway
-from billing.models import Addon, BillingCycle, Invoice, Plan, Subscription
-from billing.pdf import invoice_pdf
+from billing.models import Addon, BillingCycle, CreditNote, Invoice, Plan, Subscription
+from billing.pdf import credit_note_pdf, invoice_pdf
 from billing.selectors import catalog_for_storefront, credit_balance, order_quote
 from hosting.lib.http import AuthedHttpRequest
 
@@ -218,6 +218,14 @@ def invoice_download(request: AuthedHttpRequest, pk: int) -> HttpResponse:
     invoice = _invoice_for(request, pk)
     response = HttpResponse(invoice_pdf(invoice=invoice), content_type="application/pdf")
     response["Content-Disposition"] = f'inline; filename="{invoice.number}.pdf"'
+    return response
+
+
+@login_required
+def credit_note_download(request: AuthedHttpRequest, pk: int) -> HttpResponse:
+    note = get_object_or_404(CreditNote, pk=pk, customer__memberships__user=request.user)
+    response = HttpResponse(credit_note_pdf(note=note), content_type="application/pdf")
+    response["Content-Disposition"] = f'inline; filename="{note.number}.pdf"'
     return response
 
 

@@ -123,3 +123,20 @@ def test_only_the_owner_cancels(
         or "Ends June 1, 2026" in client.get("/billing/invoices/").content.decode()
     )
     assert Decimal(sub.amount) == Decimal("10.00")
+
+
+def test_credit_note_pdf_for_the_customer_only(client, owner, stranger, customer, plan, tax_rates):
+    order = services.order_place(
+        customer=customer, plan=plan, cycle="monthly", domain="cn.example.com"
+    )
+    invoice = Invoice.objects.get(order=order)
+    note = services.credit_note_issue(
+        invoice=invoice, amount=Decimal("11.90"), reason="Ordered twice", disposition="cancel"
+    )
+    client.force_login(owner)
+    page = client.get(f"/billing/invoices/{invoice.pk}/").content.decode()
+    assert note.number in page and "Cancelled" in page
+    response = client.get(f"/billing/credit-notes/{note.pk}/pdf/")
+    assert response.status_code == 200 and response.content.startswith(b"%PDF-")
+    client.force_login(stranger)
+    assert client.get(f"/billing/credit-notes/{note.pk}/pdf/").status_code == 404
