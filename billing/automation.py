@@ -370,7 +370,9 @@ def _charge(*, invoice: Invoice, attempt: ChargeAttempt, schedule: list[int]) ->
         .values_list("stripe_customer_id", flat=True)
         .first()
     )
-    amount = invoice.amount_due
+    # The customer may have paid another way since the scan: charge only what is still due.
+    invoice.refresh_from_db(fields=["state", "amount_paid", "amount_credited"])
+    amount = invoice.amount_due if invoice.is_open else ZERO
     if amount <= 0:
         ChargeAttempt.objects.filter(pk=attempt.pk).update(status=ChargeAttempt.Status.SUCCEEDED)
         return "charges_skipped"
@@ -505,6 +507,11 @@ def suspensions_run(*, today: dt.date, config: BillingSettings) -> int:
     for sub_id in ids:
         with transaction.atomic():
             sub = Subscription.objects.select_for_update().select_related("service").get(pk=sub_id)
+            # A payment may have landed since the scan; payments lock this row too.
+            if not Invoice.objects.filter(
+                subscription=sub, state__in=Invoice.OPEN_STATES, due_date__lte=limit
+            ).exists():
+                continue
             service = sub.service
             try:
                 provisioning.service_suspend(service=service, reason="non_payment")
@@ -544,7 +551,12 @@ def terminations_run(*, today: dt.date, config: BillingSettings) -> int:
     for sub_id in ids:
         with transaction.atomic():
             sub = Subscription.objects.select_for_update().select_related("service").get(pk=sub_id)
-            if sub.state != Subscription.State.ACTIVE:
+            if (
+                sub.state != Subscription.State.ACTIVE
+                or not Invoice.objects.filter(
+                    subscription=sub, state__in=Invoice.OPEN_STATES, due_date__lte=limit
+                ).exists()
+            ):
                 continue
             invoice = _oldest_unpaid(sub_id)
             try:
