@@ -1,0 +1,285 @@
+"""The main journeys in a real browser: Debian's Chromium driven by Playwright, against a live
+server, the real Celery worker and the real test node.
+
+A customer signs up (confirming the address from the e-mail), buys a plan on the storefront,
+pays on the Stripe stand-in's hosted page, watches the account being built step by step,
+sees the site live, adds a DNS record, creates a mailbox, uploads a file and opens a ticket;
+an agent with two-factor authentication answers it in the admin; the customer reads the
+answer. Screenshots of the main pages at 1280 and 390 pixels wide are written to
+``test-artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from allauth.mfa.totp.internal.auth import (
+    TOTP,
+    format_hotp_value,
+    generate_totp_secret,
+    hotp_value,
+    yield_hotp_counters_from_time,
+)
+from django.core import mail
+
+from billing.models import Plan, Price
+from provisioning.models import Service
+from provisioning.resources import dns as hwdns
+from support.models import Department, Ticket
+from tests.billing.conftest import standin_module
+from tests.factories import PlanFactory, UserFactory
+from tests.node.harness import http_get
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.node,
+    pytest.mark.worker,
+    pytest.mark.django_db(transaction=True),
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "test-artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+WEBHOOK_SECRET = "whsec_browser"
+PASSWORD = "a long enough passphrase"
+# Provisioning on the shared test node takes seconds; the browser waits up to this long.
+PROVISION_MS = 240_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    # Playwright's sync API keeps an event loop on this thread; the test's own ORM calls are
+    # plain synchronous code all the same.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def stripe_live(live_server, settings):
+    """The stand-in, posting its signed events to the live server like Stripe would."""
+    server, state = standin_module.serve(
+        webhook_url=f"{live_server.url}/billing/webhooks/stripe/", webhook_secret=WEBHOOK_SECRET
+    )
+    settings.STRIPE_API_BASE = state.base_url
+    settings.STRIPE_SECRET_KEY = "sk_test_browser"
+    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+    yield state
+    server.shutdown()
+    import stripe
+
+    stripe.api_base = "https://api.stripe.com"
+
+
+@pytest.fixture
+def catalog(db) -> Plan:
+    plan = PlanFactory.create(
+        name="Starter", slug="starter", php_workers=2, memory_mb=256, processes=40, mailboxes=5
+    )
+    Price.objects.create(plan=plan, cycle="monthly", currency="EUR", amount=Decimal("9.00"))
+    Price.objects.create(plan=plan, cycle="annual", currency="EUR", amount=Decimal("90.00"))
+    Department.objects.create(name="Technical support", email="tech@hosting.example")
+    return plan
+
+
+def shoot(page, name: str) -> None:
+    """The page at desktop and phone width, full length."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for width, label in ((1280, "desktop"), (390, "phone")):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.screenshot(path=str(SHOTS / f"{name}-{label}.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def current_code(secret: str) -> str:
+    counters = list(yield_hotp_counters_from_time())
+    return format_hotp_value(hotp_value(secret, counters[len(counters) // 2]))
+
+
+def wait_finished(page, *, timeout: int = PROVISION_MS) -> str:
+    """Wait until the live progress box on the page shows a final state; return it."""
+    page.wait_for_selector(
+        "#op-progress[data-state=completed], #op-progress[data-state=failed], "
+        "#op-progress[data-state=rolled_back]",
+        timeout=timeout,
+    )
+    return page.get_attribute("#op-progress", "data-state") or ""
+
+
+def test_customer_journey_and_agent_answer(
+    browser, live_server, stripe_live, catalog, worker, hosting_node, tmp_path
+):
+    base = live_server.url
+    email = f"dana-{uuid.uuid4().hex[:8]}@example.com"
+    domain = f"dana-{uuid.uuid4().hex[:6]}.example"
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+
+    # --- the storefront, signed out
+    page.goto(f"{base}/pricing/")
+    assert page.get_by_role("heading", name="Starter").count() >= 1
+    shoot(page, "pricing")
+
+    # --- sign up, then confirm the address from the e-mail
+    page.goto(f"{base}/accounts/signup/")
+    page.fill("input[name=full_name]", "Dana Developer")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password1]", PASSWORD)
+    page.fill("input[name=password2]", PASSWORD)
+    page.fill("input[name=country]", "DE")
+    page.locator("form button[type=submit]").last.click()
+    page.wait_for_load_state()
+    message = next(m for m in reversed(mail.outbox) if email in m.to)
+    link = re.search(r"https?://[^/\s]+(/accounts/confirm-email/\S+)", message.body)
+    assert link is not None, message.body
+    page.goto(base + link.group(1))
+    page.locator("main form button[type=submit]").first.click()
+    page.wait_for_load_state()
+    # signed in on confirmation: the dashboard greets the new customer
+    page.goto(f"{base}/")
+    assert "Welcome, Dana" in page.content()
+    shoot(page, "dashboard-empty")
+
+    # --- buy the plan: domain and cycle, order summary, card on the processor's page
+    page.goto(f"{base}/order/starter/")
+    page.fill("input[name=domain]", domain)
+    page.check("input[name=cycle][value=monthly]")
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_url(re.compile(r"/checkout/"))
+    shoot(page, "checkout")
+    page.get_by_role("button", name=re.compile("Place order and pay")).click()
+    page.wait_for_url(re.compile(r"/billing/invoices/\d+/"))
+    shoot(page, "invoice")
+    page.get_by_role("button", name=re.compile("by card")).click()
+    page.wait_for_url(re.compile(r"/pay/"))
+    page.fill("input[name=card]", "4242 4242 4242 4242")
+    page.locator("button[type=submit]").first.click()
+    page.wait_for_url(re.compile(r"/billing/invoices/\d+/\?paid=1"))
+
+    # --- the service appears once Stripe's event has been applied; watch it being built
+    service = None
+    for _ in range(100):
+        service = Service.objects.filter(domain=domain).first()
+        if service is not None:
+            break
+        page.wait_for_timeout(200)
+    assert service is not None, "the paid order did not create a service"
+    page.goto(f"{base}/")
+    page.get_by_role("link", name=domain).first.click()
+    page.wait_for_url(re.compile(rf"/services/{service.pk}/"))
+    if page.locator("#op-progress[hx-trigger]").count():
+        # Still running: the steps tick by through htmx polling on this very page.
+        page.wait_for_selector(".step-done", timeout=PROVISION_MS)
+        shoot(page, "service-provisioning")
+    state = wait_finished(page)
+    assert state == "completed", page.inner_text("#op-progress")
+    assert page.locator(".step-done").count() == page.locator(".step").count()
+    page.reload()
+    assert "Active" in page.inner_text("#service-facts")
+    shoot(page, "service")
+
+    # --- the site is live on the node
+    status, body = http_get(domain)
+    assert status == 200 and domain in body
+
+    # --- a DNS record, added from the service page and answered by the nameserver
+    page.fill("#id_name", "shop")
+    page.select_option("#id_rtype", "A")
+    page.fill("#id_content", "192.0.2.44")
+    page.fill("#id_ttl", "600")
+    page.get_by_role("button", name="Add record").click()
+    assert wait_finished(page) == "completed", page.inner_text("#op-progress")
+    page.reload()
+    assert "192.0.2.44" in page.inner_text("#dns")
+    rcode, answers, _aa = hwdns.query(f"shop.{domain}", "A", nameserver="127.0.0.1", port=5353)
+    assert (rcode, answers) == ("NOERROR", ["192.0.2.44"])
+
+    # --- a mailbox
+    page.fill("#id_local_part", "hello")
+    page.fill("#id_password", "mailbox passphrase 1")
+    page.fill("#id_quota_mb", "200")
+    page.get_by_role("button", name="Create mailbox").click()
+    assert wait_finished(page) == "completed", page.inner_text("#op-progress")
+    page.reload()
+    assert f"hello@{domain}" in page.inner_text("#mail")
+
+    # --- a file, uploaded with the progress bar into the web root, served by the site
+    page.goto(f"{base}/services/{service.pk}/files/?path=public_html")
+    upload = tmp_path / "hello.html"
+    upload.write_text("<h1>Uploaded from the browser</h1>\n")
+    page.set_input_files("#upload-file", str(upload))
+    with page.expect_navigation():
+        page.get_by_role("button", name="Upload", exact=True).click()
+    assert page.get_by_role("link", name="hello.html").count() == 1
+    shoot(page, "files")
+    assert http_get(domain, "/hello.html") == (200, "<h1>Uploaded from the browser</h1>\n")
+
+    # --- a ticket about the service
+    page.goto(f"{base}/support/new/")
+    page.fill("input[name=subject]", "How do I point my domain?")
+    page.fill("textarea[name=body]", "Which nameservers should I use for my new site?")
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_url(re.compile(r"/support/\d+/"))
+    ticket = Ticket.objects.get(customer__memberships__user__email=email)
+
+    # --- an agent with TOTP answers it in the admin, in a browser of their own
+    secret = generate_totp_secret()
+    agent = UserFactory.create(
+        email=f"agent-{uuid.uuid4().hex[:6]}@hosting.example",
+        full_name="Alex Agent",
+        is_staff=True,
+        is_superuser=True,
+    )
+    from allauth.account.models import EmailAddress
+
+    EmailAddress.objects.create(user=agent, email=agent.email, verified=True, primary=True)
+    TOTP.activate(agent, secret)
+    staff_context = browser.new_context(viewport={"width": 1280, "height": 900})
+    staff = staff_context.new_page()
+    staff.set_default_timeout(30_000)
+    staff.goto(f"{base}/accounts/login/")
+    staff.fill("input[name=login]", agent.email)
+    staff.fill("input[name=password]", "correct horse battery")
+    staff.locator("main form button[type=submit]").first.click()
+    staff.wait_for_url(re.compile(r"/accounts/2fa/authenticate/"))
+    staff.fill("input[name=code]", current_code(secret))
+    staff.locator("main form button[type=submit]").first.click()
+    staff.wait_for_load_state()
+    staff.goto(f"{base}/admin/support/ticket/{ticket.pk}/change/")
+    staff.fill("#id_body", "Use ns1.hostwright.test and ns2.hostwright.test.")
+    staff.locator("form.desk-reply input[type=submit]").click()
+    staff.wait_for_load_state()
+    staff.goto(f"{base}/admin/accounts/customer/{ticket.customer_id}/change/")
+    assert domain in staff.content()
+    shoot(staff, "admin-customer")
+    staff_context.close()
+
+    # --- the customer reads the answer
+    page.goto(f"{base}/support/{ticket.pk}/")
+    assert "ns1.hostwright.test" in page.content()
+    shoot(page, "ticket")
+    page.goto(f"{base}/")
+    shoot(page, "dashboard")
+    page.goto(f"{base}/billing/invoices/")
+    shoot(page, "billing")
+    context.close()
