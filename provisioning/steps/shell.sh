@@ -10,18 +10,22 @@ hw_cfg_test() {
   esac
 }
 
+# Start a daemon without handing it the configuration lock (fd 9) or the step's output
+# files: a daemon keeping fd 9 open would hold the lock for as long as it runs.
+hw_daemon() { "$@" 9>&- </dev/null >/dev/null 2>&1; }
+
 hw_cfg_reload() {
   case $1 in
     nginx)
       if [ -s /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; then
         hw_nginx_reload
       elif hw_systemd; then systemctl restart nginx
-      else nginx; fi ;;
+      else hw_daemon nginx; fi ;;
     fpm)
       if hw_systemd; then systemctl reload-or-restart php8.2-fpm
       elif [ -s /run/php/php8.2-fpm.pid ] && kill -0 "$(cat /run/php/php8.2-fpm.pid)" 2>/dev/null
       then kill -USR2 "$(cat /run/php/php8.2-fpm.pid)"
-      else mkdir -p /run/php; php-fpm8.2 -D; fi ;;
+      else mkdir -p /run/php; hw_daemon php-fpm8.2 -D; fi ;;
   esac
 }
 
