@@ -1,0 +1,109 @@
+"""The sweeper and the staff pages, without a node."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from allauth.mfa.models import Authenticator
+from django.urls import reverse
+from django.utils import timezone
+
+from provisioning import services
+from provisioning.models import Node, Operation, OperationEvent, StepRun
+from provisioning.workflow import operations_sweep
+from tests.factories import CustomerFactory, PlanFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def operation():
+    Node.objects.create(name="web1", address="127.0.0.1", roles=["web"],
+                        host_key="ssh-ed25519 AAAA")  # fmt: skip
+    service = services.service_order(
+        customer=CustomerFactory.create(), plan=PlanFactory.create(), domain="sweep.example.com"
+    )
+    return service.operations.get()
+
+
+def _stall(operation, *, minutes: int, resumes: int = 0) -> None:
+    """The operation's worker died in the middle of its second step, long ago."""
+    Operation.objects.filter(pk=operation.pk).update(
+        state="provisioning", current_step=1, resumes=resumes,
+        heartbeat_at=timezone.now() - timedelta(minutes=minutes),
+    )  # fmt: skip
+    StepRun.objects.create(operation=operation, position=1, step="linux_user")
+
+
+def test_the_sweeper_resumes_an_operation_that_stopped_moving(operation):
+    # given an operation whose worker died mid-step 20 minutes ago
+    _stall(operation, minutes=20)
+
+    # when the sweeper runs
+    counts = operations_sweep()
+
+    # then it is resumed from that step, the lost attempt is marked, and an event says so
+    assert counts["resumed"] == 1
+    op = Operation.objects.get(pk=operation.pk)
+    assert (op.state, op.current_step, op.resumes) == ("provisioning", 1, 1)
+    lost = StepRun.objects.get(operation=op)
+    assert lost.status == "failed" and "outcome is unknown" in lost.error
+    assert OperationEvent.objects.filter(operation=op, actor_label="sweeper").exists()
+
+
+def test_the_sweeper_leaves_moving_operations_alone(operation):
+    _stall(operation, minutes=1)
+    assert operations_sweep() == {"resumed": 0, "rolled_back": 0, "rollback_resumed": 0}
+    assert StepRun.objects.get(operation=operation).status == "running"
+
+
+def test_an_operation_that_keeps_stopping_is_rolled_back(operation, settings):
+    # given an operation already resumed as often as allowed
+    _stall(operation, minutes=20, resumes=settings.PROVISIONING_MAX_RESUMES)
+
+    # when the sweeper finds it stopped again
+    counts = operations_sweep()
+
+    # then it is failed and its rollback begins, with a reason a person understands
+    assert counts["rolled_back"] == 1
+    op = Operation.objects.get(pk=operation.pk)
+    assert op.state == "rolling_back"
+    assert "stopped moving" in op.reason
+    assert list(op.events.values_list("to_state", flat=True))[-2:] == ["failed", "rolling_back"]
+
+
+def test_operation_page_shows_the_timeline_with_commands(client, operation):
+    # given an operation with a step that ran two commands
+    StepRun.objects.create(
+        operation=operation, position=0, step="validate", status="succeeded",
+        commands=[{"cmd": "test -d /etc/nginx/hostwright/sites", "exit": 0, "ms": 1}],
+        finished_at=timezone.now(),
+    )  # fmt: skip
+    staff = UserFactory.create(email="ops@staff.example.com", is_staff=True, is_superuser=True)
+    Authenticator.objects.create(user=staff, type=Authenticator.Type.TOTP, data={"secret": "x"})
+    client.force_login(staff)
+
+    # when staff open it
+    page = client.get(reverse("admin:provisioning_operation_change", args=[operation.pk]))
+
+    # then the events and the step with its command and exit code are on the page
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "create requested" in html
+    assert "test -d /etc/nginx/hostwright/sites" in html and "exit 0" in html
+    # and the service and node pages render too
+    assert client.get(reverse("admin:provisioning_service_changelist")).status_code == 200
+    assert client.get(reverse("admin:provisioning_node_changelist")).status_code == 200
+
+
+def test_admin_retry_refusal_is_shown_as_a_message(client, operation):
+    staff = UserFactory.create(email="ops2@staff.example.com", is_staff=True, is_superuser=True)
+    Authenticator.objects.create(user=staff, type=Authenticator.Type.TOTP, data={"secret": "x"})
+    client.force_login(staff)
+    response = client.post(
+        reverse("admin:provisioning_operation_changelist"),
+        {"action": "retry", "_selected_action": [operation.pk]},
+        follow=True,
+    )
+    assert "Only failed or rolled-back operations can be retried" in response.content.decode()
