@@ -150,7 +150,7 @@ def test_customer_journey_and_agent_answer(
     page.locator("form button[type=submit]").last.click()
     page.wait_for_load_state()
     message = next(m for m in reversed(mail.outbox) if email in m.to)
-    link = re.search(r"https?://[^/\s]+(/accounts/confirm-email/\S+)", message.body)
+    link = re.search(r"https?://[^/\s]+(/accounts/confirm-email/\S+)", str(message.body))
     assert link is not None, message.body
     page.goto(base + link.group(1))
     page.locator("main form button[type=submit]").first.click()
