@@ -1,0 +1,254 @@
+"""Paid-to-live time of a full hosting account against the floor.
+
+A full account is what a customer has once the order is live: Linux user, PHP-FPM pool,
+nginx server block, MariaDB database, DNS zone (verified by asking the nameserver), mail
+domain, and a certificate from the node's Pebble with nginx serving HTTPS. In one run:
+
+- engine: order -> ``create`` completed -> ``certificate_issue`` completed, through a real
+  Celery worker (one SSH script per step, events, step runs, DNS API calls over SSH);
+- floor: the same node commands as ONE shell script over one already-open SSH connection,
+  plus the same ACME exchange (challenge files written over that connection), plus one
+  script installing the certificate and the HTTPS include.
+
+Uses bench/provision.py's database, worker and node setup, and the node parts 60-80.
+
+    .venv/bin/python bench/resources.py [--quick]
+
+Last line: BENCH resources engine_ms=... floor_ms=... ratio=...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import provision as base  # noqa: E402
+
+# Its own database, Redis databases, key directory and account prefix, so it can run while
+# bench/provision.py runs.
+base.DB_NAME = "hw_bench_resources"
+base.PREFIX = "hwr"
+base.ENV.update(
+    {
+        "DATABASE_URL": f"postgres://hostwright:hostwright@127.0.0.1:5432/{base.DB_NAME}",
+        "REDIS_URL": "redis://127.0.0.1:6379/10",
+        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/11",
+        "HOSTING_VAR_DIR": str(ROOT / "var" / "bench-resources"),
+        "PROVISIONING_SSH_KEY": str(ROOT / "var" / "bench-resources" / "id_ed25519"),
+        "PROVISIONING_USER_PREFIX": base.PREFIX,
+    }
+)
+PEBBLE = "https://127.0.0.1:14000/dir"
+PEBBLE_CERT = "/etc/hostwright/pebble/cert.pem"
+
+
+def node_parts() -> None:
+    env = {
+        **os.environ,
+        "NODE_PROFILE": "test",
+        "NODE_ACME": "pebble",
+        "HW_NODE_LIB": str(ROOT / "deploy" / "node" / "lib.sh"),
+    }
+    for part in ("60-powerdns.sh", "70-acme.sh", "80-mail.sh"):
+        subprocess.run(
+            ["bash", str(ROOT / "deploy" / "node" / "parts" / part)],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+
+def wait(op_id: int) -> None:
+    base.wait_all([op_id], timeout=300)
+
+
+def engine_account(customer, plan) -> float:
+    """Order to HTTPS live, through the engine; milliseconds."""
+    from django.db import transaction
+
+    from provisioning import services
+    from provisioning.models import Operation
+    from provisioning.resources import services as resources
+
+    started = time.perf_counter()
+    with transaction.atomic():
+        service = services.service_order(
+            customer=customer, plan=plan, domain=f"full-{secrets.token_hex(3)}.bench.example"
+        )
+    wait(service.operations.get(kind=Operation.Kind.CREATE).pk)
+    cert = resources.certificate_issue(service=service, directory_url=PEBBLE, ca_bundle=PEBBLE_CERT)
+    wait(cert.pk)
+    return (time.perf_counter() - started) * 1000
+
+
+def dns_api_command(method: str, path: str, body: dict | None):
+    from provisioning.resources.steps import PDNS_API, PDNS_HEADER
+    from provisioning.ssh import cmd
+
+    argv = ["curl", "-sS", "-f", "--max-time", "20", "-X", method, "-H", f"@{PDNS_HEADER}"]
+    if body is not None:
+        argv += ["-H", "Content-Type: application/json", "--data-binary", json.dumps(body)]
+    return cmd(*argv, "-o", "/dev/null", PDNS_API + path)
+
+
+def floor_account(target, key: str, plan, n: int) -> tuple[float, str, str]:
+    """The same node work as one script, the ACME exchange, one install script."""
+    import datetime as dt
+
+    from provisioning import ssh
+    from provisioning.resources import acme as hwacme
+    from provisioning.resources import certificates
+    from provisioning.resources import dns as hwdns
+    from provisioning.resources import mail as hwmail
+
+    user = f"{base.PREFIX}floor{n}{secrets.token_hex(2)}"
+    domain = f"floor{n}-{secrets.token_hex(2)}.bench.example"
+    started = time.perf_counter()
+    rrsets = hwdns.zone_rrsets(
+        domain=domain,
+        ipv4="127.0.0.1",
+        nameservers=["ns1.hostwright.test", "ns2.hostwright.test"],
+        serial=hwdns.next_serial(0, dt.datetime.now(dt.UTC).date()),
+    )
+    zone = {
+        "name": domain + ".",
+        "kind": "Native",
+        "nameservers": [],
+        "soa_edit_api": "",
+        "rrsets": [r.as_api() for r in rrsets],
+    }
+    mail = hwmail.mail_domain_add_script(domain=domain)
+    commands = [
+        *base.floor_commands(user, domain, plan),
+        dns_api_command("POST", "/api/v1/servers/localhost/zones", zone),
+        ssh.cmd("bash", "-c", mail.script),
+    ]
+    result = ssh.run(target, commands, key_path=key, timeout=120)
+    assert result.ok, result.stderr
+    check = hwdns.verify_zone(domain, nameserver="127.0.0.1", port=5353, expect=rrsets)
+    assert check.ok, check.problems
+
+    class Files:
+        def put(self, token: str, value: str) -> None:
+            path = f"{hwacme.CHALLENGE_DIR}/{hwacme.check_token(token)}"
+            ssh.run(target, [ssh.put_file(path, value)], key_path=key, timeout=60)
+
+        def remove(self, token: str) -> None:
+            path = f"{hwacme.CHALLENGE_DIR}/{hwacme.check_token(token)}"
+            ssh.run(target, [ssh.cmd("rm", "-f", path)], key_path=key, timeout=60)
+
+    issued = hwacme.issue_certificate(
+        names=[domain, f"www.{domain}"],
+        directory_url=PEBBLE,
+        account_key_pem=certificates.account_key(),
+        challenge_files=Files(),
+        verify=PEBBLE_CERT,
+    )
+    install = hwacme.install_certificate_script(
+        domain=domain, fullchain_pem=issued.fullchain_pem, key_pem=issued.key_pem
+    )
+    tls = certificates.tls_config(domain=domain, listen_ip=None)
+    result = ssh.run(
+        target,
+        [
+            ssh.cmd("bash", "-c", install.script),
+            ssh.cmd("install", "-d", "-m", "0755", certificates.TLS_DIR),
+            ssh.cmd("hw_cfg", "nginx", certificates.tls_path(user), tls),
+        ],
+        key_path=key,
+        timeout=120,
+    )
+    assert result.ok, result.stderr
+    return (time.perf_counter() - started) * 1000, user, domain
+
+
+def floor_cleanup(target, key: str, user: str, domain: str) -> None:
+    from provisioning import ssh
+    from provisioning.resources import acme as hwacme
+    from provisioning.resources import certificates
+    from provisioning.resources import mail as hwmail
+
+    ssh.run(
+        target,
+        [
+            ssh.cmd("hw_cfg", "nginx", certificates.tls_path(user)),
+            *base.floor_cleanup(user),
+            dns_api_command("DELETE", f"/api/v1/servers/localhost/zones/{domain}.", None),
+            ssh.cmd(
+                "bash", "-c", hwmail.mail_domain_remove_script(domain=domain, purge=True).script
+            ),
+            ssh.cmd("bash", "-c", hwacme.remove_certificate_script(domain=domain).script),
+        ],
+        key_path=key,
+        timeout=120,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench/resources.py needs root: it turns this machine into a node")
+    n = 2 if args.quick else 10
+
+    base.prepare()
+    node_parts()
+    from django.conf import settings
+
+    from billing.models import Plan, Product
+    from provisioning import services, ssh
+    from provisioning.models import Node, Service
+    from tests.factories import CustomerFactory
+
+    node = Node.objects.get(name="bench")
+    Node.objects.filter(pk=node.pk).update(capacity_accounts=1_000_000)
+    product = Product.objects.create(name="Shared", slug="shared")
+    plan = Plan.objects.create(product=product, name="Bench", slug="bench", disk_mb=100,
+                               bandwidth_gb=1, php_workers=2)  # fmt: skip
+    customer = CustomerFactory.create()
+    worker = base.start_worker(2)
+    try:
+        engine_account(customer, plan)  # warm up: SSH connections, the ACME account
+        engine_ms = [engine_account(customer, plan) for _ in range(n)]
+
+        target = ssh.Target(node_id=node.pk, address=node.address, port=node.port,
+                            user=node.ssh_user, host_key=node.host_key)  # fmt: skip
+        key = settings.PROVISIONING_SSH_KEY
+        ssh.run(target, [ssh.cmd("true")], key_path=key, timeout=60)  # connect first
+        floor_ms = []
+        for i in range(n + 1):
+            ms, user, domain = floor_account(target, key, plan, i)
+            if i:  # the first one registers the ACME account: warm-up, like the engine's
+                floor_ms.append(ms)
+            floor_cleanup(target, key, user, domain)
+
+        terminations = [
+            services.service_terminate(service=s).pk
+            for s in Service.objects.filter(state=Service.State.ACTIVE)
+        ]
+        base.wait_all(terminations)
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=30)
+
+    engine, floor = statistics.median(engine_ms), statistics.median(floor_ms)
+    print(f"engine, paid to HTTPS live (median of {n}): {engine:.0f} ms")
+    print(f"floor, one script + the same ACME exchange: {floor:.0f} ms")
+    print(f"BENCH resources engine_ms={engine:.0f} floor_ms={floor:.0f} ratio={engine / floor:.2f}")
+
+
+if __name__ == "__main__":
+    main()
