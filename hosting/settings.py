@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 
 from hosting.config import ConfigError, env_bool, env_int, env_list, env_str, hosting_env
 from hosting.logging import configure_structlog, logging_config
@@ -65,6 +66,7 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.mfa",
+    "allauth.usersessions",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -87,6 +89,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "allauth.usersessions.middleware.UserSessionsMiddleware",
     "accounts.middleware.StaffMFAMiddleware",
 ]
 
@@ -334,9 +337,10 @@ BILLING_SELLER = {
 }
 CELERY_BEAT_SCHEDULE = {
     **globals().get("CELERY_BEAT_SCHEDULE", {}),
+    # Hourly at a fixed minute, so a restart never postpones it; a day already done is skipped.
     "billing-daily-run": {
         "task": "billing.daily_run",
-        "schedule": env_int("BILLING_RUN_EVERY_SECONDS", 3600),
+        "schedule": crontab(minute=str(env_int("BILLING_RUN_MINUTE", 5))),
     },
     "support-autoclose": {"task": "support.autoclose_resolved_tickets", "schedule": 3600},
 }
