@@ -210,6 +210,13 @@ def step_execute(*, operation_id: int, position: int) -> tuple[str, int]:
                 for key, value in ctx.service_updates.items():
                     setattr(service, key, value)
                 service.save(update_fields=list(ctx.service_updates))
+            if operation.current_step == len(kind.steps):
+                # The last step: complete in this same transaction rather than one task
+                # later (the chain's finishing task then finds nothing to do).
+                record_transition(
+                    operation, "complete", actor_label="worker", detail="all steps done"
+                )
+                _service_hook(operation, kind.on_completed)
             return DONE, 0
         if isinstance(error, NodeUnreachable):
             # A node that does not answer pauses its work (the breaker decides when to try
