@@ -198,7 +198,8 @@ def step_execute(*, operation_id: int, position: int) -> tuple[str, int]:
         step_run.error = "" if error is None else error.message
         step_run.nothing_changed = bool(error is not None and error.clean)
         step_run.save()
-        operation = _locked(operation_id)
+        # Only the row itself: what the step needed from related rows was loaded at claim.
+        operation = Operation.objects.select_for_update().get(pk=operation_id)
         if operation.state not in APPLY_STATES or operation.current_step != position:
             return SKIPPED, 0  # staff rolled it back meanwhile
         if error is None:
