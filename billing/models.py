@@ -532,7 +532,7 @@ class PaymentMethod(models.Model):
         ordering = ["-is_default", "-created_at"]
 
     def __str__(self) -> str:
-        return f"{self.brand or 'card'} ending {self.last4 or '????'}"
+        return f"{(self.brand or 'card').capitalize()} ending {self.last4 or '????'}"
 
 
 class Payment(models.Model):

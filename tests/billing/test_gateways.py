@@ -73,7 +73,7 @@ def test_saved_card(client, owner, customer, invoice, stripe_standin):
     _card(customer, stripe_standin, "4242424242424242")
     client.force_login(owner)
     page = client.get(f"/billing/invoices/{invoice.pk}/").content.decode()
-    assert "with visa ending 4242" in page
+    assert "with Visa ending 4242" in page
     response = client.post(f"/billing/invoices/{invoice.pk}/pay-saved/", follow=True)
     assert "your card was charged" in response.content.decode()
     invoice.refresh_from_db()
