@@ -20,7 +20,15 @@ from accounts.selectors import customer_for_user
 from billing import services, webhooks
 from billing.errors import BillingError
 from billing.gateways import stripe as stripe_gateway
-from billing.models import Addon, BillingCycle, CreditNote, Invoice, Plan, Subscription
+from billing.models import (
+    Addon,
+    AddonPrice,
+    BillingCycle,
+    CreditNote,
+    Invoice,
+    Plan,
+    Subscription,
+)
 from billing.pdf import credit_note_pdf, invoice_pdf
 from billing.selectors import catalog_for_storefront, credit_balance, order_quote
 from hosting.lib.http import AuthedHttpRequest
@@ -70,6 +78,25 @@ class OrderForm(forms.Form):
     )
     coupon = forms.CharField(label="Coupon code", max_length=40, required=False)
 
+    def __init__(self, *args: Any, currency: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        prices: dict[int, dict[str, str]] = {}
+        for row in AddonPrice.objects.filter(currency=currency):
+            prices.setdefault(row.addon_id, {})[row.cycle] = f"{row.amount} {currency}"
+        field = self.fields["addons"]
+        field.queryset = Addon.objects.filter(is_active=True, pk__in=prices)  # type: ignore[attr-defined]
+
+        def label(addon: Addon) -> str:
+            price = prices.get(addon.pk, {})
+            parts = [
+                f"{price['monthly']} a month" if "monthly" in price else "",
+                f"{price['annual']} a year" if "annual" in price else "",
+            ]
+            shown = " or ".join(p for p in parts if p)
+            return f"{addon.name} · {shown}" if shown else addon.name
+
+        field.label_from_instance = label  # type: ignore[attr-defined]
+
     def clean_domain(self) -> str:
         try:
             return services.clean_domain(self.cleaned_data["domain"])
@@ -83,7 +110,7 @@ def order_start(request: HttpRequest, slug: str) -> HttpResponse:
     initial = {"cycle": request.GET.get("cycle", BillingCycle.MONTHLY)}
     if cart.get("plan") == plan.slug:
         initial.update(cart)
-    form = OrderForm(request.POST or None, initial=initial)
+    form = OrderForm(request.POST or None, initial=initial, currency=_currency(request))
     if request.method == "POST" and form.is_valid():
         request.session[CART] = {
             "plan": plan.slug,

@@ -23,6 +23,11 @@ def test_pricing_page_lists_plans_with_prices(client, plan, big_plan):
     assert "100.00 EUR" in annual and "/ year" in annual
 
 
+def test_order_form_shows_addon_prices(client, plan, storage_addon):
+    page = client.get("/order/starter/").content.decode()
+    assert "Extra storage 10 GB · 2.50 EUR a month or 25.00 EUR a year" in page
+
+
 def test_checkout_from_plan_to_payment(
     client, owner, plan, storage_addon, tax_rates, stripe_standin
 ):
