@@ -19,9 +19,11 @@ from provisioning import services as engine
 from provisioning.errors import ProvisioningRefused
 from provisioning.models import Operation, Service, StepRun
 from provisioning.resources import acme as hwacme
+from provisioning.resources import backups
 from provisioning.resources import databases as hwdb
 from provisioning.resources import dns as hwdns
 from provisioning.resources import mail as hwmail
+from provisioning.resources import wordpress as wp
 from provisioning.resources.errors import ResourceRefused
 from provisioning.resources.validation import validate_email, validate_local_part
 
@@ -266,3 +268,59 @@ def certificates_renew(*, now: dt.datetime) -> list[Operation]:
         except ProvisioningRefused:
             continue
     return started
+
+
+@transaction.atomic
+def wordpress_install(
+    *,
+    service: Service,
+    title: str,
+    admin_user: str,
+    admin_email: str,
+    actor: User | None = None,
+) -> tuple[Operation, str]:
+    """Install WordPress into the account's site. Returns the operation and the admin
+    password, which is shown to the customer once: only its WordPress hash is stored."""
+    password = wp.new_secret(20)
+    try:
+        wp.wordpress_install_script(  # the same checks the step makes, before any SSH
+            account=service.username,
+            domain=service.domain,
+            docroot=f"/home/{service.username}/public_html",
+            db_name="wp",
+            db_user="wp",
+            db_password=wp.new_secret(),
+            title=title,
+            admin_user=admin_user,
+            admin_email=admin_email,
+            admin_password_hash=(password_hash := wp.wordpress_password_hash(password)),
+        )
+    except ResourceRefused as exc:
+        raise _refused(exc) from None
+    params = {
+        "name": "wp",
+        "title": title,
+        "admin_user": admin_user,
+        "admin_email": admin_email,
+        "admin_password_hash": password_hash,
+    }
+    operation = _start(service=service, kind="wordpress_install", params=params, actor=actor)
+    return operation, password
+
+
+@transaction.atomic
+def backup_create(*, service: Service, keep: int = 7, actor: User | None = None) -> Operation:
+    """Back up the account now (files and databases), keeping the newest ``keep`` backups."""
+    backup_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    params = {"backup_id": backup_id, "keep": keep}
+    return _start(service=service, kind="backup_create", params=params, actor=actor)
+
+
+@transaction.atomic
+def backup_restore(*, service: Service, backup_id: str, actor: User | None = None) -> Operation:
+    """Restore the account's files and databases from one of its backups (verified first)."""
+    try:
+        params = {"backup_id": backups.validate_backup_id(backup_id)}
+    except ResourceRefused as exc:
+        raise _refused(exc) from None
+    return _start(service=service, kind="backup_restore", params=params, actor=actor)

@@ -32,10 +32,14 @@ from django.conf import settings
 
 from provisioning.errors import PermanentStepError, TransientStepError
 from provisioning.models import Operation, StepRun
-from provisioning.resources import certificates  # noqa: F401  (registers certificate_issue)
+from provisioning.resources import (
+    backups,
+    certificates,  # noqa: F401  (registers certificate_issue)
+)
 from provisioning.resources import databases as hwdb
 from provisioning.resources import dns as hwdns
 from provisioning.resources import mail as hwmail
+from provisioning.resources import wordpress as wp
 from provisioning.resources.errors import ResourceError, check_limit
 from provisioning.resources.scripts import NodeScript
 from provisioning.resources.validation import validate_domain, validate_email
@@ -412,6 +416,113 @@ class DeleteForwarder(Step):
         run_script(ctx, hwmail.forwarder_delete_script(source=ctx.params["source"]))
 
 
+class WordPress(Step):
+    """WordPress from the node's package in the account's docroot, with its own database."""
+
+    name = "wordpress"
+
+    def docroot(self, ctx: StepContext) -> str:
+        return f"/home/{_account(ctx)}/public_html"
+
+    def apply(self, ctx: StepContext) -> None:
+        account, p = _account(ctx), ctx.params
+        docroot = self.docroot(ctx)
+        installed = ctx.run([cmd("test", "-e", f"{docroot}/wp-config.php")], check=False).ok
+        db_password = wp.new_secret()
+        scripts = []
+        if not installed:
+            existing = run_script(ctx, hwdb.account_databases_query_script(account=account))
+            if hwdb.validate_db_name(account=account, name="wp") in existing.stdout.split():
+                raise PermanentStepError(
+                    f"The database {account}_wp already exists: delete it or rename it first.",
+                    clean=True,
+                )
+            scripts += [
+                hwdb.database_create_script(account=account, name="wp"),
+                hwdb.db_user_create_script(
+                    account=account,
+                    user="wp",
+                    password_hash=hwdb.native_password_hash(db_password),
+                    databases=["wp"],
+                ),
+            ]
+        scripts.append(
+            wp.wordpress_install_script(
+                account=account,
+                domain=ctx.service.domain,
+                docroot=docroot,
+                db_name="wp",
+                db_user="wp",
+                db_password=db_password,
+                title=p["title"],
+                admin_user=p["admin_user"],
+                admin_email=p["admin_email"],
+                admin_password_hash=p["admin_password_hash"],
+            )
+        )
+        ctx.run([cmd("bash", "-c", s.script, secrets=s.secrets) for s in scripts])
+        ctx.resource("wordpress", docroot)
+        ctx.resource("database", f"{account}_wp")
+
+    def undo(self, ctx: StepContext) -> None:
+        account = _account(ctx)
+        ctx.run(
+            [
+                cmd("bash", "-c", s.script)
+                for s in (
+                    wp.wordpress_remove_script(docroot=self.docroot(ctx)),
+                    hwdb.db_user_delete_script(account=account, user="wp"),
+                    hwdb.database_delete_script(account=account, name="wp"),
+                )
+            ]
+        )
+
+
+class Backup(Step):
+    """Back up the account's files and every database, verify it, prune old backups."""
+
+    name = "backup"
+
+    def apply(self, ctx: StepContext) -> None:
+        account, p = _account(ctx), ctx.params
+        listing = run_script(ctx, hwdb.account_databases_query_script(account=account))
+        names = [d[len(account) + 1 :] for d in listing.stdout.split()]
+        result = run_script(
+            ctx,
+            backups.backup_create_script(
+                account=account, backup_id=p["backup_id"], databases=names
+            ),
+            check=False,
+        )
+        report = backups.parse_report(result.stdout)
+        ctx.resource("report", [r.__dict__ for r in report])
+        if not result.ok:
+            failed = [f"{r.component}: {r.error}" for r in report if not r.ok]
+            raise PermanentStepError(
+                "The backup failed: " + ("; ".join(failed) or result.stderr.strip()[-300:])
+            )
+        run_script(ctx, backups.backup_verify_script(account=account, backup_id=p["backup_id"]))
+        ctx.resource("verified", True)
+        if p.get("keep"):
+            run_script(ctx, backups.backup_prune_script(account=account, keep=int(p["keep"])))
+
+    def undo(self, ctx: StepContext) -> None:
+        path = backups.backup_dir(_account(ctx), ctx.params["backup_id"])
+        ctx.run([cmd("rm", "-rf", "--", path)])
+
+
+class Restore(Step):
+    """Restore files and databases from a verified backup (not compensated)."""
+
+    name = "restore"
+
+    def apply(self, ctx: StepContext) -> None:
+        run_script(
+            ctx,
+            backups.backup_restore_script(account=_account(ctx), backup_id=ctx.params["backup_id"]),
+        )
+
+
 def _insert(kind: str, steps: list[type[Step]], *, before: str | None = None) -> None:
     """Add steps to one of the engine's kinds, before the named step (or at the end)."""
     existing = KINDS[kind].steps
@@ -448,5 +559,12 @@ for _kind in (
     OperationKind(
         name="forwarder_delete", steps=[DeleteForwarder], description="Delete a mail forwarder"
     ),
+    OperationKind(
+        name="wordpress_install",
+        steps=[DatabaseLimit, WordPress],
+        description="Install WordPress",
+    ),
+    OperationKind(name="backup_create", steps=[Backup], description="Back up the account"),
+    OperationKind(name="backup_restore", steps=[Restore], description="Restore a backup"),
 ):
     register_kind(_kind)

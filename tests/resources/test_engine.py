@@ -354,3 +354,44 @@ def test_certificate_for_a_domain_that_does_not_point_here_fails_before_the_ca(a
     steps = set(StepRun.objects.filter(operation=op).values_list("step", flat=True))
     assert steps == {"certificate_precheck"}
     assert _http_status(domain)[0] != 301  # still plain HTTP
+
+
+def test_wordpress_one_click_install_serves_the_wordpress_page(account):
+    service, _ = account
+
+    # when the customer installs WordPress into the site
+    op, admin_password = services.wordpress_install(
+        service=service, title="Rita Writes", admin_user="rita", admin_email="rita@example.com"
+    )
+    op = _completed(op)
+
+    # then the site answers with the WordPress front page through nginx and PHP-FPM
+    from tests.node.harness import http_get
+
+    status, body = http_get(service.domain)
+    assert status == 200, body[:500]
+    assert "Rita Writes" in body and 'content="WordPress' in body
+    # and the admin password shown once is in no record and not in the operation's params
+    stored = Operation.objects.get(pk=op.pk)
+    assert admin_password not in str(stored.params) and admin_password not in _recorded(stored)
+
+
+def test_backup_and_restore_through_the_engine(account):
+    service, _ = account
+    user = service.username
+    page = Path(f"/home/{user}/public_html/index.html")
+    original = page.read_text()
+
+    # given a backup, which reports each component and verifies
+    backup = _completed(services.backup_create(service=service, keep=3))
+    run = StepRun.objects.get(operation=backup, step="backup", direction="apply")
+    components = {r["component"]: r["ok"] for r in run.resources["report"]}
+    assert components == {"files": True, f"db:{user}_main": True}
+    assert run.resources["verified"] is True
+
+    # when the site is damaged and the backup restored
+    page.write_text("defaced\n")
+    _completed(services.backup_restore(service=service, backup_id=backup.params["backup_id"]))
+
+    # then the page is back
+    assert page.read_text() == original
