@@ -30,6 +30,7 @@ from billing.models import (
     BillingRun,
     BillingSettings,
     ChargeAttempt,
+    Coupon,
     CreditEntry,
     GatewayCustomer,
     Invoice,
@@ -44,6 +45,7 @@ from billing.notifications import Mail, notify, notify_many
 from billing.selectors import cycle_end
 from billing.services import (
     bill_to,
+    credit_note_issue,
     document_numbers_allocate,
     order_fulfil,
     payment_record,
@@ -115,6 +117,7 @@ def billing_run(*, today: dt.date | None = None, force: bool = False) -> Billing
             counts["terminated"] = terminations_run(today=today, config=config)
             counts["unsuspended"] = unsuspensions_run(today=today)
             counts["orders_fulfilled"] = orders_sweep()
+            counts["orders_expired"] = unpaid_orders_expire(today=today, config=config)
             counts["plan_changes_applied"] = plan_changes_sweep()
         except Exception as exc:
             run.status = BillingRun.Status.FAILED
@@ -462,6 +465,7 @@ def reminders_send(*, today: dt.date, config: BillingSettings) -> int:
             "amount_credited",
             "currency",
             "due_date",
+            "kind",
         ):
             mails.append(
                 Mail(
@@ -475,6 +479,8 @@ def reminders_send(*, today: dt.date, config: BillingSettings) -> int:
                         "due_date": invoice.due_date,
                         "invoice_id": invoice.pk,
                         "grace_days": config.grace_days,
+                        "is_order": invoice.kind == Invoice.Kind.ORDER,
+                        "expire_days": config.terminate_after_days,
                     },
                 )
             )
@@ -596,6 +602,37 @@ def unsuspensions_run(*, today: dt.date) -> int:
             done += subscription_restore(subscription_id=sub_id, today=today)
         except ProvisioningRefused as exc:
             logger.warning("subscription %s not unsuspended yet: %s", sub_id, exc)
+    return done
+
+
+def unpaid_orders_expire(*, today: dt.date, config: BillingSettings) -> int:
+    """Orders never paid within ``terminate_after_days`` are cancelled: their invoice by a
+    credit note, the order void, the coupon redemption given back."""
+    limit = today - dt.timedelta(days=config.terminate_after_days)
+    done = 0
+    for invoice in Invoice.objects.filter(
+        kind=Invoice.Kind.ORDER, state__in=Invoice.OPEN_STATES, due_date__lte=limit
+    ).exclude(amount_paid__gt=0):
+        if invoice.order_id is None:
+            continue
+        with transaction.atomic():
+            order = Order.objects.select_for_update().get(pk=invoice.order_id)
+            if order.state != Order.State.ISSUED:
+                continue
+            credit_note_issue(
+                invoice=invoice,
+                amount=invoice.amount_due,
+                reason="Order not paid in time",
+                disposition="cancel",
+                today=today,
+            )
+            order.void()
+            order.save(update_fields=["state"])
+            if order.coupon_id is not None:
+                Coupon.objects.filter(pk=order.coupon_id, times_redeemed__gt=0).update(
+                    times_redeemed=F("times_redeemed") - 1
+                )
+            done += 1
     return done
 
 

@@ -344,3 +344,32 @@ def test_command_runs_for_a_given_date(customer, plan, tax_rates, node, billing_
     out = capsys.readouterr().out
     assert "completed" in out and "renewal_invoices=1" in out
     assert Notice.objects.filter(kind="invoice_issued").count() == 1
+
+
+def test_unpaid_order_is_reminded_then_cancelled(
+    owner, customer, plan, tax_rates, billing_settings
+):
+    from billing.models import Coupon, Order
+
+    coupon = Coupon.objects.create(code="HALF", kind="percent", value=Decimal("50"))
+    order = services.order_place(
+        customer=customer,
+        plan=plan,
+        cycle="monthly",
+        domain="late.example.com",
+        coupon_code="HALF",
+        today=DUE,
+    )
+    # the day after: overdue and reminded, with words that fit an order
+    assert run(1).counts["reminders"] == 1
+    reminder = [m for m in mail.outbox if "is overdue" in str(m.subject)][-1]
+    assert "set up as soon as it is paid" in str(reminder.body)
+    # before the limit it stays open; after it, the order is cancelled and the coupon returned
+    assert run(29).counts["orders_expired"] == 0
+    assert run(30).counts["orders_expired"] == 1
+    order.refresh_from_db()
+    invoice = Invoice.objects.get(order=order)
+    assert order.state == Order.State.VOID and invoice.state == Invoice.State.VOID
+    coupon.refresh_from_db()
+    assert coupon.times_redeemed == 0
+    assert run(31).counts["orders_expired"] == 0
