@@ -101,12 +101,31 @@ def catalog(db) -> Plan:
     return plan
 
 
-def shoot(page, name: str) -> None:
-    """The page at desktop and phone width, full length."""
+UNLABELLED_JS = """() => [...document.querySelectorAll('input, select, textarea')]
+  .filter(el => !['hidden', 'submit', 'button'].includes(el.type))
+  .filter(el => !((el.id && document.querySelector('label[for="' + CSS.escape(el.id) + '"]'))
+                  || el.closest('label') || el.getAttribute('aria-label')
+                  || el.getAttribute('aria-labelledby')))
+  .map(el => el.outerHTML.slice(0, 160))"""
+
+
+WIDE_JS = """() => [...document.querySelectorAll('body *')]
+  .filter(el => el.getBoundingClientRect().right > window.innerWidth + 1)
+  .slice(0, 8).map(el => el.tagName + '.' + el.className + ' ' + el.getBoundingClientRect().right)"""
+
+
+def shoot(page, name: str, *, check: bool = True) -> None:
+    """The page at desktop and phone width, full length; on the panel's own pages, also
+    check that every field has a label and that nothing is wider than a 390 px phone."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     for width, label in ((1280, "desktop"), (390, "phone")):
         page.set_viewport_size({"width": width, "height": 900})
         page.screenshot(path=str(SHOTS / f"{name}-{label}.png"), full_page=True)
+        if check:
+            assert page.evaluate(UNLABELLED_JS) == [], f"{name}: fields without a label"
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            wide = page.evaluate(WIDE_JS) if overflow > 1 else []
+            assert overflow <= 1, f"{name} is {overflow} px wider than {width} px: {wide}"
     page.set_viewport_size({"width": 1280, "height": 900})
 
 
@@ -271,7 +290,7 @@ def test_customer_journey_and_agent_answer(
     staff.wait_for_load_state()
     staff.goto(f"{base}/admin/accounts/customer/{ticket.customer_id}/change/")
     assert domain in staff.content()
-    shoot(staff, "admin-customer")
+    shoot(staff, "admin-customer", check=False)  # Django admin's own layout
     staff_context.close()
 
     # --- the customer reads the answer
