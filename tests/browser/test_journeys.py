@@ -111,7 +111,8 @@ UNLABELLED_JS = """() => [...document.querySelectorAll('input, select, textarea'
 
 WIDE_JS = """() => [...document.querySelectorAll('body *')]
   .filter(el => el.getBoundingClientRect().right > window.innerWidth + 1)
-  .slice(0, 8).map(el => el.tagName + '.' + el.className + ' ' + el.getBoundingClientRect().right)"""
+  .slice(0, 8)
+  .map(el => el.tagName + '.' + el.className + ' ' + el.getBoundingClientRect().right)"""
 
 
 def shoot(page, name: str, *, check: bool = True) -> None:
