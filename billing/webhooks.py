@@ -19,9 +19,9 @@ from accounts.services import audit_record
 from billing.errors import BillingError, UnknownObject
 from billing.gateways import stripe as stripe_gateway
 from billing.gateways.base import GatewayError
-from billing.models import GatewayCustomer, Invoice, Payment, StripeEvent
+from billing.models import CreditNote, GatewayCustomer, Invoice, Payment, StripeEvent
 from billing.money import from_minor_units
-from billing.services import payment_method_save, payment_record
+from billing.services import credit_note_issue, payment_method_save, payment_record
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +166,13 @@ def on_charge_refunded(obj: dict[str, Any]) -> str:
         currency=payment.currency,
         external_id=f"{intent_id}:refunded:{int(refunded_there * 100)}",
         reference=intent_id,
+    )
+    # The invoice is corrected by a credit note, as for refunds made here.
+    credit_note_issue(
+        invoice=payment.invoice,
+        amount=refunded_there - known,
+        reason="Refunded at Stripe",
+        disposition=CreditNote.Disposition.REFUND,
     )
     audit_record(
         action="billing.refund_recorded",

@@ -197,3 +197,27 @@ def test_card_saved_through_a_setup_intent(client, customer, stripe_standin):
         assert deliver(client, event).status_code == 200
     method = PaymentMethod.objects.get(customer=customer)
     assert method.last4 == "0341" and method.is_default
+
+
+def test_refund_made_at_stripe_is_recorded_with_a_credit_note(
+    client, customer, plan, tax_rates, node, stripe_standin
+):
+    # given a paid order
+    before = len(stripe_standin.events)
+    _order, invoice, _ = _order_and_pay(customer, plan, stripe_standin)
+    for event in stripe_standin.events[before:]:
+        deliver(client, event)
+    payment = Payment.objects.get(invoice=invoice, gateway="stripe")
+    # when staff refund 4.00 in Stripe's own dashboard and Stripe reports it (twice)
+    status, _refund = stripe_standin.create_refund(
+        {"payment_intent": payment.external_id, "amount": "400"}
+    )
+    assert status == 200
+    refunded = events_of(stripe_standin, "charge.refunded")[-1]
+    deliver(client, refunded)
+    deliver(client, refunded)
+    # then one refund and one credit note of 4.00 are recorded
+    refund = Payment.objects.get(kind="refund", reference=payment.external_id)
+    assert refund.amount == Decimal("4.00")
+    note = CreditNote.objects.get(invoice=invoice)
+    assert note.total == Decimal("4.00") and note.disposition == "refund"
