@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 @transaction.atomic
 def subscription_restore(*, subscription_id: int, today: dt.date | None = None) -> bool:
-    """Lift a non-payment suspension once nothing past the grace days is unpaid.
+    """Lift a non-payment suspension once no invoice of the service is overdue any more.
 
     Only the non-payment reason is lifted; a service also held for abuse stays suspended.
     """
