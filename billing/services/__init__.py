@@ -9,6 +9,7 @@ all importable from here.
 from __future__ import annotations
 
 from billing.errors import BillingError
+from billing.selectors import LineSpec
 from billing.services.cards import (
     card_setup_start,
     invoice_checkout_start,
@@ -41,6 +42,7 @@ from billing.services.subscriptions import (
 
 __all__ = [
     "BillingError",
+    "LineSpec",
     "_credit_apply",
     "_invoice_settle",
     "bill_to",
