@@ -343,6 +343,9 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=str(env_int("BILLING_RUN_MINUTE", 5))),
     },
     "support-autoclose": {"task": "support.autoclose_resolved_tickets", "schedule": 3600},
+    # Resume or roll back provisioning operations whose worker stopped moving.
+    "provisioning-sweep": {"task": "provisioning.operations_sweep", "schedule": 60.0},
+    "provisioning-drift-check": {"task": "provisioning.drift_check", "schedule": 3600.0},
 }
 
 # Support desk: resolved tickets close after this many days; attachment limits.

@@ -64,22 +64,3 @@ def drift_check(node_id: int | None = None) -> object:
     if node_id is None:
         return drift.drift_check_all()
     return drift.drift_check_node(node_id=node_id)
-
-
-def _schedule_sweeper() -> None:
-    """Run the sweeper every minute under Celery beat (cron can run provisioning_sweep)."""
-    from hosting.celery import app
-
-    schedule = dict(app.conf.beat_schedule or {})
-    schedule.setdefault(
-        "provisioning-sweep",
-        {"task": "provisioning.operations_sweep", "schedule": 60.0},
-    )
-    schedule.setdefault(
-        "provisioning-drift-check",
-        {"task": "provisioning.drift_check", "schedule": 3600.0},
-    )
-    app.conf.beat_schedule = schedule
-
-
-_schedule_sweeper()

@@ -107,3 +107,10 @@ def test_admin_retry_refusal_is_shown_as_a_message(client, operation):
         follow=True,
     )
     assert "Only failed or rolled-back operations can be retried" in response.content.decode()
+
+
+def test_the_sweeper_runs_on_celery_beat():
+    from hosting.celery import app
+
+    tasks = {entry["task"]: entry["schedule"] for entry in app.conf.beat_schedule.values()}
+    assert tasks["provisioning.operations_sweep"] == 60.0
