@@ -455,3 +455,79 @@ def customer_overview(*, customer: Customer, limit: int = 20) -> dict[str, Any]:
             Membership.objects.filter(customer=customer).select_related("user").order_by("id")
         ),
     }
+
+
+# --- plan changes -----------------------------------------------------------------------------
+
+
+@dataclass
+class PlanChangeQuote:
+    """What moving to ``plan`` costs today: the same day-based proration billing applies."""
+
+    plan: Any
+    new_amount: Any
+    days_left: int
+    term_days: int
+    unused: Any
+    new_part: Any
+    net: Any
+    tax_rate: Any
+    tax: Any
+    error: str = ""
+
+    @property
+    def total_due(self) -> Any:
+        return self.net + self.tax if self.net > 0 else 0
+
+    @property
+    def credit(self) -> Any:
+        return -self.net if self.net < 0 else 0
+
+
+def plan_change_quotes(*, subscription: Subscription, today: Any = None) -> list[PlanChangeQuote]:
+    """Each other active plan with its prorated price, as ``subscription_change_plan`` will
+    compute it (days left of the term on the new price, minus the unused part of the old)."""
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from billing.errors import BillingError
+    from billing.models import Plan
+    from billing.money import money
+    from billing.selectors import addon_prices, price_for
+    from billing.taxes import tax_decide
+
+    today = today or timezone.localdate()
+    sub = subscription
+    rate = tax_decide(customer=sub.customer).rate
+    addons = list(sub.addons.all())
+    term_days = (sub.next_due_date - sub.period_start).days or 1
+    days_left = max(0, min(term_days, (sub.next_due_date - today).days))
+    unused = money(sub.amount * days_left / term_days)
+    quotes = []
+    plans = Plan.objects.filter(is_active=True).exclude(pk=sub.plan_id).select_related("product")
+    for plan in plans:
+        try:
+            extra = sum(
+                addon_prices(addons=addons, cycle=sub.cycle, currency=sub.currency).values(),
+                Decimal("0"),
+            )
+            new_amount = price_for(plan=plan, cycle=sub.cycle, currency=sub.currency) + extra
+        except BillingError:
+            continue  # not sold in this currency and cycle
+        new_part = money(new_amount * days_left / term_days)
+        net = new_part - unused
+        quotes.append(
+            PlanChangeQuote(
+                plan=plan,
+                new_amount=new_amount,
+                days_left=days_left,
+                term_days=term_days,
+                unused=unused,
+                new_part=new_part,
+                net=net,
+                tax_rate=rate,
+                tax=money(net * rate / 100) if net > 0 else Decimal("0.00"),
+            )
+        )
+    return quotes

@@ -122,6 +122,45 @@ def operation_progress(
     return response
 
 
+@login_required
+def plan_change(request: AuthedHttpRequest, service_id: int) -> HttpResponse:
+    """Other plans with the prorated price for the rest of the term; confirming changes."""
+    from billing.errors import BillingError
+    from billing.services import subscription_change_plan
+
+    customer, service = _service(request, service_id)
+    subscription = selectors.subscription_for_service(service=service)
+    if subscription is None or not selectors.is_owner(customer=customer, user=request.user):
+        raise Http404("No plan to change")
+    quotes = selectors.plan_change_quotes(subscription=subscription)
+    error = ""
+    if request.method == "POST":
+        chosen = next((q for q in quotes if str(q.plan.pk) == request.POST.get("plan")), None)
+        if chosen is None:
+            error = "Choose one of the plans below."
+        else:
+            try:
+                invoice = subscription_change_plan(
+                    subscription=subscription, plan=chosen.plan, actor=request.user
+                )
+            except BillingError as exc:
+                error = " ".join(exc.messages)
+            else:
+                if invoice is not None and invoice.is_open:
+                    messages.info(
+                        request, f"Pay invoice {invoice.number} and the plan changes at once."
+                    )
+                    return redirect("billing:invoice", pk=invoice.pk)
+                messages.success(request, f"Your account is moving to {chosen.plan.name}.")
+                return redirect("panel:service", service.pk)
+    return render(
+        request,
+        "panel/plan_change.html",
+        {"service": service, "subscription": subscription, "quotes": quotes, "error": error},
+        status=400 if error else 200,
+    )
+
+
 # --- the file manager -------------------------------------------------------------------------
 
 
