@@ -40,7 +40,7 @@ def subscribed(customer, plan, node):
 
 
 def test_upgrade_price_shown_is_the_invoice_total(client, owner, subscribed):
-    service, sub, bigger, _smaller = subscribed
+    service, _sub, bigger, _smaller = subscribed
     client.force_login(owner)
     url = reverse("panel:plan_change", args=[service.pk])
     # given the page: Business for 20 of 30 days (20.67) minus 20 unused days of 10.00 (6.67)
