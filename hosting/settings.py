@@ -342,6 +342,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "billing.daily_run",
         "schedule": crontab(minute=str(env_int("BILLING_RUN_MINUTE", 5))),
     },
+    # Paid orders whose hand-over to provisioning failed after payment are retried here.
+    "billing-orders-sweep": {"task": "billing.orders_sweep", "schedule": 300},
     "support-autoclose": {"task": "support.autoclose_resolved_tickets", "schedule": 3600},
     # Resume or roll back provisioning operations whose worker stopped moving.
     "provisioning-sweep": {"task": "provisioning.operations_sweep", "schedule": 60.0},

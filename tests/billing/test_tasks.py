@@ -61,3 +61,26 @@ def test_the_same_event_delivered_concurrently_is_stored_once():
     assert failures == []
     stored = StripeEvent.objects.get(event_id="evt_concurrent")
     assert stored.deliveries == 8 and stored.status == StripeEvent.Status.IGNORED
+
+
+def test_orders_sweep_hands_over_a_paid_order_once(customer, plan, tax_rates, billing_settings):
+    from billing import services
+    from billing.models import Invoice, Order
+    from billing.tasks import orders_sweep
+    from provisioning.models import Node, Service
+
+    # given an order paid while no node had room (the hand-over after payment was refused)
+    order = services.order_place(
+        customer=customer, plan=plan, cycle="monthly", domain="later.example.com"
+    )
+    invoice = Invoice.objects.get(order=order)
+    services.payment_record(invoice=invoice, amount=invoice.total, currency="EUR", gateway="manual")
+    order.refresh_from_db()
+    assert order.state == Order.State.PAID and "No hosting server" in order.fulfil_error
+    # when a node is added and the sweep runs twice
+    Node.objects.create(name="web2", address="127.0.0.1", roles=["web"])
+    assert orders_sweep.apply().get() == 1
+    assert orders_sweep.apply().get() == 0
+    # then the service was ordered once
+    assert Service.objects.filter(domain="later.example.com").count() == 1
+    assert settings.CELERY_BEAT_SCHEDULE["billing-orders-sweep"]["task"] == "billing.orders_sweep"
