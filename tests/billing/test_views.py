@@ -145,3 +145,20 @@ def test_credit_note_pdf_for_the_customer_only(client, owner, stranger, customer
     assert response.status_code == 200 and response.content.startswith(b"%PDF-")
     client.force_login(stranger)
     assert client.get(f"/billing/credit-notes/{note.pk}/pdf/").status_code == 404
+
+
+def test_owner_closes_a_service_now(
+    client, owner, customer, plan, tax_rates, node, billing_settings
+):
+    import datetime as dt
+
+    from provisioning.models import Operation
+    from tests.billing.conftest import active_subscription
+
+    sub = active_subscription(customer=customer, plan=plan, due=dt.date(2026, 6, 1))
+    client.force_login(owner)
+    assert "Close now" in client.get("/billing/invoices/").content.decode()
+    client.post(f"/billing/subscriptions/{sub.pk}/cancel/", {"when": "now"})
+    sub.refresh_from_db()
+    assert sub.state == "cancelled"
+    assert Operation.objects.filter(service=sub.service, kind="terminate").count() == 1
