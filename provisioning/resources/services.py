@@ -19,7 +19,7 @@ from provisioning import services as engine
 from provisioning.errors import ProvisioningRefused
 from provisioning.models import Operation, Service, StepRun
 from provisioning.resources import acme as hwacme
-from provisioning.resources import backups
+from provisioning.resources import backups, sftp
 from provisioning.resources import databases as hwdb
 from provisioning.resources import dns as hwdns
 from provisioning.resources import mail as hwmail
@@ -324,3 +324,30 @@ def backup_restore(*, service: Service, backup_id: str, actor: User | None = Non
     except ResourceRefused as exc:
         raise _refused(exc) from None
     return _start(service=service, kind="backup_restore", params=params, actor=actor)
+
+
+@transaction.atomic
+def sftp_enable(
+    *,
+    service: Service,
+    password: str | None = None,
+    public_keys: list[str] | None = None,
+    actor: User | None = None,
+) -> Operation:
+    """Allow SFTP for the account's Linux user with a password and/or public keys."""
+    if not password and not public_keys:
+        raise ProvisioningRefused("Give a password or an SSH key for SFTP.", code="sftp")
+    try:
+        params: dict[str, Any] = {
+            "public_keys": [sftp.validate_public_key(k) for k in public_keys or []]
+        }
+        if password:
+            params["password_hash"] = sftp.hash_password(password)
+    except ResourceRefused as exc:
+        raise _refused(exc) from None
+    return _start(service=service, kind="sftp_enable", params=params, actor=actor)
+
+
+@transaction.atomic
+def sftp_disable(*, service: Service, actor: User | None = None) -> Operation:
+    return _start(service=service, kind="sftp_disable", params={}, actor=actor)

@@ -35,6 +35,7 @@ from provisioning.models import Operation, StepRun
 from provisioning.resources import (
     backups,
     certificates,  # noqa: F401  (registers certificate_issue)
+    sftp,
 )
 from provisioning.resources import databases as hwdb
 from provisioning.resources import dns as hwdns
@@ -523,6 +524,34 @@ class Restore(Step):
         )
 
 
+class Sftp(Step):
+    """Let the account's Linux user in over chrooted SFTP (password hash and/or keys)."""
+
+    name = "sftp"
+
+    def apply(self, ctx: StepContext) -> None:
+        p = ctx.params
+        run_script(
+            ctx,
+            sftp.sftp_enable_script(
+                account=_account(ctx),
+                password_hash=p.get("password_hash"),
+                public_keys=p.get("public_keys", []),
+            ),
+        )
+        ctx.resource("sftp_user", _account(ctx))
+
+    def undo(self, ctx: StepContext) -> None:
+        run_script(ctx, sftp.sftp_disable_script(account=_account(ctx)))
+
+
+class SftpOff(Step):
+    name = "sftp_off"
+
+    def apply(self, ctx: StepContext) -> None:
+        run_script(ctx, sftp.sftp_disable_script(account=_account(ctx)))
+
+
 def _insert(kind: str, steps: list[type[Step]], *, before: str | None = None) -> None:
     """Add steps to one of the engine's kinds, before the named step (or at the end)."""
     existing = KINDS[kind].steps
@@ -565,6 +594,8 @@ for _kind in (
         description="Install WordPress",
     ),
     OperationKind(name="backup_create", steps=[Backup], description="Back up the account"),
+    OperationKind(name="sftp_enable", steps=[Sftp], description="Allow SFTP access"),
+    OperationKind(name="sftp_disable", steps=[SftpOff], description="Turn SFTP access off"),
     OperationKind(name="backup_restore", steps=[Restore], description="Restore a backup"),
 ):
     register_kind(_kind)

@@ -395,3 +395,43 @@ def test_backup_and_restore_through_the_engine(account):
 
     # then the page is back
     assert page.read_text() == original
+
+
+def test_sftp_upload_is_served_by_the_site_and_the_chroot_holds(account):
+    import paramiko
+
+    from tests.node.harness import http_get
+    from tests.resources.conftest import run_part
+
+    run_part("85-sftp.sh")
+    service, _ = account
+    user = service.username
+
+    # when SFTP is allowed with a password
+    _completed(services.sftp_enable(service=service, password="sftp-password-123"))
+
+    # then the customer logs in with paramiko, lands in the account's home and uploads a page
+    transport = paramiko.Transport(("127.0.0.1", 2022))
+    transport.connect(username=user, password="sftp-password-123")
+    client = paramiko.SFTPClient.from_transport(transport)
+    assert client is not None
+    assert client.normalize(".") == f"/{user}"
+    with client.open("public_html/hello.txt", "w") as remote:
+        remote.write("uploaded over sftp\n")
+    # and the chroot holds: the system's files are not there
+    with pytest.raises(IOError):
+        client.stat("/etc/passwd")
+    client.close()
+    transport.close()
+
+    # and the site serves the uploaded file
+    assert http_get(service.domain, "/hello.txt") == (200, "uploaded over sftp\n")
+    owner = Path(f"/home/{user}/public_html/hello.txt").owner()
+    assert owner == user
+
+    # when SFTP is turned off, then the login is refused
+    _completed(services.sftp_disable(service=service))
+    refused = paramiko.Transport(("127.0.0.1", 2022))
+    with pytest.raises(paramiko.AuthenticationException):
+        refused.connect(username=user, password="sftp-password-123")
+    refused.close()
