@@ -302,5 +302,35 @@ def delete(*, service: Service, path: str) -> None:
     _run(service, "delete", clean_path(path, allow_root=False))
 
 
+LOG_KINDS = ("access", "error")
+LOG_TAIL_BYTES = 3500  # the executor returns 4 KB of output
+
+
+def log_tail(*, service: Service, kind: str) -> str:
+    """The last lines of the account's nginx access or error log (read as root: nginx owns
+    them; the path is built from the validated account name, nothing the customer typed)."""
+    from provisioning.nodes import node_target
+
+    if kind not in LOG_KINDS:
+        raise FileError("There is no such log.")
+    if service.node is None or service.state != Service.State.ACTIVE:
+        raise FileError("Logs can be read while the account is active.")
+    user = validators.validate_username(service.username)
+    path = f"/var/log/nginx/hw-{user}.{kind}.log"
+    try:
+        result = ssh.run(
+            node_target(service.node),
+            [ssh.cmd("tail", "-c", str(LOG_TAIL_BYTES), path, check=False)],
+            key_path=settings.PROVISIONING_SSH_KEY,
+            timeout=settings.PROVISIONING_COMMAND_TIMEOUT,
+        )
+    except StepError:
+        raise FileError("The server did not answer. Try again in a moment.") from None
+    text = result.stdout
+    if len(text.encode()) >= LOG_TAIL_BYTES and "\n" in text:
+        text = text.split("\n", 1)[1]  # drop the first, partial line
+    return text
+
+
 def chmod(*, service: Service, path: str, mode: str) -> None:
     _run(service, "chmod", clean_path(path, allow_root=False), clean_mode(mode))

@@ -16,6 +16,7 @@ urlpatterns = [
         name="resource_action",
     ),
     path("services/<int:service_id>/plan/", views.plan_change, name="plan_change"),
+    path("services/<int:service_id>/logs/<slug:kind>/", views.log_tail, name="log_tail"),
     path("services/<int:service_id>/files/", views.file_browser, name="files"),
     path("services/<int:service_id>/files/download/", views.file_download, name="file_download"),
     path("services/<int:service_id>/files/edit/", views.file_edit, name="file_edit"),

@@ -60,6 +60,7 @@ def _service_page(
         "dns_form": resources.DnsRecordForm(),
         "database_form": resources.DatabaseForm(),
         "mailbox_form": resources.MailboxForm(),
+        "log_kinds": [("access", "Access log"), ("error", "Error log")],
     }
     context.update(bound or {})
     return render(request, "panel/service_detail.html", context, status=status)
@@ -158,6 +159,26 @@ def plan_change(request: AuthedHttpRequest, service_id: int) -> HttpResponse:
         "panel/plan_change.html",
         {"service": service, "subscription": subscription, "quotes": quotes, "error": error},
         status=400 if error else 200,
+    )
+
+
+@login_required
+@require_GET
+def log_tail(request: AuthedHttpRequest, service_id: int, kind: str) -> HttpResponse:
+    """The tail of the site's access or error log, loaded into the service page on demand."""
+    _customer, service = _service(request, service_id)
+    if kind not in files.LOG_KINDS:
+        raise Http404("No such log")
+    error = ""
+    text = ""
+    try:
+        text = files.log_tail(service=service, kind=kind)
+    except files.FileError as exc:
+        error = str(exc)
+    return render(
+        request,
+        "panel/_log.html",
+        {"service": service, "kind": kind, "text": text, "error": error},
     )
 
 

@@ -95,6 +95,10 @@ def test_browse_upload_download_edit_rename_chmod_delete(client, owner, live_ser
     assert oct(renamed.stat().st_mode & 0o777) == "0o600"
     listing = client.get(files_url(service, "public_html/docs")).content.decode()
     assert "index.html" in listing and 'value="600"' in listing
+    # and the access log tail on the service page shows that request
+    log = client.get(reverse("panel:log_tail", args=[service.pk, "access"])).content.decode()
+    assert "GET /docs/hello.html" in log
+    assert client.get(reverse("panel:log_tail", args=[service.pk, "secrets"])).status_code == 404
     # when the folder is deleted / then it is gone
     action(client, service, "delete", folder="public_html", path="public_html/docs")
     assert not (home / "public_html/docs").exists()

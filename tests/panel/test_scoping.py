@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from django.urls import URLPattern, get_resolver, reverse
 
+from panel.files import LOG_KINDS
 from panel.forms import FILE_ACTION_FORMS
 from panel.resources import RESOURCE_ACTIONS
 from provisioning.models import StepRun
@@ -28,7 +29,11 @@ def panel_patterns() -> list[URLPattern]:
 
 
 def urls_for(service, operation) -> list[str]:
-    values = {"service_id": [service.pk], "operation_id": [operation.pk]}
+    values = {
+        "service_id": [service.pk],
+        "operation_id": [operation.pk],
+        "kind": list(LOG_KINDS),
+    }
     # Each view's own action names, so the 404 comes from the scoping, not an unknown action.
     actions = {"file_action": list(FILE_ACTION_FORMS), "resource_action": list(RESOURCE_ACTIONS)}
     urls = []
