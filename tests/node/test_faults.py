@@ -63,10 +63,10 @@ class NginxLock:
         os.close(self.fd)
 
 
-@pytest.mark.parametrize("when", ["after"])
+@pytest.mark.parametrize("when", ["before", "after"])
 @pytest.mark.parametrize("step", CREATE_STEPS)
 def test_a_step_failing_at_any_position_rolls_back_everything(worker, hosting_node, step, when):
-    # given an order whose create chain fails at this step, after the step did its work
+    # given an order whose create chain fails at this step, before or after its work
     service = order(
         f"fail-{step.replace('_', '-')}.example", failpoint={"step": step, "when": when}
     )
