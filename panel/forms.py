@@ -103,8 +103,21 @@ class EditForm(forms.Form):
         required=False,
         strip=False,
         max_length=files.MAX_EDIT,
-        widget=forms.Textarea(attrs={"rows": 24, "spellcheck": "false", "class": "code"}),
+        widget=forms.Textarea(
+            attrs={
+                "rows": 24,
+                "spellcheck": "false",
+                "class": "code",
+                "wrap": "off",
+                "autocapitalize": "off",
+                "autocomplete": "off",
+            }
+        ),
     )
+
+    def clean_content(self) -> str:
+        # Browsers send a textarea's line breaks as CRLF; files on a Linux host use LF.
+        return str(self.cleaned_data["content"]).replace("\r\n", "\n")
 
 
 FILE_ACTION_FORMS: dict[str, type[FileActionForm]] = {

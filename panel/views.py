@@ -6,8 +6,6 @@ stranger gets a 404 for another customer's page or action, never its data.
 
 from __future__ import annotations
 
-import mimetypes
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -294,6 +292,34 @@ def file_download(request: AuthedHttpRequest, service_id: int) -> HttpResponse:
     return response
 
 
+# File name endings -> (Prism language, what the customer reads).
+_LANGUAGES = {
+    ".php": ("php", "PHP"),
+    ".html": ("markup", "HTML"),
+    ".htm": ("markup", "HTML"),
+    ".xml": ("markup", "XML"),
+    ".svg": ("markup", "SVG"),
+    ".css": ("css", "CSS"),
+    ".js": ("javascript", "JavaScript"),
+    ".json": ("json", "JSON"),
+    ".ini": ("ini", "INI"),
+    ".htaccess": ("apacheconf", ".htaccess"),
+    ".sh": ("bash", "shell script"),
+    ".sql": ("sql", "SQL"),
+    ".yml": ("yaml", "YAML"),
+    ".yaml": ("yaml", "YAML"),
+    ".py": ("python", "Python"),
+}
+
+
+def _language(path: str) -> tuple[str, str]:
+    name = path.rsplit("/", 1)[-1].lower()
+    for ending, found in _LANGUAGES.items():
+        if name.endswith(ending):
+            return found
+    return "none", "plain text"
+
+
 @login_required
 def file_edit(request: AuthedHttpRequest, service_id: int) -> HttpResponse:
     _customer, service = _service(request, service_id)
@@ -326,7 +352,7 @@ def file_edit(request: AuthedHttpRequest, service_id: int) -> HttpResponse:
             messages.error(request, "This file is not text; download it instead.")
             return redirect(_files_url(service, files.parent(path)))
         form = forms.EditForm(initial={"content": text})
-    language = (mimetypes.guess_type(path)[0] or "text/plain").split("/")[-1]
+    language, language_label = _language(path)
     return render(
         request,
         "panel/file_edit.html",
@@ -336,6 +362,7 @@ def file_edit(request: AuthedHttpRequest, service_id: int) -> HttpResponse:
             "parent": files.parent(path),
             "form": form,
             "language": language,
+            "language_label": language_label,
         },
     )
 

@@ -253,6 +253,14 @@ def test_customer_journey_and_agent_answer(
     assert page.get_by_role("link", name="hello.html").count() == 1
     shoot(page, "files")
     assert http_get(domain, "/hello.html") == (200, "<h1>Uploaded from the browser</h1>\n")
+    # and edited in the highlighting editor
+    page.get_by_role("link", name="Edit").first.click()
+    page.wait_for_selector(".code-editor.is-highlighted .token.tag")
+    shoot(page, "editor")
+    page.fill("#id_content", "<h1>Edited in the panel</h1>\n")
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_url(re.compile(r"/files/"))
+    assert http_get(domain, "/hello.html") == (200, "<h1>Edited in the panel</h1>\n")
 
     # --- a ticket about the service
     page.goto(f"{base}/support/new/")
