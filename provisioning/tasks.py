@@ -6,11 +6,21 @@ message to be delivered again, and the sweeper resumes what stopped moving.
 
 from __future__ import annotations
 
+import structlog
 from celery import Task, shared_task
 
 from provisioning import workflow
+from provisioning.models import Operation
 
 # A step runs its commands with a 120 s timeout each; the limits leave room for that.
+
+
+def _bind(operation_id: int) -> None:
+    """Every log line of this task names its operation and service."""
+    service_id = (
+        Operation.objects.filter(pk=operation_id).values_list("service_id", flat=True).first()
+    )
+    structlog.contextvars.bind_contextvars(operation_id=operation_id, service_id=service_id)
 
 
 @shared_task(
@@ -21,6 +31,7 @@ from provisioning import workflow
     time_limit=330,
 )
 def operation_step(self: Task, operation_id: int, position: int) -> str:
+    _bind(operation_id)
     outcome, countdown = workflow.step_execute(operation_id=operation_id, position=position)
     if outcome == workflow.RETRY:
         # Retries are counted in StepRun rows (they survive a resume), not by Celery.
@@ -34,6 +45,7 @@ def operation_step(self: Task, operation_id: int, position: int) -> str:
 
 @shared_task(name="provisioning.operation_finish", soft_time_limit=60, time_limit=90)
 def operation_finish(operation_id: int) -> str:
+    _bind(operation_id)
     return workflow.operation_finish(operation_id=operation_id)
 
 
@@ -45,6 +57,7 @@ def operation_finish(operation_id: int) -> str:
     time_limit=960,
 )
 def operation_rollback_run(self: Task, operation_id: int) -> str:
+    _bind(operation_id)
     outcome, countdown = workflow.rollback_execute(operation_id=operation_id)
     if outcome == workflow.RETRY:
         raise self.retry(countdown=countdown, max_retries=None)

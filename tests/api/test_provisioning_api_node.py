@@ -10,7 +10,7 @@ from api.services import provisioning_key_issue
 from provisioning.models import Operation, Service, StepRun
 from tests.api.helpers import SignedClient
 from tests.factories import PlanFactory
-from tests.node.harness import http_get, node_leftovers, wait_for_operation
+from tests.node.harness import KEY_DIR, http_get, node_leftovers, wait_for_operation
 
 pytestmark = [pytest.mark.node, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -43,6 +43,10 @@ def test_create_returns_before_provisioning_and_completes_on_the_node(
     assert {step["step"] for step in read["steps"]} >= {"linux_user", "php_pool", "nginx_site"}
     assert StepRun.objects.filter(operation=operation, status="succeeded").exists()
     assert http_get("api-e2e.example")[0] == 200
+    # And the worker's log lines about it name the operation and the service
+    log = (KEY_DIR / "worker.log").read_text()
+    assert f"operation_id={operation.pk}" in log
+    assert f"service_id={body['service']['id']}" in log
     # When the billing system terminates it, the node is left with nothing of it
     service = Service.objects.get(pk=body["service"]["id"])
     ended = billing.post(f"/api/v1/provisioning/services/{service.pk}/terminate", {})
