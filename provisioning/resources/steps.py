@@ -552,6 +552,12 @@ class SftpOff(Step):
         run_script(ctx, sftp.sftp_disable_script(account=_account(ctx)))
 
 
+class RemoveSftp(SftpOff):
+    """At termination: no SFTP keys may outlive the account (a later user of the name)."""
+
+    name = "remove_sftp"
+
+
 def _insert(kind: str, steps: list[type[Step]], *, before: str | None = None) -> None:
     """Add steps to one of the engine's kinds, before the named step (or at the end)."""
     existing = KINDS[kind].steps
@@ -564,7 +570,11 @@ def _insert(kind: str, steps: list[type[Step]], *, before: str | None = None) ->
 
 _insert(Operation.Kind.CREATE, [DnsZone, MailDomain], before="nginx_site")
 _insert(Operation.Kind.CREATE, [VerifyDns], before="measure_disk")
-_insert(Operation.Kind.TERMINATE, [RemoveMailDomain, RemoveZone], before="remove_user")
+_insert(
+    Operation.Kind.TERMINATE,
+    [RemoveSftp, RemoveMailDomain, RemoveZone],
+    before="remove_user",
+)
 
 for _kind in (
     OperationKind(name="dns_records", steps=[DnsRecords], description="Change DNS records"),
