@@ -53,6 +53,11 @@ if ! port_open 6379; then
     --dir /var/lib/redis --logfile /var/log/redis/hostwright.log
   for _ in $(seq 50); do port_open 6379 && break; sleep 0.2; done
 fi
+# The browser tests drive Debian's Chromium through Playwright; no browser is ever downloaded.
+if ! [ -x /usr/bin/chromium ]; then
+  echo "installing Chromium for the browser tests"
+  apt_install chromium
+fi
 port_open 5432 || { echo "PostgreSQL does not answer on 127.0.0.1:5432" >&2; exit 1; }
 port_open 6379 || { echo "Redis does not answer on 127.0.0.1:6379" >&2; exit 1; }
 echo "PostgreSQL and Redis answer on loopback"

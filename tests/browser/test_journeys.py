@@ -64,7 +64,7 @@ PROVISION_MS = 240_000
 def browser() -> Iterator[object]:
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+        pytest.fail("Debian's chromium is missing: `make services` installs it")
     # Playwright's sync API keeps an event loop on this thread; the test's own ORM calls are
     # plain synchronous code all the same.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
