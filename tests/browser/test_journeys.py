@@ -300,6 +300,14 @@ def test_customer_journey_and_agent_answer(
     staff.goto(f"{base}/admin/accounts/customer/{ticket.customer_id}/change/")
     assert domain in staff.content()
     shoot(staff, "admin-customer", check=False)  # Django admin's own layout
+    # and signs in as the customer to see what they see, with the banner, then goes back
+    staff.get_by_role("button", name="Log in as this customer").click()
+    staff.wait_for_url(f"{base}/")
+    assert "Staff view." in staff.inner_text(".impersonation")
+    assert domain in staff.content()
+    shoot(staff, "impersonation")
+    staff.get_by_role("button", name="Back to the admin").click()
+    staff.wait_for_url(re.compile(rf"/admin/accounts/customer/{ticket.customer_id}/change/"))
     staff_context.close()
 
     # --- the customer reads the answer
@@ -310,4 +318,9 @@ def test_customer_journey_and_agent_answer(
     shoot(page, "dashboard")
     page.goto(f"{base}/billing/invoices/")
     shoot(page, "billing")
+    # the staff visit is on the customer's own activity page
+    page.goto(f"{base}/account/activity/")
+    assert "A member of staff signed in as" in page.content()
+    assert "Alex Agent" in page.content()
+    shoot(page, "activity")
     context.close()
