@@ -115,6 +115,37 @@ WIDE_JS = """() => [...document.querySelectorAll('body *')]
   .map(el => el.tagName + '.' + el.className + ' ' + el.getBoundingClientRect().right)"""
 
 
+# Text below WCAG AA contrast: 4.5:1, or 3:1 for large text. Disabled controls are exempt.
+LOW_CONTRAST_JS = """() => {
+  const rgb = s => (s.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => [r, g, b].map(v => v / 255)
+    .map(c => c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4)
+    .reduce((sum, c, i) => sum + c * [0.2126, 0.7152, 0.0722][i], 0);
+  const background = el => {
+    for (; el; el = el.parentElement) {
+      const c = rgb(getComputedStyle(el).backgroundColor);
+      if (c.length === 3 || c[3] > 0.5) return c;
+    }
+    return [255, 255, 255];
+  };
+  const found = [];
+  for (const el of document.querySelectorAll('body *')) {
+    if (el.closest('[disabled], .code-layer, [aria-hidden=true]')) continue;
+    const text = [...el.childNodes].filter(n => n.nodeType === 3).map(n => n.textContent.trim()).join('');
+    if (!text || !el.getClientRects().length) continue;
+    const style = getComputedStyle(el);
+    const fg = rgb(style.color);
+    if (fg.length === 4 && fg[3] < 0.5) continue;
+    const [a, b] = [lum(fg), lum(background(el))].sort((x, y) => y - x);
+    const ratio = (a + 0.05) / (b + 0.05);
+    const size = parseFloat(style.fontSize), bold = parseInt(style.fontWeight, 10) >= 700;
+    const large = size >= 24 || (bold && size >= 18.66);
+    if (ratio < (large ? 3 : 4.5)) found.push(text.slice(0, 40) + ' ' + ratio.toFixed(2));
+  }
+  return found.slice(0, 10);
+}"""
+
+
 def shoot(page, name: str, *, check: bool = True) -> None:
     """The page at desktop and phone width, full length; on the panel's own pages, also
     check that every field has a label and that nothing is wider than a 390 px phone."""
@@ -124,6 +155,7 @@ def shoot(page, name: str, *, check: bool = True) -> None:
         page.screenshot(path=str(SHOTS / f"{name}-{label}.png"), full_page=True)
         if check:
             assert page.evaluate(UNLABELLED_JS) == [], f"{name}: fields without a label"
+            assert page.evaluate(LOW_CONTRAST_JS) == [], f"{name}: text with low contrast"
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             wide = page.evaluate(WIDE_JS) if overflow > 1 else []
             assert overflow <= 1, f"{name} is {overflow} px wider than {width} px: {wide}"
@@ -154,6 +186,11 @@ def test_customer_journey_and_agent_answer(
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(30_000)
+
+    # the page checks catch what they look for (so a clean run means something)
+    page.set_content('<p style="color:#aaa;background:#fff">faint</p><input id="nolabel">')
+    assert page.evaluate(LOW_CONTRAST_JS) == ["faint 2.32"]
+    assert len(page.evaluate(UNLABELLED_JS)) == 1
 
     # --- the storefront, signed out
     page.goto(f"{base}/pricing/")
