@@ -131,7 +131,8 @@ LOW_CONTRAST_JS = """() => {
   const found = [];
   for (const el of document.querySelectorAll('body *')) {
     if (el.closest('[disabled], .code-layer, [aria-hidden=true]')) continue;
-    const text = [...el.childNodes].filter(n => n.nodeType === 3).map(n => n.textContent.trim()).join('');
+    const text = [...el.childNodes].filter(n => n.nodeType === 3)
+      .map(n => n.textContent.trim()).join('');
     if (!text || !el.getClientRects().length) continue;
     const style = getComputedStyle(el);
     const fg = rgb(style.color);
