@@ -348,7 +348,18 @@ CELERY_BEAT_SCHEDULE = {
     # Resume or roll back provisioning operations whose worker stopped moving.
     "provisioning-sweep": {"task": "provisioning.operations_sweep", "schedule": 60.0},
     "provisioning-drift-check": {"task": "provisioning.drift_check", "schedule": 3600.0},
+    # Certificates within 30 days of expiry, daily; account backups, nightly.
+    "provisioning-certificates-renew": {
+        "task": "provisioning.certificates_renew",
+        "schedule": crontab(minute="20", hour="4"),
+    },
+    "provisioning-backups-nightly": {
+        "task": "provisioning.backups_nightly",
+        "schedule": crontab(minute="0", hour=str(env_int("BACKUP_HOUR", 3))),
+    },
 }
+# Account backups: how many each account keeps on its node.
+BACKUP_KEEP = env_int("BACKUP_KEEP", 7)
 
 # Support desk: resolved tickets close after this many days; attachment limits.
 SUPPORT_AUTOCLOSE_DAYS = env_int("SUPPORT_AUTOCLOSE_DAYS", 7)

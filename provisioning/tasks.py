@@ -77,3 +77,23 @@ def drift_check(node_id: int | None = None) -> object:
     if node_id is None:
         return drift.drift_check_all()
     return drift.drift_check_node(node_id=node_id)
+
+
+@shared_task(name="provisioning.certificates_renew", soft_time_limit=300, time_limit=330)
+def certificates_renew() -> int:
+    """Renew certificates that expire within 30 days (with backoff and the CA budget)."""
+    from django.utils import timezone
+
+    from provisioning.resources.services import certificates_renew as renew
+
+    return len(renew(now=timezone.now()))
+
+
+@shared_task(name="provisioning.backups_nightly", soft_time_limit=300, time_limit=330)
+def backups_nightly() -> int:
+    """Start today's backup of every active account that has none yet."""
+    from django.utils import timezone
+
+    from provisioning.resources.services import backups_schedule
+
+    return len(backups_schedule(now=timezone.now()))

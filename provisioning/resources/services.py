@@ -351,3 +351,25 @@ def sftp_enable(
 @transaction.atomic
 def sftp_disable(*, service: Service, actor: User | None = None) -> Operation:
     return _start(service=service, kind="sftp_disable", params={}, actor=actor)
+
+
+def backups_schedule(*, now: dt.datetime, keep: int | None = None) -> list[Operation]:
+    """Start today's backup of every active account that has none yet (cron/beat; idempotent).
+
+    An account busy with another operation is skipped and picked up by the next run; a
+    backup that failed today is not retried until tomorrow, so a broken account cannot keep
+    a node busy all day. Retention: each backup keeps the newest ``keep`` (BACKUP_KEEP).
+    """
+    keep = keep if keep is not None else settings.BACKUP_KEEP
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    done_today = Operation.objects.filter(
+        kind="backup_create", created_at__gte=day_start
+    ).values_list("service_id", flat=True)
+    started = []
+    due = Service.objects.filter(state=Service.State.ACTIVE).exclude(pk__in=done_today)
+    for service in due.order_by("pk"):
+        try:
+            started.append(backup_create(service=service, keep=keep))
+        except ProvisioningRefused:
+            continue
+    return started
