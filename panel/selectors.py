@@ -126,8 +126,10 @@ def is_owner(*, customer: Customer, user: User) -> bool:
 # --- the dashboard ----------------------------------------------------------------------------
 
 
-def _latest_operation(field_name: str) -> Subquery:
+def _latest_operation(field_name: str, kind: str = "") -> Subquery:
     latest = Operation.objects.filter(service=OuterRef("pk")).order_by("-created_at", "-id")
+    if kind:
+        latest = latest.filter(kind=kind)
     return Subquery(latest.values(field_name)[:1])
 
 
@@ -142,6 +144,7 @@ def services_for_customer(*, customer: Customer) -> QuerySet[Service]:
             last_op_kind=_latest_operation("kind"),
             last_op_state=_latest_operation("state"),
             last_op_reason=_latest_operation("reason"),
+            last_cert_state=_latest_operation("state", kind="certificate_issue"),
         )
         .order_by("-created_at", "-id")
     )
@@ -193,7 +196,9 @@ def dashboard(*, customer: Customer) -> Dashboard:
             )
         last_state = getattr(service, "last_op_state", None)
         last_kind = getattr(service, "last_op_kind", "") or ""
-        if last_state in (Operation.State.FAILED, Operation.State.ROLLED_BACK):
+        if last_state in (Operation.State.FAILED, Operation.State.ROLLED_BACK) and (
+            last_kind != "certificate_issue"  # has a notice of its own below
+        ):
             board.notices.append(
                 Notice(
                     "warn",
@@ -210,6 +215,19 @@ def dashboard(*, customer: Customer) -> Dashboard:
                     "info",
                     f"{kind_label(last_kind)}: {service.domain}",
                     "This is happening now. Follow it step by step on the service page.",
+                    link,
+                )
+            )
+        cert_state = getattr(service, "last_cert_state", None)
+        if cert_state in (Operation.State.FAILED, Operation.State.ROLLED_BACK) and (
+            service.state == Service.State.ACTIVE
+        ):
+            board.notices.append(
+                Notice(
+                    "warn",
+                    f"No HTTPS certificate for {service.domain}",
+                    "The last attempt to get one did not succeed. Check that the domain "
+                    "points to us, then try again from the service page.",
                     link,
                 )
             )

@@ -52,6 +52,22 @@ def test_failed_and_running_operations_become_notices(client, owner, customer, p
     assert "linux_user" not in body
 
 
+def test_certificate_problems_become_a_notice(client, owner, customer, plan, node):
+    # given an active site whose certificate could not be issued, then one that got its own
+    bad = make_service(customer, plan, node, domain="nocert.example.com")
+    make_operation(bad, kind="create")
+    make_operation(bad, kind="certificate_issue", state="rolled_back")
+    good = make_service(customer, plan, node, domain="cert.example.com")
+    make_operation(good, kind="certificate_issue", state="failed")
+    make_operation(good, kind="certificate_issue", state="completed")
+    client.force_login(owner)
+    body = client.get("/").content.decode()
+    # then only the first one has a notice
+    assert "No HTTPS certificate for nocert.example.com" in body
+    assert "No HTTPS certificate for cert.example.com" not in body
+    assert body.count("nocert.example.com did not finish") == 0
+
+
 def test_terminated_services_are_not_listed(client, owner, customer, plan, node):
     # given a terminated service
     make_service(customer, plan, node, state="terminated", domain="gone.example.com")
