@@ -133,11 +133,12 @@ def floor_commands(user: str, domain: str, plan) -> list:
         cmd("chown", f"{user}:www-data", h.home(user)),
         cmd("chmod", "0750", h.home(user)),
         cmd("install", "-d", "-o", user, "-g", user, "-m", "0755", h.docroot(user)),
+        cmd("install", "-d", "-o", user, "-g", user, "-m", "0700", h.account_tmp(user)),
         put_file(h.docroot(user) + "/index.html", h.welcome_page(domain), owner=f"{user}:{user}"),
         cmd("hw_cg_limits", user, str(plan.cpu_percent * 1000),
             str(plan.memory_mb * 1024 * 1024), str(plan.processes)),
         cmd("hw_cfg", "fpm", h.pool_path(user), h.pool_config(user, plan)),
-        cmd("hw_wait_socket", h.pool_socket(user), "present"),
+        cmd("hw_fpm_settle", h.pool_socket(user), h.pool_path(user)),
         cmd("mysqladmin", "--protocol=socket", "-uroot", "ping"),
         cmd("hw_sql", f"CREATE DATABASE IF NOT EXISTS `{user}_main`;"
             f" CREATE USER IF NOT EXISTS '{user}'@'localhost';"

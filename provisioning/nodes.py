@@ -27,6 +27,7 @@ PREREQUISITES: list[tuple[str, tuple[str, ...]]] = [
     ("suspended page", ("test", "-f", "/var/lib/hostwright/suspended/index.html")),
     ("PHP-FPM 8.2", ("php-fpm8.2", "-t")),
     ("PHP-FPM running", ("test", "-s", "/run/php/php8.2-fpm.pid")),
+    ("PHP cgroup helper", ("test", "-f", "/usr/local/lib/hostwright/cgroup-join.php")),
     ("MariaDB answering", ("mysqladmin", "--protocol=socket", "-uroot", "ping")),
     ("useradd", ("command", "-v", "useradd")),
     ("flock", ("command", "-v", "flock")),

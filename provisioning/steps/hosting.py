@@ -12,6 +12,7 @@ Layout on a node (prepared by ``deploy/node/bootstrap.sh``):
 
 from __future__ import annotations
 
+import posixpath
 import secrets
 from pathlib import Path
 
@@ -28,6 +29,7 @@ PHP = "8.2"
 SITES_DIR = "/etc/nginx/hostwright/sites"
 POOL_DIR = f"/etc/php/{PHP}/fpm/pool.d"
 SUSPENDED_ROOT = "/var/lib/hostwright/suspended"
+CGROUP_JOIN_DIR = "/usr/local/lib/hostwright"
 
 
 def _user(ctx: StepContext) -> str:
@@ -40,6 +42,11 @@ def _domain(ctx: StepContext) -> str:
 
 def home(user: str) -> str:
     return f"/home/{user}"
+
+
+def account_tmp(user: str) -> str:
+    """The account's own temporary directory (PHP uploads, sessions)."""
+    return posixpath.join(home(user), "tmp")
 
 
 def docroot(user: str) -> str:
@@ -65,6 +72,10 @@ def owner_tag(service: Service) -> str:
 
 def pool_config(user: str, plan: Plan) -> str:
     memory_limit = max(32, min(plan.memory_mb // max(plan.php_workers, 1), 1024))
+    basedir = ":".join(
+        [f"{home(user)}/", f"{CGROUP_JOIN_DIR}/", "/proc/self/cgroup"]
+        + [f"/sys/fs/cgroup/{c}/hostwright/{user}/" for c in ("cpu", "memory", "pids")]
+    )
     return f"""; managed by Hostwright: changes are overwritten
 [hw-{user}]
 user = {user}
@@ -79,8 +90,14 @@ pm.process_idle_timeout = 30s
 pm.max_requests = 500
 chdir = /
 php_admin_value[memory_limit] = {memory_limit}M
-php_admin_value[open_basedir] = {home(user)}/:/tmp/
-php_admin_value[sys_temp_dir] = /tmp
+php_admin_value[open_basedir] = {basedir}
+; Workers are forked by the shared master; each joins the account's cgroups on its first
+; request (the account owns only its cgroup.procs files, see hw_cg_limits).
+php_admin_value[auto_prepend_file] = {CGROUP_JOIN_DIR}/cgroup-join.php
+; Temporary files, uploads and sessions stay in the account's own tmp, not a shared /tmp.
+php_admin_value[sys_temp_dir] = {account_tmp(user)}
+php_admin_value[upload_tmp_dir] = {account_tmp(user)}
+php_admin_value[session.save_path] = {account_tmp(user)}
 """
 
 
@@ -160,6 +177,7 @@ class ValidateAccount(Step):
                 cmd("test", "-d", SUSPENDED_ROOT, check=False),
                 cmd("command", "-v", "nginx", check=False),
                 cmd("command", "-v", f"php-fpm{PHP}", check=False),
+                cmd("test", "-f", f"{CGROUP_JOIN_DIR}/cgroup-join.php", check=False),
             ],
             check=False,
         )
@@ -172,6 +190,7 @@ class ValidateAccount(Step):
                     "suspended page",
                     "nginx",
                     "PHP-FPM",
+                    "PHP cgroup helper",
                 ]
             )
             if result.exit_of(i) != 0
@@ -226,6 +245,7 @@ class LinuxUser(Step):
             cmd("chown", f"{user}:www-data", home(user)),
             cmd("chmod", "0750", home(user)),
             cmd("install", "-d", "-o", user, "-g", user, "-m", "0755", docroot(user)),
+            cmd("install", "-d", "-o", user, "-g", user, "-m", "0700", account_tmp(user)),
         ]
         if probe.exit_of(1) != 0:
             commands.append(
@@ -295,7 +315,7 @@ class PhpPool(Step):
                     pool_config(user, ctx.plan),
                     label=f"stage, check (php-fpm -t) and swap in {pool_path(user)}",
                 ),
-                cmd("hw_wait_socket", pool_socket(user), "present"),
+                cmd("hw_fpm_settle", pool_socket(user), pool_path(user)),
             ]
         )
         ctx.resource("php_pool", f"hw-{user}")
@@ -305,7 +325,7 @@ class PhpPool(Step):
         ctx.run(
             [
                 cmd("hw_cfg", "fpm", pool_path(user)),
-                cmd("hw_wait_socket", pool_socket(user), "absent"),
+                cmd("hw_fpm_settle", pool_socket(user), pool_path(user)),
             ]
         )
 

@@ -89,6 +89,21 @@ hw_wait_socket() {
   echo "socket $1 did not become $2" >&2; return 75
 }
 
+# hw_fpm_settle SOCKET CONF: wait until PHP-FPM serves the pool exactly when CONF exists.
+# A reload that raced another one (USR2 while the master re-executes) can leave the old
+# state: reload once more under the lock, and drop a socket file no pool uses any more.
+hw_fpm_settle() {
+  local want=absent
+  [ -e "$2" ] && want=present
+  hw_wait_socket "$1" "$want" 2>/dev/null && return 0
+  exec 9>"/run/hostwright/fpm.lock"
+  flock -w 60 9 || { exec 9>&-; return 75; }
+  hw_cfg_reload fpm; exec 9>&-
+  hw_wait_socket "$1" "$want" 2>/dev/null && return 0
+  if [ "$want" = absent ]; then rm -f "$1"; return 0; fi
+  echo "PHP-FPM did not start the pool for $1" >&2; return 75
+}
+
 # cgroup limits for one account: v2 (unified) or v1 (cpu, memory, pids controllers).
 hw_cg_limits() {
   local user=$1 quota=$2 mem=$3 pids=$4 d
@@ -106,6 +121,11 @@ hw_cg_limits() {
     hw_write "/sys/fs/cgroup/cpu/hostwright/$user/cpu.cfs_quota_us" "$quota"
     hw_write "/sys/fs/cgroup/memory/hostwright/$user/memory.limit_in_bytes" "$mem"
     hw_write "/sys/fs/cgroup/pids/hostwright/$user/pids.max" "$pids"
+    # The account may move its own processes in (PHP-FPM workers do on their first
+    # request); it cannot change the limits or move anything out to an unlimited group.
+    chown "$user" "/sys/fs/cgroup/cpu/hostwright/$user/cgroup.procs" \
+      "/sys/fs/cgroup/memory/hostwright/$user/cgroup.procs" \
+      "/sys/fs/cgroup/pids/hostwright/$user/cgroup.procs"
   else
     echo "no cgroups on this node: limits not applied" >&2
   fi

@@ -24,7 +24,8 @@ Fixtures
     are quick (backoff 1 s, 2 retries). ``.kill()`` SIGKILLs its whole process group,
     ``.ensure()`` starts it again.
 
-Helpers: ``wait_for_operation(op)``, ``http_get(host, path)`` (nginx on 127.0.0.1:80 with
+Helpers: ``unique_domain(label)`` (several sessions share one nginx: never hard-code a
+domain), ``wait_for_operation(op)``, ``http_get(host, path)`` (nginx on 127.0.0.1:80 with
 that Host header), ``node_leftovers(username)`` (what of an account is still on the node).
 Mark tests that use these with ``@pytest.mark.node`` (and ``worker`` for the worker).
 """
@@ -172,6 +173,11 @@ def node_leftovers(username: str) -> list[str]:
     ).stdout.split()
     found += [f"database user {u}" for u in db_users]
     return found
+
+
+def unique_domain(label: str) -> str:
+    """A domain no other test (in this session or another one on this node) uses."""
+    return f"{label}-{secrets.token_hex(3)}.example"
 
 
 def http_get(host: str, path: str = "/", *, address: str = "127.0.0.1") -> tuple[int, str]:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from provisioning import services
 from provisioning.models import Operation, Service, StepRun
 from tests.factories import CustomerFactory, PlanFactory
-from tests.node.harness import http_get, node_leftovers, wait_for_operation
+from tests.node.harness import http_get, node_leftovers, unique_domain, wait_for_operation
 
 pytestmark = [pytest.mark.node, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 WHOAMI = "<?php echo posix_getpwuid(posix_geteuid())['name'];\n"
+CGROUP = "<?php echo file_get_contents('/proc/self/cgroup');\n"
 
 
 def _service(pk: int) -> Service:
@@ -26,7 +28,8 @@ def test_create_suspend_unsuspend_terminate_on_the_node(worker, hosting_node):
     plan = PlanFactory.create(php_workers=2, memory_mb=256, cpu_percent=50, processes=40)
 
     # when the order is placed and the worker runs the create chain
-    service = services.service_order(customer=customer, plan=plan, domain="erin-e2e.example")
+    domain = unique_domain("erin-e2e")
+    service = services.service_order(customer=customer, plan=plan, domain=domain)
     create = wait_for_operation(service.operations.get(kind=Operation.Kind.CREATE))
 
     # then the operation completed through every state and the account is live on the node
@@ -38,9 +41,9 @@ def test_create_suspend_unsuspend_terminate_on_the_node(worker, hosting_node):
     assert service.disk_used_mb is not None
     user = service.username
     assert user.startswith("hwt")
-    status, body = http_get("erin-e2e.example")
-    assert status == 200 and "erin-e2e.example" in body
-    assert http_get("www.erin-e2e.example")[0] == 200
+    status, body = http_get(domain)
+    assert status == 200 and domain in body
+    assert http_get(f"www.{domain}")[0] == 200
     # and PHP runs as the account's own Linux user
     subprocess.run(
         [
@@ -58,7 +61,18 @@ def test_create_suspend_unsuspend_terminate_on_the_node(worker, hosting_node):
         text=True,
         check=True,
     )
-    assert http_get("erin-e2e.example", "/whoami.php") == (200, user)
+    assert http_get(domain, "/whoami.php") == (200, user)
+    # and its PHP workers run inside the account's cgroups (where the node has cgroup v1)
+    if Path(f"/sys/fs/cgroup/pids/hostwright/{user}").exists():
+        subprocess.run(
+            ["install", "-o", user, "-g", user, "-m", "0644", "/dev/stdin",
+             f"/home/{user}/public_html/cgroup.php"],
+            input=CGROUP, text=True, check=True,
+        )  # fmt: skip
+        status, body = http_get(domain, "/cgroup.php")
+        assert status == 200 and f":pids:/hostwright/{user}" in body, body
+        limit = Path(f"/sys/fs/cgroup/pids/hostwright/{user}/pids.max").read_text().strip()
+        assert limit == "40"
     # and every step recorded its commands with exit codes and durations
     runs = StepRun.objects.filter(operation=create)
     assert {r.step for r in runs} == {
@@ -100,9 +114,9 @@ def test_create_suspend_unsuspend_terminate_on_the_node(worker, hosting_node):
     # then the site shows the suspended page, the pool is gone and logins are locked
     assert suspend.state == Operation.State.COMPLETED, suspend.reason
     assert _service(service.pk).state == Service.State.SUSPENDED
-    status, body = http_get("erin-e2e.example")
+    status, body = http_get(domain)
     assert status == 503 and "suspended" in body
-    assert http_get("erin-e2e.example", "/whoami.php")[0] == 503
+    assert http_get(domain, "/whoami.php")[0] == 503
     passwd = subprocess.run(["getent", "passwd", user], capture_output=True, text=True).stdout
     assert passwd.strip().endswith(":/usr/sbin/nologin")
     assert subprocess.run(["test", "-e", f"/run/php/hw-{user}.sock"]).returncode != 0
@@ -115,7 +129,7 @@ def test_create_suspend_unsuspend_terminate_on_the_node(worker, hosting_node):
     # then everything is back
     assert unsuspend.state == Operation.State.COMPLETED, unsuspend.reason
     assert _service(service.pk).state == Service.State.ACTIVE
-    assert http_get("erin-e2e.example", "/whoami.php") == (200, user)
+    assert http_get(domain, "/whoami.php") == (200, user)
     passwd = subprocess.run(["getent", "passwd", user], capture_output=True, text=True).stdout
     assert passwd.strip().endswith(":/bin/bash")
 
@@ -126,4 +140,4 @@ def test_create_suspend_unsuspend_terminate_on_the_node(worker, hosting_node):
     assert terminate.state == Operation.State.COMPLETED, terminate.reason
     assert _service(service.pk).state == Service.State.TERMINATED
     assert node_leftovers(user) == []
-    assert http_get("erin-e2e.example")[0] == 404
+    assert http_get(domain)[0] == 404

@@ -16,7 +16,7 @@ from provisioning.models import Node, Operation, Service, StepRun
 from provisioning.steps.base import get_kind
 from provisioning.workflow import operations_sweep
 from tests.factories import CustomerFactory, PlanFactory
-from tests.node.harness import ROOT, http_get, node_leftovers, wait_for_operation
+from tests.node.harness import ROOT, http_get, node_leftovers, unique_domain, wait_for_operation
 
 pytestmark = [pytest.mark.node, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -24,8 +24,9 @@ CREATE_STEPS = [s.name for s in get_kind("create").steps]
 SITES = Path("/etc/nginx/hostwright/sites")
 
 
-def order(domain: str, *, failpoint: dict | None = None) -> Service:
+def order(label: str, *, failpoint: dict | None = None) -> Service:
     """Place an order; with a failpoint, set it on the create operation before it is queued."""
+    domain = unique_domain(label.removesuffix(".example"))
     customer = CustomerFactory.create()
     plan = PlanFactory.create(php_workers=2)
     with transaction.atomic():
@@ -80,7 +81,9 @@ def test_a_step_failing_at_any_position_rolls_back_everything(worker, hosting_no
     assert Service.objects.get(pk=service.pk).state == Service.State.FAILED
     # and the undo ran for every step that had run, last first
     undone = list(
-        StepRun.objects.filter(operation=op, direction="undo").values_list("position", flat=True)
+        StepRun.objects.filter(operation=op, direction="undo", status="succeeded")
+        .order_by("started_at", "id")
+        .values_list("position", flat=True)
     )
     position = CREATE_STEPS.index(step)
     assert undone == list(range(position, -1, -1))
@@ -106,7 +109,7 @@ def test_nginx_check_failing_keeps_the_web_server_up_and_rolls_back(worker, host
     assert "nginx_site" in op.reason and "configuration check failed" in op.reason
     assert node_leftovers(service.username) == []
     # and nginx never took the bad configuration: the other site is still served
-    assert http_get("still-served.example")[0] == 200
+    assert http_get(live.domain)[0] == 200
 
 
 def test_mariadb_down_rolls_back_after_retries(worker, hosting_node):
@@ -148,7 +151,7 @@ def test_ssh_connection_dropped_mid_step_is_retried_without_duplicates(worker, h
     # and the node holds one site block, one pool and one user for it
     user = Service.objects.get(pk=service.pk).username
     assert len(list(SITES.glob(f"{user}.conf*"))) == 1
-    assert http_get("ssh-dropped.example")[0] == 200
+    assert http_get(Service.objects.get(pk=service.pk).domain)[0] == 200
 
 
 def test_worker_killed_mid_step_is_resumed_by_the_sweeper(worker, hosting_node):
@@ -173,7 +176,7 @@ def test_worker_killed_mid_step_is_resumed_by_the_sweeper(worker, hosting_node):
     user = Service.objects.get(pk=service.pk).username
     assert len(list(SITES.glob(f"{user}.conf*"))) == 1
     assert subprocess.run(["getent", "passwd", user], capture_output=True).returncode == 0
-    assert http_get("worker-killed.example")[0] == 200
+    assert http_get(Service.objects.get(pk=service.pk).domain)[0] == 200
 
 
 def test_changed_host_key_is_refused_before_anything_runs(worker, hosting_node):
@@ -210,8 +213,8 @@ def test_suspended_for_two_reasons_stays_suspended_until_both_are_lifted(worker,
     assert lifted is None
     service.refresh_from_db(fields=["suspension_reasons"])
     assert service.suspension_reasons == ["abuse"]
-    assert http_get("two-reasons.example")[0] == 503
+    assert http_get(service.domain)[0] == 503
     # and once abuse is cleared too, it is back
     op = services.service_unsuspend(service=service, reason="abuse")
     assert wait_for_operation(op).state == Operation.State.COMPLETED
-    assert http_get("two-reasons.example")[0] == 200
+    assert http_get(service.domain)[0] == 200

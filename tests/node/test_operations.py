@@ -12,7 +12,7 @@ from django.db import transaction
 from provisioning import services
 from provisioning.models import Node, Operation, Service
 from tests.factories import CustomerFactory, PlanFactory
-from tests.node.harness import http_get, node_leftovers, wait_for_operation
+from tests.node.harness import http_get, node_leftovers, unique_domain, wait_for_operation
 
 pytestmark = [pytest.mark.node, pytest.mark.django_db(transaction=True)]
 
@@ -22,7 +22,7 @@ def test_change_plan_applies_the_new_limits_on_the_node(worker, hosting_node):
     # given an active account on a small plan
     small = PlanFactory.create(php_workers=2, processes=40)
     service = services.service_order(
-        customer=CustomerFactory.create(), plan=small, domain="grow.example"
+        customer=CustomerFactory.create(), plan=small, domain=unique_domain("grow")
     )
     assert wait_for_operation(service.operations.get()).state == Operation.State.COMPLETED
     service = Service.objects.get(pk=service.pk)
@@ -40,7 +40,7 @@ def test_change_plan_applies_the_new_limits_on_the_node(worker, hosting_node):
     if pids.exists():
         assert pids.read_text().strip() == "120"
     assert Service.objects.get(pk=service.pk).plan == big
-    assert http_get("grow.example")[0] == 200
+    assert http_get(service.domain)[0] == 200
 
 
 @pytest.mark.worker
@@ -48,7 +48,9 @@ def test_a_rolled_back_create_can_be_retried(worker, hosting_node):
     # given a create that failed at its nginx step and was rolled back
     with transaction.atomic():
         service = services.service_order(
-            customer=CustomerFactory.create(), plan=PlanFactory.create(), domain="again.example"
+            customer=CustomerFactory.create(),
+            plan=PlanFactory.create(),
+            domain=unique_domain("again"),
         )
         service.operations.update(params={"failpoint": {"step": "nginx_site"}})
     op = wait_for_operation(service.operations.get())
@@ -64,7 +66,7 @@ def test_a_rolled_back_create_can_be_retried(worker, hosting_node):
     assert Service.objects.get(pk=service.pk).state == Service.State.ACTIVE
     assert op.events.filter(detail="retry requested").exists()
     assert op.step_runs.filter(direction="undo").exists()
-    assert http_get("again.example")[0] == 200
+    assert http_get(service.domain)[0] == 200
     services.service_terminate(service=Service.objects.get(pk=service.pk))
     wait_for_operation(Operation.objects.filter(service=service).latest("pk"))
     assert node_leftovers(Service.objects.get(pk=service.pk).username) == []

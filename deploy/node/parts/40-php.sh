@@ -4,7 +4,29 @@
 set -euo pipefail
 source "$HW_NODE_LIB"
 
-install -d -m 0755 /run/php
+install -d -m 0755 /run/php /usr/local/lib/hostwright
+# Prepended to every account's PHP: a worker of the shared PHP-FPM master moves itself into
+# its account's cgroups (cpu, memory, pids) on its first request.
+hw_install_file /usr/local/lib/hostwright/cgroup-join.php 0644 >/dev/null <<'PHP'
+<?php
+// Managed by Hostwright (deploy/node/parts/40-php.sh).
+(static function (): void {
+    $current = @file_get_contents('/proc/self/cgroup');
+    if ($current === false || str_contains($current, ':/hostwright/')) {
+        return;
+    }
+    $user = (posix_getpwuid(posix_geteuid()) ?: [])['name'] ?? '';
+    if (!preg_match('/^[a-z][a-z0-9]{2,31}$/', $user)) {
+        return;
+    }
+    foreach (['cpu', 'memory', 'pids'] as $controller) {
+        $procs = "/sys/fs/cgroup/$controller/hostwright/$user/cgroup.procs";
+        if (is_writable($procs)) {
+            @file_put_contents($procs, (string) getmypid());
+        }
+    }
+})();
+PHP
 php-fpm8.2 -t 2>/dev/null || { php-fpm8.2 -t; exit 1; }
 pidfile=/run/php/php8.2-fpm.pid
 # A reload (USR2) in progress replaces the master: give it a moment before starting one.
