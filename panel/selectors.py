@@ -87,6 +87,7 @@ KIND_LABELS: dict[str, str] = {
 
 # Reasons a service is suspended, as written by billing and staff, in the customer's words.
 SUSPENSION_LABELS: dict[str, str] = {
+    "non_payment": "an invoice is overdue: pay it and the site comes back at once",
     "overdue": "an invoice is overdue: pay it and the site comes back at once",
     "billing": "an invoice is overdue: pay it and the site comes back at once",
     "abuse": "a report of abuse is being looked at: support will contact you",

@@ -25,7 +25,7 @@ def test_dashboard_lists_services_with_state_badges(client, owner, customer, pla
         node,
         state="suspended",
         domain="held.example.com",
-        suspension_reasons=["overdue"],
+        suspension_reasons=["non_payment"],  # what billing's daily run writes
     )
     client.force_login(owner)
     # when the owner opens the dashboard
