@@ -97,6 +97,8 @@ def catalog(db) -> Plan:
     )
     Price.objects.create(plan=plan, cycle="monthly", currency="EUR", amount=Decimal("9.00"))
     Price.objects.create(plan=plan, cycle="annual", currency="EUR", amount=Decimal("90.00"))
+    bigger = PlanFactory.create(name="Business", slug="business", disk_mb=10_000, mailboxes=50)
+    Price.objects.create(plan=bigger, cycle="monthly", currency="EUR", amount=Decimal("24.00"))
     Department.objects.create(name="Technical support", email="tech@hosting.example")
     return plan
 
@@ -281,6 +283,11 @@ def test_customer_journey_and_agent_answer(
     assert wait_finished(page) == "completed", page.inner_text("#op-progress")
     page.reload()
     assert f"hello@{domain}" in page.inner_text("#mail")
+
+    # --- the plan change page prices the rest of the term before anything is confirmed
+    page.goto(f"{base}/services/{service.pk}/plan/")
+    assert page.locator("[data-due]").count() == 1
+    shoot(page, "plan-change")
 
     # --- a file, uploaded with the progress bar into the web root, served by the site
     page.goto(f"{base}/services/{service.pk}/files/?path=public_html")
