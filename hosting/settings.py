@@ -90,6 +90,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "allauth.usersessions.middleware.UserSessionsMiddleware",
+    "panel.impersonation.ImpersonationGuardMiddleware",
     "accounts.middleware.StaffMFAMiddleware",
 ]
 

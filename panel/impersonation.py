@@ -7,9 +7,12 @@ customer sees on their account activity page.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.contrib.auth import login
 from django.db import transaction
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.urls import reverse
 
 from accounts.models import Customer, Membership, User
 from accounts.roles import ADMINISTRATOR, SUPPORT_AGENT
@@ -93,3 +96,29 @@ def impersonation_end(*, request: HttpRequest) -> User | None:
         return None
     login(request, staff, backend=BACKEND)
     return staff
+
+
+# While staff act as a customer they may look everywhere but not change how the customer
+# signs in: password, e-mail addresses, two-factor, sessions and API tokens stay theirs.
+GUARDED_PREFIXES = ("/accounts/", "/account/tokens/")
+
+
+class ImpersonationGuardMiddleware:
+    """Refuse changes to the customer's credentials during an impersonation."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        session = getattr(request, "session", None)
+        if (
+            request.method not in ("GET", "HEAD", "OPTIONS")
+            and session is not None
+            and session.get(SESSION_KEY)
+            and request.path.startswith(GUARDED_PREFIXES)
+            and request.path != reverse("account_logout")
+        ):
+            return HttpResponseForbidden(
+                "Staff signed in as a customer cannot change the customer's sign-in details."
+            )
+        return self.get_response(request)

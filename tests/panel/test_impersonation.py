@@ -98,3 +98,29 @@ def test_impersonation_is_post_only(client, owner, customer):
     client.force_login(staff_user(is_superuser=True))
     url = reverse("admin:accounts_customer_impersonate", args=[customer.pk])
     assert client.get(url).status_code == 405
+
+
+def test_staff_acting_as_a_customer_cannot_change_their_sign_in(client, owner, customer):
+    # given an agent signed in as the customer
+    agent = staff_user(SUPPORT_AGENT)
+    client.force_login(agent)
+    client.post(reverse("admin:accounts_customer_impersonate", args=[customer.pk]))
+    password_hash = owner.password
+    # when they try to change the customer's password, e-mail or API tokens
+    for url in (
+        reverse("account_change_password"),
+        reverse("account_email"),
+        reverse("api_tokens"),
+    ):
+        response = client.post(url, {"oldpassword": "x", "password1": "y", "password2": "y"})
+        # then each is refused, while looking is allowed
+        assert response.status_code == 403, url
+        assert client.get(url).status_code in (200, 302)
+    owner.refresh_from_db()
+    assert owner.password == password_hash
+
+
+def test_customers_themselves_are_not_guarded(client, owner):
+    client.force_login(owner)
+    response = client.post(reverse("api_tokens"), {"name": "deploy"})
+    assert response.status_code != 403
