@@ -10,7 +10,13 @@ from api.services import provisioning_key_issue
 from provisioning.models import Operation, Service, StepRun
 from tests.api.helpers import SignedClient
 from tests.factories import PlanFactory
-from tests.node.harness import KEY_DIR, http_get, node_leftovers, wait_for_operation
+from tests.node.harness import (
+    KEY_DIR,
+    http_get,
+    node_leftovers,
+    unique_domain,
+    wait_for_operation,
+)
 
 pytestmark = [pytest.mark.node, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -20,12 +26,13 @@ def test_create_returns_before_provisioning_and_completes_on_the_node(
 ) -> None:
     # Given an outside billing system with a key, and a plan
     PlanFactory.create(slug="api-e2e")
+    domain = unique_domain("api-e2e")
     issued = provisioning_key_issue(client=ProvisioningClient.objects.create(name="whmcs"))
     billing = SignedClient(client, issued.public, issued.secret)
     # When it orders an account
     response = billing.post(
         "/api/v1/provisioning/accounts",
-        {"plan": "api-e2e", "domain": "api-e2e.example",
+        {"plan": "api-e2e", "domain": domain,
          "customer": {"name": "Ana Api", "email": "ana@example.com", "country": "PT"}},
     )  # fmt: skip
     # Then the answer is immediate: the operation is only queued, no step has touched the node
@@ -42,7 +49,7 @@ def test_create_returns_before_provisioning_and_completes_on_the_node(
     assert read["state"] == "completed"
     assert {step["step"] for step in read["steps"]} >= {"linux_user", "php_pool", "nginx_site"}
     assert StepRun.objects.filter(operation=operation, status="succeeded").exists()
-    assert http_get("api-e2e.example")[0] == 200
+    assert http_get(domain)[0] == 200
     # And the worker's log lines about it name the operation and the service
     log = (KEY_DIR / "worker.log").read_text()
     assert f"operation_id={operation.pk}" in log

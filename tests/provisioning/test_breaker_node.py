@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 
 import pytest
+from django.conf import settings
 
 from provisioning import services
 from provisioning.breaker import OPEN
 from provisioning.models import Node, Operation, Service
 from tests.factories import CustomerFactory, PlanFactory
-from tests.node.harness import http_get, wait_for_operation
+from tests.node.harness import http_get, unique_domain, wait_for_operation
 
 pytestmark = [pytest.mark.node, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -22,8 +24,9 @@ def test_work_on_a_dead_node_waits_while_other_nodes_work(worker, hosting_node) 
     )
     plan = PlanFactory.create()
     stuck = Service.objects.create(
-        customer=CustomerFactory.create(), plan=plan, node=dead, domain="breaker-dead.example",
-        username="hwtbrkdead",
+        customer=CustomerFactory.create(), plan=plan, node=dead,
+        domain=unique_domain("breaker-dead"),
+        username=f"{settings.PROVISIONING_USER_PREFIX}brk{secrets.token_hex(2)}",
     )  # fmt: skip
     # When an account is created there
     waiting = services.operation_start(service=stuck, kind=Operation.Kind.CREATE)
@@ -42,12 +45,11 @@ def test_work_on_a_dead_node_waits_while_other_nodes_work(worker, hosting_node) 
     assert waiting.events.filter(detail__contains="waits for the node").exists()
 
     # And an account on the healthy node is created meanwhile
-    fine = services.service_order(
-        customer=CustomerFactory.create(), plan=plan, domain="breaker-fine.example"
-    )
+    fine_domain = unique_domain("breaker-fine")
+    fine = services.service_order(customer=CustomerFactory.create(), plan=plan, domain=fine_domain)
     fine_op = wait_for_operation(fine.operations.get(kind=Operation.Kind.CREATE))
     assert fine_op.state == Operation.State.COMPLETED, fine_op.reason
-    assert http_get("breaker-fine.example")[0] == 200
+    assert http_get(fine_domain)[0] == 200
 
     # When the node answers again (here: its address is fixed), the waiting work finishes
     Node.objects.filter(pk=dead.pk).update(port=hosting_node.port)

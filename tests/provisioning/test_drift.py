@@ -12,7 +12,7 @@ from provisioning import services
 from provisioning.drift import drift_check_node, drift_repair
 from provisioning.models import DriftFinding, Operation, Service
 from tests.factories import CustomerFactory, PlanFactory
-from tests.node.harness import http_get, wait_for_operation
+from tests.node.harness import http_get, unique_domain, wait_for_operation
 
 pytestmark = [pytest.mark.node, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -33,14 +33,15 @@ def open_findings(node, **filters):
 
 def test_a_server_block_removed_by_hand_is_found_and_repaired(worker, hosting_node) -> None:
     # Given a live account on the node
+    domain = unique_domain("drift-e2e")
     service = services.service_order(
-        customer=CustomerFactory.create(), plan=PlanFactory.create(), domain="drift-e2e.example"
+        customer=CustomerFactory.create(), plan=PlanFactory.create(), domain=domain
     )
     create = wait_for_operation(service.operations.get(kind=Operation.Kind.CREATE))
     assert create.state == Operation.State.COMPLETED, create.reason
     service = Service.objects.get(pk=service.pk)
     user = service.username
-    assert http_get("drift-e2e.example")[0] == 200
+    assert http_get(domain)[0] == 200
     # And a first check finds nothing wrong with it
     drift_check_node(node_id=hosting_node.pk)
     assert not open_findings(hosting_node, service=service).exists()
@@ -48,7 +49,7 @@ def test_a_server_block_removed_by_hand_is_found_and_repaired(worker, hosting_no
     # When someone deletes its server block on the node by hand
     Path(f"/etc/nginx/hostwright/sites/{user}.conf").unlink()
     subprocess.run(["nginx", "-s", "reload"], check=True)
-    assert wait_until(lambda: "drift-e2e.example" not in http_get("drift-e2e.example")[1])
+    assert wait_until(lambda: domain not in http_get(domain)[1])
 
     # Then the next check records exactly that, against the account
     counts = drift_check_node(node_id=hosting_node.pk)
@@ -63,7 +64,7 @@ def test_a_server_block_removed_by_hand_is_found_and_repaired(worker, hosting_no
     repair = wait_for_operation(drift_repair(finding=finding))
     # Then the repair converged the account: the site is back, nothing else was touched
     assert repair.state == Operation.State.COMPLETED, repair.reason
-    assert wait_until(lambda: "drift-e2e.example" in http_get("drift-e2e.example")[1])
+    assert wait_until(lambda: domain in http_get(domain)[1])
     assert Service.objects.get(pk=service.pk).state == Service.State.ACTIVE
     # And the next check resolves the finding
     drift_check_node(node_id=hosting_node.pk)
