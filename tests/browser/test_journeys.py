@@ -362,6 +362,14 @@ def test_customer_journey_and_agent_answer(
     shoot(page, "ticket")
     page.goto(f"{base}/")
     shoot(page, "dashboard")
+    # keyboard users see where they are: every stop of the first dozen Tab presses is outlined
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(
+            "() => { const s = getComputedStyle(document.activeElement);"
+            " return [document.activeElement.tagName, s.outlineStyle, s.outlineWidth]; }"
+        )
+        assert focused[1] != "none" and focused[2] != "0px", focused
     page.goto(f"{base}/billing/invoices/")
     shoot(page, "billing")
     # the staff visit is on the customer's own activity page
