@@ -23,7 +23,11 @@ class FileActionForm(forms.Form):
 
 
 class NameForm(FileActionForm):
-    name = forms.CharField(label="Name", max_length=files.MAX_NAME)
+    name = forms.CharField(
+        label="Name",
+        max_length=files.MAX_NAME,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
 
     def clean_name(self) -> str:
         return _checked(files.clean_name, self.cleaned_data["name"])

@@ -192,15 +192,15 @@ def _file_error(request: HttpRequest, exc: files.FileError) -> None:
     messages.error(request, str(exc))
 
 
-@login_required
-@require_GET
-def file_browser(request: AuthedHttpRequest, service_id: int) -> HttpResponse:
-    _customer, service = _service(request, service_id)
-    try:
-        path = files.clean_path(request.GET.get("path", ""))
-        offset = max(0, int(request.GET.get("offset", "0") or 0))
-    except (files.FileError, ValueError):
-        raise Http404("No such folder") from None
+def _files_page(
+    request: AuthedHttpRequest,
+    service: Service,
+    path: str,
+    *,
+    offset: int = 0,
+    bound: dict[str, forms.FileActionForm] | None = None,
+    status: int = 200,
+) -> HttpResponse:
     entries: list[files.Entry] = []
     more: int | None = None
     error = ""
@@ -213,52 +213,69 @@ def file_browser(request: AuthedHttpRequest, service_id: int) -> HttpResponse:
     for part in path.split("/") if path else []:
         acc = files.join(acc, part)
         crumbs.append((part, acc))
-    return render(
-        request,
-        "panel/files.html",
-        {
-            "service": service,
-            "path": path,
-            "parent": files.parent(path),
-            "crumbs": crumbs,
-            "entries": entries,
-            "more": more,
-            "offset": offset,
-            "error": error,
-            "upload_form": forms.UploadForm(),
-            "name_form": forms.NameForm(),
-            "max_upload_mb": files.MAX_UPLOAD // (1024 * 1024),
-        },
-    )
+    context: dict[str, object] = {
+        "service": service,
+        "path": path,
+        "parent": files.parent(path),
+        "crumbs": crumbs,
+        "entries": entries,
+        "more": more,
+        "offset": offset,
+        "error": error,
+        "mkdir_form": forms.MkdirForm(prefix="mkdir"),
+        "touch_form": forms.NewFileForm(prefix="touch"),
+        "upload_form": forms.UploadForm(),
+        "max_upload_mb": files.MAX_UPLOAD // (1024 * 1024),
+        "max_upload_mb_text": f"{files.MAX_UPLOAD // (1024 * 1024)} MB",
+    }
+    context.update(bound or {})
+    return render(request, "panel/files.html", context, status=status)
+
+
+@login_required
+@require_GET
+def file_browser(request: AuthedHttpRequest, service_id: int) -> HttpResponse:
+    _customer, service = _service(request, service_id)
+    try:
+        path = files.clean_path(request.GET.get("path", ""))
+        offset = max(0, int(request.GET.get("offset", "0") or 0))
+    except (files.FileError, ValueError):
+        raise Http404("No such folder") from None
+    return _files_page(request, service, path, offset=offset)
+
+
+# Forms shown at the top of the folder: their errors go next to their field.
+_TOOL_PREFIXES = {"mkdir": "mkdir", "touch": "touch", "upload": None}
 
 
 @login_required
 @require_POST
 def file_action(request: AuthedHttpRequest, service_id: int, action: str) -> HttpResponse:
-    """Create, rename, delete, chmod and upload; each redirects back to the folder."""
+    """Create, rename, delete, chmod and upload; each goes back to the folder."""
     _customer, service = _service(request, service_id)
     form_class = forms.FILE_ACTION_FORMS.get(action)
     if form_class is None:
         raise Http404("No such action")
-    form = form_class(request.POST, request.FILES)
+    form = form_class(request.POST, request.FILES, prefix=_TOOL_PREFIXES.get(action))
     folder = files.clean_path(request.POST.get("folder", "")) if _safe(request) else ""
     is_xhr = request.headers.get("X-Requested-With") == "XMLHttpRequest"
-    if not form.is_valid():
-        if is_xhr:
-            return HttpResponse(" ".join(_form_errors(form)), status=400)
-        for text in _form_errors(form):
-            messages.error(request, text)
-        return redirect(_files_url(service, folder))
-    try:
-        done = form.apply(service=service, folder=folder)
-    except files.FileError as exc:
-        if is_xhr:
-            return HttpResponse(str(exc), status=400)
-        _file_error(request, exc)
-    else:
-        if is_xhr:
-            return HttpResponse(done)
-        messages.success(request, done)
+    if form.is_valid():
+        try:
+            done = form.apply(service=service, folder=folder)
+        except files.FileError as exc:
+            field = next(iter(form.fields)) if action in _TOOL_PREFIXES else None
+            form.add_error(field, str(exc))
+        else:
+            if is_xhr:
+                return HttpResponse(done)
+            messages.success(request, done)
+            return redirect(_files_url(service, folder))
+    if is_xhr:
+        return HttpResponse(" ".join(_form_errors(form)), status=400)
+    if action in _TOOL_PREFIXES:
+        return _files_page(request, service, folder, bound={f"{action}_form": form}, status=400)
+    for text in _form_errors(form):
+        messages.error(request, text)
     return redirect(_files_url(service, folder))
 
 

@@ -293,7 +293,7 @@ def test_customer_journey_and_agent_answer(
     page.goto(f"{base}/services/{service.pk}/files/?path=public_html")
     upload = tmp_path / "hello.html"
     upload.write_text("<h1>Uploaded from the browser</h1>\n")
-    page.set_input_files("#upload-file", str(upload))
+    page.set_input_files("#id_file", str(upload))
     with page.expect_navigation():
         page.get_by_role("button", name="Upload", exact=True).click()
     assert page.get_by_role("link", name="hello.html").count() == 1

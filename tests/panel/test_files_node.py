@@ -64,8 +64,8 @@ def test_browse_upload_download_edit_rename_chmod_delete(client, owner, live_ser
     )
     assert download.status_code == 200 and download.content == blob
     # when a folder and a text file are created and the file is edited
-    action(client, service, "mkdir", folder="public_html", name="docs")
-    action(client, service, "touch", folder="public_html/docs", name="hello.html")
+    action(client, service, "mkdir", **{"folder": "public_html", "mkdir-name": "docs"})
+    action(client, service, "touch", **{"folder": "public_html/docs", "touch-name": "hello.html"})
     edit_url = reverse("panel:file_edit", args=[service.pk]) + "?path=public_html/docs/hello.html"
     assert client.get(edit_url).status_code == 200
     client.post(edit_url, {"content": "<h1>Hello from the panel</h1>\n"})
@@ -106,15 +106,22 @@ def test_browse_upload_download_edit_rename_chmod_delete(client, owner, live_ser
 
 def test_bad_input_is_refused_next_to_the_field(client, owner, live_service):
     client.force_login(owner)
-    # a name with a slash, '..' and a bad mode are refused with a message, nothing changes
-    response = action(client, live_service, "mkdir", folder="", name="../escape")
-    assert response.status_code == 302
-    page = client.get(files_url(live_service)).content.decode()
-    assert "go up a folder" in page
-    response = action(client, live_service, "chmod", folder="", path="public_html", mode="999")
-    page = client.get(files_url(live_service)).content.decode()
-    assert "octal permissions" in page
-    assert not Path(f"/home/{live_service.username}/../escape").exists()
+    home = Path(f"/home/{live_service.username}")
+    # a folder name that climbs out is refused next to the name field, nothing is created
+    response = action(client, live_service, "mkdir", **{"folder": "", "mkdir-name": "../escape"})
+    assert response.status_code == 400
+    page = response.content.decode()
+    errors = page[page.index('id="id_mkdir-name-errors"') :][:300]
+    assert "go up a folder" in errors
+    assert not (home.parent / "escape").exists()
+    # a name the node refuses (taken) is also shown next to the field
+    response = action(client, live_service, "mkdir", **{"folder": "", "mkdir-name": "public_html"})
+    page = response.content.decode()
+    assert response.status_code == 400
+    assert "taken" in page[page.index('id="id_mkdir-name-errors"') :][:300]
+    # a bad mode on a row's form comes back as a message on the folder page
+    action(client, live_service, "chmod", folder="", path="public_html", mode="999")
+    assert "octal permissions" in client.get(files_url(live_service)).content.decode()
     # absolute paths and '..' in the query are not folders of the account
     assert client.get(files_url(live_service, "/etc")).status_code == 404
     assert client.get(files_url(live_service, "public_html/../..")).status_code == 404
