@@ -47,14 +47,9 @@ ENV = {
 
 
 def prepare_database() -> tuple[str, str]:
-    import psycopg
+    from bench.database import fresh_database
 
-    with psycopg.connect(
-        "postgresql://hostwright:hostwright@127.0.0.1:5432/postgres", autocommit=True
-    ) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME}")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=ENV, check=True)
+    fresh_database(DB_NAME, ENV)
     os.environ.update(ENV)
     import django
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import subprocess
 import sys
 import time
 from decimal import Decimal
@@ -41,14 +40,9 @@ NAIVE_SAMPLE = 300
 
 
 def prepare_database() -> None:
-    import psycopg
+    from bench.database import fresh_database
 
-    with psycopg.connect(
-        "postgresql://hostwright:hostwright@127.0.0.1:5432/postgres", autocommit=True
-    ) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME}")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=ENV, check=True)
+    fresh_database(DB_NAME, ENV)
     os.environ.update(ENV)
     import django
 
