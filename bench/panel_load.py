@@ -14,7 +14,8 @@ view: no session, no database) as the floor.
 
 Last line: BENCH panel customers=... clients=... dashboard_p50_ms=... dashboard_p99_ms=...
 service_p50_ms=... service_p99_ms=... panel_rps=... floor_p50_ms=... floor_p99_ms=...
-floor_rps=... ratio_p99=...
+floor_rps=... ratio_p99=... dashboard_p99_ms_c1=... service_p99_ms_c1=... (the last two with
+a single client: the pages' own latency, without queueing behind other requests)
 """
 
 from __future__ import annotations
@@ -244,6 +245,7 @@ def main() -> None:
             return "floor", "/api/v1/ping", {"Host": "localhost"}, b""
 
         run_load(port, 200, clients, panel)  # warm the workers' connections and caches
+        alone, _ = run_load(port, 400, 1, panel)  # one client: the pages' own latency
         got, panel_s = run_load(port, requests, clients, panel)
         bare, floor_s = run_load(port, requests, clients, floor)
     finally:
@@ -260,7 +262,9 @@ def main() -> None:
         f"service_p50_ms={pct(svc, 50):.1f} service_p99_ms={pct(svc, 99):.1f} "
         f"panel_rps={requests / panel_s:.0f} floor_p50_ms={pct(fl, 50):.1f} "
         f"floor_p99_ms={pct(fl, 99):.1f} floor_rps={requests / floor_s:.0f} "
-        f"ratio_p99={max(pct(dash, 99), pct(svc, 99)) / pct(fl, 99):.1f}"
+        f"ratio_p99={max(pct(dash, 99), pct(svc, 99)) / pct(fl, 99):.1f} "
+        f"dashboard_p99_ms_c1={pct(alone['dashboard'], 99):.1f} "
+        f"service_p99_ms_c1={pct(alone['service'], 99):.1f}"
     )
 
 
