@@ -204,8 +204,11 @@ def dashboard(*, customer: Customer) -> Dashboard:
                 Notice(
                     "warn",
                     f"{kind_label(last_kind)} {service.domain} did not finish",
-                    "Nothing was left half-done. Our team has been notified; you can also "
-                    "open a ticket.",
+                    "Everything it had started was undone. Support can see what happened; "
+                    "open a ticket if you need help."
+                    if last_state == Operation.State.ROLLED_BACK
+                    else "It stopped part-way. Support can see what happened and will finish "
+                    "or clean it up; open a ticket if it is urgent.",
                     link,
                 )
             )
@@ -375,12 +378,12 @@ def failure_in_words(progress: Progress) -> str:
     if op.state == Operation.State.ROLLED_BACK:
         return (
             f"{progress.title} stopped{where}. Everything it had done was undone, so nothing "
-            "is left half-finished. Our team sees the details; you can try again or open a "
-            "ticket."
+            "is left half-finished. Support can see the details; open a ticket if you need "
+            "help."
         )
     return (
-        f"{progress.title} stopped{where} and could not be undone automatically. Our team "
-        "has been alerted and will finish or clean it up."
+        f"{progress.title} stopped{where} and could not be undone automatically. Support "
+        "can see what happened and will finish or clean it up; open a ticket if it is urgent."
     )
 
 

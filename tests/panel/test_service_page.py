@@ -86,6 +86,19 @@ def test_failed_operation_explains_in_plain_words(client, owner, customer, plan,
     assert "step step-failed" in body and "step step-undone" in body
 
 
+def test_failed_without_rollback_says_so(client, owner, customer, plan, node):
+    # given an operation that failed and could not be undone
+    service = make_service(customer, plan, node)
+    op = make_operation(service, kind="dns_records", state="failed", reason="undo failed")
+    make_run(op, "dns_records", StepRun.Status.FAILED)
+    client.force_login(owner)
+    body = client.get(reverse("panel:service", args=[service.pk])).content.decode()
+    # then the customer is not told that everything was undone
+    assert "Updating DNS records stopped while saving the DNS records" in body
+    assert "could not be undone automatically" in body
+    assert "Everything it had done was undone" not in body
+
+
 def test_terminated_service_page_is_gone(client, owner, customer, plan, node):
     service = make_service(customer, plan, node, state="terminated")
     client.force_login(owner)
