@@ -283,6 +283,11 @@ def test_customer_journey_and_agent_answer(
     assert wait_finished(page) == "completed", page.inner_text("#op-progress")
     page.reload()
     assert f"hello@{domain}" in page.inner_text("#mail")
+    page.locator("#logs summary").first.click()
+    # opening the access log loads its tail from the node: it holds the visit made above
+    page.wait_for_selector("div.log#log-access")
+    assert "GET / HTTP" in page.inner_text("#log-access")
+    shoot(page, "service-resources")
 
     # --- the plan change page prices the rest of the term before anything is confirmed
     page.goto(f"{base}/services/{service.pk}/plan/")
