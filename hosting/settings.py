@@ -361,6 +361,8 @@ CELERY_BEAT_SCHEDULE = {
 }
 # Account backups: how many each account keeps on its node.
 BACKUP_KEEP = env_int("BACKUP_KEEP", 7)
+# The port customers' SFTP listens on, on every node (deploy/node/parts/85-sftp.sh).
+SFTP_PORT = env_int("SFTP_PORT", 2022)
 
 # Support desk: resolved tickets close after this many days; attachment limits.
 SUPPORT_AUTOCLOSE_DAYS = env_int("SUPPORT_AUTOCLOSE_DAYS", 7)

@@ -27,6 +27,10 @@ RESOURCE_KINDS = (
     "mailbox_create",
     "mailbox_delete",
     "certificate_issue",
+    "backup_create",
+    "wordpress_install",
+    "sftp_enable",
+    "sftp_disable",
 )
 
 
@@ -36,6 +40,9 @@ class Resources:
     databases: dict[str, str] = field(default_factory=dict)  # name -> user
     mailboxes: dict[str, int] = field(default_factory=dict)  # address -> quota
     certificate: str = ""  # "", "issued", "failed", "pending"
+    backups: list[str] = field(default_factory=list)  # backup ids, newest first
+    wordpress: bool = False
+    sftp: bool = False
 
     @property
     def record_list(self) -> list[dict[str, Any]]:
@@ -60,7 +67,14 @@ def service_resources(*, service: Service) -> Resources:
             continue
         if state != Operation.State.COMPLETED:
             continue
-        if kind == "dns_records":
+        if kind == "backup_create":
+            # The node keeps the newest ``keep`` backups; older ones are gone.
+            found.backups = [params["backup_id"], *found.backups][: int(params.get("keep", 7))]
+        elif kind == "wordpress_install":
+            found.wordpress = True
+        elif kind in ("sftp_enable", "sftp_disable"):
+            found.sftp = kind == "sftp_enable"
+        elif kind == "dns_records":
             for name, rtype in params.get("delete", []):
                 found.records.pop((name, rtype), None)
             for r in params.get("replace", []):
@@ -88,6 +102,9 @@ _FIELD_BY_CODE = {
     "password": "password",
     "mailbox": "local_part",
     "mail_quota": "quota_mb",
+    "wp_title": "title",
+    "wp_admin": "admin_user",
+    "email": "admin_email",
 }
 
 
@@ -206,6 +223,58 @@ class CertificateForm(ResourceForm):
         return resources.certificate_issue(service=service, actor=actor)
 
 
+class BackupForm(ResourceForm):
+    def apply(self, *, service: Service, actor: User) -> Operation:
+        return resources.backup_create(service=service, actor=actor)
+
+
+class RestoreForm(ResourceForm):
+    backup_id = forms.CharField(max_length=40)
+
+    def apply(self, *, service: Service, actor: User) -> Operation:
+        return resources.backup_restore(
+            service=service, backup_id=self.cleaned_data["backup_id"], actor=actor
+        )
+
+
+class WordPressForm(ResourceForm):
+    title = forms.CharField(label="Site title", max_length=100)
+    admin_user = forms.CharField(
+        label="Admin user name", max_length=60, help_text="Letters, digits, . _ -"
+    )
+    admin_email = forms.EmailField(label="Admin e-mail")
+
+    #: The admin password, shown once on the page that answers the request; never stored.
+    password = ""
+
+    def apply(self, *, service: Service, actor: User) -> Operation:
+        d = self.cleaned_data
+        operation, self.password = resources.wordpress_install(
+            service=service,
+            title=d["title"],
+            admin_user=d["admin_user"],
+            admin_email=d["admin_email"],
+            actor=actor,
+        )
+        return operation
+
+
+class SftpForm(ResourceForm):
+    password = forms.CharField(
+        label="SFTP password", min_length=12, max_length=128, widget=forms.PasswordInput
+    )
+
+    def apply(self, *, service: Service, actor: User) -> Operation:
+        return resources.sftp_enable(
+            service=service, password=self.cleaned_data["password"], actor=actor
+        )
+
+
+class SftpDisableForm(ResourceForm):
+    def apply(self, *, service: Service, actor: User) -> Operation:
+        return resources.sftp_disable(service=service, actor=actor)
+
+
 # action name -> (form, the form's slot on the service page when it shows errors)
 RESOURCE_ACTIONS: dict[str, tuple[type[ResourceForm], str]] = {
     "dns-add": (DnsRecordForm, "dns_form"),
@@ -215,4 +284,9 @@ RESOURCE_ACTIONS: dict[str, tuple[type[ResourceForm], str]] = {
     "mailbox-add": (MailboxForm, "mailbox_form"),
     "mailbox-delete": (MailboxDeleteForm, "mailbox_form"),
     "certificate": (CertificateForm, "certificate_form"),
+    "backup-add": (BackupForm, "backup_form"),
+    "backup-restore": (RestoreForm, "backup_form"),
+    "wordpress-add": (WordPressForm, "wordpress_form"),
+    "sftp-add": (SftpForm, "sftp_form"),
+    "sftp-disable": (SftpDisableForm, "sftp_form"),
 }

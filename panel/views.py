@@ -6,6 +6,7 @@ stranger gets a 404 for another customer's page or action, never its data.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -33,6 +34,7 @@ def _service_page(
     service: Service,
     *,
     bound: dict[str, resources.ResourceForm] | None = None,
+    extra: dict[str, object] | None = None,
     status: int = 200,
 ) -> HttpResponse:
     operations = selectors.operations_for_service(service=service)
@@ -58,10 +60,18 @@ def _service_page(
         "dns_form": resources.DnsRecordForm(),
         "database_form": resources.DatabaseForm(),
         "mailbox_form": resources.MailboxForm(),
+        "wordpress_form": resources.WordPressForm(),
+        "sftp_form": resources.SftpForm(),
         "log_kinds": [("access", "Access log"), ("error", "Error log")],
+        "sftp_port": settings.SFTP_PORT,
+        "backup_keep": settings.BACKUP_KEEP,
     }
     context.update(bound or {})
-    return render(request, "panel/service_detail.html", context, status=status)
+    context.update(extra or {})
+    response = render(request, "panel/service_detail.html", context, status=status)
+    if "wordpress_password" in context:
+        response["Cache-Control"] = "no-store"
+    return response
 
 
 @login_required
@@ -88,6 +98,13 @@ def resource_action(request: AuthedHttpRequest, service_id: int, action: str) ->
     if service.state != Service.State.ACTIVE:
         form.add_error(None, "Changes can be made while the account is active.")
     elif form.is_valid() and form.save(service=service, actor=request.user) is not None:
+        if isinstance(form, resources.WordPressForm):
+            # The admin password is shown on this one answer and kept nowhere (no redirect,
+            # so it is not put in a message cookie either).
+            messages.success(request, "WordPress is being installed; follow it below.")
+            return _service_page(
+                request, customer, service, extra={"wordpress_password": form.password}
+            )
         messages.success(request, "Your change is on its way; follow it below.")
         return redirect(f"{reverse('panel:service', args=[service.pk])}#progress-title")
     if slot == "certificate_form" or not action.endswith("-add"):
