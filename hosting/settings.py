@@ -313,8 +313,14 @@ PROVISIONING_BREAKER_COOLDOWN = env_int("PROVISIONING_BREAKER_COOLDOWN", 60)
 PROVISIONING_FAILPOINTS = env_bool("PROVISIONING_FAILPOINTS", False) and not PRODUCTION
 # Certificates: the ACME CA (Let's Encrypt unless set; Pebble's on a test node), the CA
 # listener's certificate when it is not publicly trusted, and the panel's account key.
-ACME_DIRECTORY_URL = env_str("ACME_DIRECTORY_URL", "https://acme-v02.api.letsencrypt.org/directory")
-ACME_CA_BUNDLE = env_str("ACME_CA_BUNDLE", "")
+# Outside production the local node's Pebble (test and demo nodes run one) is the default CA.
+ACME_DIRECTORY_URL = env_str(
+    "ACME_DIRECTORY_URL",
+    "https://acme-v02.api.letsencrypt.org/directory"
+    if PRODUCTION
+    else "https://127.0.0.1:14000/dir",
+)
+ACME_CA_BUNDLE = env_str("ACME_CA_BUNDLE", "" if PRODUCTION else "/etc/hostwright/pebble/cert.pem")
 ACME_EMAIL = env_str("ACME_EMAIL", "")
 ACME_ACCOUNT_KEY = env_str("ACME_ACCOUNT_KEY", str(VAR_DIR / "acme" / "account.pem"))
 # The nameservers every hosted zone names in its NS records (comma-separated).

@@ -201,8 +201,9 @@ def certificate_issue(
 ) -> Operation:
     """Issue (or renew) the certificate for the account's domain and www, then serve HTTPS.
 
-    The CA defaults to ``settings.ACME_DIRECTORY_URL`` (Let's Encrypt); ``ca_bundle`` is the
-    CA listener's certificate when it is not publicly trusted (Pebble on a test node).
+    The CA defaults to ``settings.ACME_DIRECTORY_URL`` (Let's Encrypt in production, the local
+    node's Pebble elsewhere); ``ca_bundle`` is the CA listener's certificate when it is not
+    publicly trusted (Pebble).
     """
     params = {
         "directory_url": directory_url or settings.ACME_DIRECTORY_URL,

@@ -39,6 +39,8 @@ class Command(BaseCommand):
             env = {
                 **os.environ,
                 "NODE_PROFILE": "test",
+                # A local node has no public name: Pebble stands in for Let's Encrypt.
+                "NODE_ACME": "pebble",
                 "PANEL_PUBKEY": public_key,
                 "HW_SSH_PORT": str(opts["port"]),
             }
