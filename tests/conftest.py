@@ -11,6 +11,27 @@ from tests.factories import CustomerFactory, MembershipFactory, UserFactory
 pytest_plugins = ["tests.node.harness"]
 
 
+@pytest.fixture(autouse=True)
+def _worker_quiet_before_flush(request):
+    """After a transactional test, let the session's Celery worker go quiet before the flush.
+
+    Such a test may queue provisioning work that the shared worker then runs against the test
+    database; flushing the tables (TRUNCATE) while that worker is inside a transaction can
+    deadlock. Queued work is dropped and a step in progress is given time to finish.
+    (pytest-django's own autouse fixture is set up before this one, so this teardown runs
+    before its flush.)
+    """
+    marker = request.node.get_closest_marker("django_db")
+    transactional = bool(marker and marker.kwargs.get("transaction")) or (
+        "transactional_db" in request.fixturenames or "live_server" in request.fixturenames
+    )
+    yield
+    if transactional:
+        from tests.node.harness import quiet_worker
+
+        quiet_worker()
+
+
 @pytest.fixture
 def customer(db) -> Customer:
     return CustomerFactory.create(name="Olivia Owner")

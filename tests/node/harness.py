@@ -41,6 +41,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -372,6 +373,29 @@ def _clear_broker() -> None:
     app.control.purge()
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     client.delete("unacked", "unacked_index", "provisioning")
+
+
+def quiet_worker(timeout: float = 10) -> None:
+    """Drop queued provisioning tasks and wait until no step is running in this database.
+
+    (A step left "running" by a worker a test killed on purpose is older than a minute, or is
+    waited for at most ``timeout`` seconds.)
+    """
+    import redis
+    from django.utils import timezone
+
+    from provisioning.models import StepRun
+
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).delete("provisioning")
+    deadline = time.monotonic() + timeout
+    recent = timezone.now() - timedelta(minutes=1)
+    idle_checks = 0
+    while time.monotonic() < deadline and idle_checks < 2:
+        running = StepRun.objects.filter(
+            status=StepRun.Status.RUNNING, started_at__gte=recent
+        ).exists()
+        idle_checks = 0 if running else idle_checks + 1
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")
