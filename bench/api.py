@@ -22,9 +22,7 @@ import http.client
 import json
 import os
 import secrets
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -32,6 +30,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.server import free_port, start_gunicorn  # noqa: E402
+
 DB_NAME = "hw_bench_api"
 ENV = {
     **os.environ,
@@ -66,31 +66,6 @@ def prepare_database() -> tuple[str, str]:
     )
     issued = provisioning_key_issue(client=ProvisioningClient.objects.create(name="bench"))
     return issued.public, issued.secret
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(port: int, workers: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "hosting.wsgi:application",
-         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--log-level", "warning"],
-        cwd=ROOT, env=ENV,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/api/v1/ping")
-            if conn.getresponse().status == 200:
-                return proc
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("gunicorn did not start")
 
 
 def run_load(port: int, requests: int, threads: int, make_request) -> tuple[list[float], float]:
@@ -144,7 +119,7 @@ def main() -> None:
     from api.signing import sign_request
 
     port = free_port()
-    server = start_server(port, workers=2)
+    server = start_gunicorn(port, ENV, workers=2)
     run_tag = secrets.token_hex(3)
 
     def ping(i: int):

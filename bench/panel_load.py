@@ -24,9 +24,7 @@ import argparse
 import http.client
 import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -34,6 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.server import free_port, start_gunicorn  # noqa: E402
+
 DB_NAME = "hw_bench_panel"
 ENV = {
     **os.environ,
@@ -50,15 +50,9 @@ SERVICES_PER_CUSTOMER = 3
 
 def prepare_database(customers: int, signed_in: int) -> list[tuple[str, list[int]]]:
     """Fill the database; return (session key, service ids) for the signed-in sample."""
-    import psycopg
+    from bench.database import fresh_database
 
-    with psycopg.connect(
-        "postgresql://hostwright:hostwright@127.0.0.1:5432/postgres", autocommit=True
-    ) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME}")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=ENV, check=True)
-    os.environ.update(ENV)
+    fresh_database(DB_NAME, ENV)
     import django
 
     django.setup()
@@ -151,32 +145,6 @@ def prepare_database(customers: int, signed_in: int) -> list[tuple[str, list[int
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(port: int, workers: int, threads: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "hosting.wsgi:application",
-         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
-         "--worker-class", "gthread", "--backlog", "2048", "--log-level", "warning"],
-        cwd=ROOT, env=ENV,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/api/v1/ping")
-            if conn.getresponse().status == 200:
-                return proc
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("gunicorn did not start")
-
-
 def run_load(port: int, requests: int, clients: int, make_request) -> tuple[dict, float]:
     """Send ``requests`` GETs from ``clients`` keep-alive connections; latencies by label."""
     latencies: dict[str, list[float]] = {}
@@ -230,7 +198,7 @@ def main() -> None:
     workers = int(os.environ.get("BENCH_WORKERS", str(2 * (os.cpu_count() or 1) + 1)))
     sessions = prepare_database(customers, signed_in=200)
     port = free_port()
-    server = start_server(port, workers, threads=4)
+    server = start_gunicorn(port, ENV, workers=workers, threads=4)
     try:
         rng = random.Random(7)
 
@@ -239,7 +207,7 @@ def main() -> None:
             headers = {"Cookie": f"sessionid={key}", "Host": "localhost"}
             if i % 2:
                 return "dashboard", "/", headers, b"Your hosting"
-            return "service", f"/services/{rng.choice(services)}/", headers, b"SFTP and SSH"
+            return "service", f"/services/{rng.choice(services)}/", headers, b"usage-title"
 
         def floor(i: int):
             return "floor", "/api/v1/ping", {"Host": "localhost"}, b""
