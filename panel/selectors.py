@@ -65,6 +65,17 @@ STEP_LABELS: dict[str, str] = {
     "certificate_precheck": "Checking that the domain points here",
     "certificate": "Getting the certificate",
     "https": "Turning on HTTPS",
+    "backup": "Backing up files and databases, then checking the backup",
+    "restore": "Restoring files and databases",
+    "wordpress": "Installing WordPress",
+    "sftp": "Turning SFTP on",
+    "sftp_off": "Turning SFTP off",
+    "remove_sftp": "Removing SFTP access",
+    "repair_linux_user": "Checking the account's user and home folder",
+    "repair_limits": "Checking the limits",
+    "repair_php_pool": "Checking PHP for the site",
+    "repair_database": "Checking the MySQL database",
+    "repair_nginx_site": "Checking the website's configuration",
 }
 
 KIND_LABELS: dict[str, str] = {
@@ -83,6 +94,12 @@ KIND_LABELS: dict[str, str] = {
     "forwarder_set": "Saving a mail forwarder",
     "forwarder_delete": "Deleting a mail forwarder",
     "certificate_issue": "Getting an HTTPS certificate",
+    "backup_create": "Backing up files and databases",
+    "backup_restore": "Restoring a backup",
+    "wordpress_install": "Installing WordPress",
+    "sftp_enable": "Turning SFTP on",
+    "sftp_disable": "Turning SFTP off",
+    "repair": "Repairing the account on its server",
 }
 
 # Reasons a service is suspended, as written by billing and staff, in the customer's words.
