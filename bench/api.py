@@ -30,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.server import free_port, start_gunicorn  # noqa: E402
+from bench.lib.server import free_port, start_gunicorn  # noqa: E402
 
 DB_NAME = "hw_bench_api"
 ENV = {
@@ -47,7 +47,7 @@ ENV = {
 
 
 def prepare_database() -> tuple[str, str]:
-    from bench.database import fresh_database
+    from bench.lib.database import fresh_database
 
     fresh_database(DB_NAME, ENV)
     os.environ.update(ENV)

@@ -40,7 +40,7 @@ NAIVE_SAMPLE = 300
 
 
 def prepare_database() -> None:
-    from bench.database import fresh_database
+    from bench.lib.database import fresh_database
 
     fresh_database(DB_NAME, ENV)
     os.environ.update(ENV)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.server import free_port, start_gunicorn  # noqa: E402
+from bench.lib.server import free_port, start_gunicorn  # noqa: E402
 
 DB_NAME = "hw_bench_panel"
 ENV = {
@@ -50,7 +50,7 @@ SERVICES_PER_CUSTOMER = 3
 
 def prepare_database(customers: int, signed_in: int) -> list[tuple[str, list[int]]]:
     """Fill the database; return (session key, service ids) for the signed-in sample."""
-    from bench.database import fresh_database
+    from bench.lib.database import fresh_database
 
     fresh_database(DB_NAME, ENV)
     import django

@@ -5,7 +5,7 @@ on a benchmark database (PostgreSQL) and Redis, then in one run:
 
 - engine, serial: orders accounts one after the other; each is timed from the order to its
   create operation completed (Celery chain, one SSH script per step, events, step runs).
-  The operation runs the web-account steps of ``create`` (``bench/provision_kind.py``): the
+  The operation runs the web-account steps of ``create`` (``bench/lib/provision_kind.py``): the
   DNS and mail steps added to ``create`` have node commands the floor does not contain;
 - floor: the same node commands for an account (user, docroot, limits, PHP-FPM pool with
   its check and reload, database and user, nginx server block with its check and reload,
@@ -50,7 +50,7 @@ ENV = {
 
 
 def prepare() -> None:
-    from bench.database import fresh_database
+    from bench.lib.database import fresh_database
 
     fresh_database(DB_NAME, ENV)
     subprocess.run(
@@ -69,7 +69,7 @@ def start_worker(concurrency: int) -> subprocess.Popen[bytes]:
         [sys.executable, "-m", "celery", "-A", "hosting", "worker", "-Q", "provisioning",
          "-c", str(concurrency), "-n", f"bench{os.getpid()}@localhost", "--without-mingle",
          "--without-gossip", "--without-heartbeat", "-l", "WARNING",
-         "--include", "bench.provision_kind"],
+         "--include", "bench.lib.provision_kind"],
         cwd=ROOT, env=ENV, start_new_session=True,
     )  # fmt: skip
     from hosting.celery import app
@@ -101,7 +101,7 @@ def order(customer, plan, label: str) -> int:
     """Order an account whose create runs the web-account steps only (see provision_kind)."""
     from django.db import transaction
 
-    from bench.provision_kind import KIND
+    from bench.lib.provision_kind import KIND
     from provisioning import services
 
     with transaction.atomic():
