@@ -9,6 +9,8 @@ shows the password to the customer once and keeps it nowhere.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
@@ -36,6 +38,15 @@ def _refused(exc: ResourceRefused) -> ProvisioningRefused:
     return ProvisioningRefused(exc.message, code=exc.code or "invalid")
 
 
+@contextmanager
+def refusing() -> Iterator[None]:
+    """Turn a resource check's refusal into the engine's ``ProvisioningRefused``."""
+    try:
+        yield
+    except ResourceRefused as exc:
+        raise _refused(exc) from None
+
+
 def _own_address(service: Service, address: str) -> str:
     address = validate_email(address)
     if address.split("@")[1] != service.domain:
@@ -53,7 +64,7 @@ def dns_records_change(
 ) -> Operation:
     """Replace RRsets (``{"name", "type", "contents", "ttl"}``) and delete (name, type) pairs
     in the account's zone. Record data is checked with dnspython here, before any SSH."""
-    try:
+    with refusing():
         rrsets = [
             hwdns.make_rrset(
                 zone=service.domain,
@@ -66,8 +77,6 @@ def dns_records_change(
         ]
         deletions = [[hwdns.owner_name(zone=service.domain, name=n), t.upper()] for n, t in delete]
         hwdns.check_rrsets(rrsets)
-    except ResourceRefused as exc:
-        raise _refused(exc) from None
     params = {
         "replace": [
             {"name": r.name, "type": r.rtype, "ttl": r.ttl, "contents": list(r.contents)}
@@ -83,14 +92,12 @@ def database_create(
     *, service: Service, name: str, user: str, password: str, actor: User | None = None
 ) -> Operation:
     """A database ``<account>_<name>`` and a user ``<account>_<user>`` granted on it."""
-    try:
+    with refusing():
         params = {
             "name": hwdb.validate_db_name(account=service.username, name=name),
             "user": hwdb.validate_db_name(account=service.username, name=user),
             "password_hash": hwdb.native_password_hash(password),
         }
-    except ResourceRefused as exc:
-        raise _refused(exc) from None
     return _start(service=service, kind="database_create", params=params, actor=actor)
 
 
@@ -98,13 +105,11 @@ def database_create(
 def database_delete(
     *, service: Service, name: str, user: str | None = None, actor: User | None = None
 ) -> Operation:
-    try:
+    with refusing():
         params = {
             "name": hwdb.validate_db_name(account=service.username, name=name),
             "user": hwdb.validate_db_name(account=service.username, name=user) if user else "",
         }
-    except ResourceRefused as exc:
-        raise _refused(exc) from None
     return _start(service=service, kind="database_delete", params=params, actor=actor)
 
 
@@ -112,13 +117,11 @@ def database_delete(
 def database_password_change(
     *, service: Service, user: str, password: str, actor: User | None = None
 ) -> Operation:
-    try:
+    with refusing():
         params = {
             "user": hwdb.validate_db_name(account=service.username, name=user),
             "password_hash": hwdb.native_password_hash(password),
         }
-    except ResourceRefused as exc:
-        raise _refused(exc) from None
     return _start(service=service, kind="database_password", params=params, actor=actor)
 
 
@@ -132,7 +135,7 @@ def mailbox_create(
     actor: User | None = None,
 ) -> Operation:
     """A mailbox ``<local_part>@<the account's domain>`` with a password and a quota."""
-    try:
+    with refusing():
         address = f"{validate_local_part(local_part)}@{service.domain}"
         hwmail.mailbox_create_script(  # validates the quota the same way the step will
             local_part=local_part,
@@ -140,18 +143,14 @@ def mailbox_create(
             password_hash=(password_hash := hwmail.hash_password(password)),
             quota_mb=quota_mb,
         )
-    except ResourceRefused as exc:
-        raise _refused(exc) from None
     params = {"address": address, "password_hash": password_hash, "quota_mb": quota_mb}
     return _start(service=service, kind="mailbox_create", params=params, actor=actor)
 
 
 @transaction.atomic
 def mailbox_delete(*, service: Service, address: str, actor: User | None = None) -> Operation:
-    try:
+    with refusing():
         params = {"address": _own_address(service, address)}
-    except ResourceRefused as exc:
-        raise _refused(exc) from None
     return _start(service=service, kind="mailbox_delete", params=params, actor=actor)
 
 
@@ -159,13 +158,11 @@ def mailbox_delete(*, service: Service, address: str, actor: User | None = None)
 def mailbox_password_change(
     *, service: Service, address: str, password: str, actor: User | None = None
 ) -> Operation:
-    try:
+    with refusing():
         params = {
             "address": _own_address(service, address),
             "password_hash": hwmail.hash_password(password),
         }
-    except ResourceRefused as exc:
-        raise _refused(exc) from None
     return _start(service=service, kind="mailbox_password", params=params, actor=actor)
 
 
@@ -173,21 +170,17 @@ def mailbox_password_change(
 def forwarder_set(
     *, service: Service, source: str, targets: list[str], actor: User | None = None
 ) -> Operation:
-    try:
+    with refusing():
         src = _own_address(service, source)
         hwmail.forwarder_set_script(source=src, targets=targets)  # same checks as the step
         params = {"source": src, "targets": [validate_email(t) for t in targets]}
-    except ResourceRefused as exc:
-        raise _refused(exc) from None
     return _start(service=service, kind="forwarder_set", params=params, actor=actor)
 
 
 @transaction.atomic
 def forwarder_delete(*, service: Service, source: str, actor: User | None = None) -> Operation:
-    try:
+    with refusing():
         params = {"source": _own_address(service, source)}
-    except ResourceRefused as exc:
-        raise _refused(exc) from None
     return _start(service=service, kind="forwarder_delete", params=params, actor=actor)
 
 
@@ -283,7 +276,7 @@ def wordpress_install(
     """Install WordPress into the account's site. Returns the operation and the admin
     password, which is shown to the customer once: only its WordPress hash is stored."""
     password = wp.new_secret(20)
-    try:
+    with refusing():
         wp.wordpress_install_script(  # the same checks the step makes, before any SSH
             account=service.username,
             domain=service.domain,
@@ -296,8 +289,6 @@ def wordpress_install(
             admin_email=admin_email,
             admin_password_hash=(password_hash := wp.wordpress_password_hash(password)),
         )
-    except ResourceRefused as exc:
-        raise _refused(exc) from None
     params = {
         "name": "wp",
         "title": title,
@@ -320,10 +311,8 @@ def backup_create(*, service: Service, keep: int = 7, actor: User | None = None)
 @transaction.atomic
 def backup_restore(*, service: Service, backup_id: str, actor: User | None = None) -> Operation:
     """Restore the account's files and databases from one of its backups (verified first)."""
-    try:
+    with refusing():
         params = {"backup_id": backups.validate_backup_id(backup_id)}
-    except ResourceRefused as exc:
-        raise _refused(exc) from None
     return _start(service=service, kind="backup_restore", params=params, actor=actor)
 
 
@@ -338,14 +327,12 @@ def sftp_enable(
     """Allow SFTP for the account's Linux user with a password and/or public keys."""
     if not password and not public_keys:
         raise ProvisioningRefused("Give a password or an SSH key for SFTP.", code="sftp")
-    try:
+    with refusing():
         params: dict[str, Any] = {
             "public_keys": [sftp.validate_public_key(k) for k in public_keys or []]
         }
         if password:
             params["password_hash"] = sftp.hash_password(password)
-    except ResourceRefused as exc:
-        raise _refused(exc) from None
     return _start(service=service, kind="sftp_enable", params=params, actor=actor)
 
 
