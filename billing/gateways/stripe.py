@@ -125,36 +125,29 @@ def setup_session_create(
     return str(session.id), str(session.url)
 
 
-def checkout_session_retrieve(session_id: str) -> dict[str, Any]:
+def _retrieve(resource: Any, object_id: str) -> dict[str, Any]:
+    """Read one object back from Stripe (webhooks are applied from what Stripe says now)."""
     _configure()
     try:
-        return _plain(stripe.checkout.Session.retrieve(session_id))
+        return _plain(resource.retrieve(object_id))
     except stripe.StripeError as exc:
         raise _error(exc) from exc
+
+
+def checkout_session_retrieve(session_id: str) -> dict[str, Any]:
+    return _retrieve(stripe.checkout.Session, session_id)
 
 
 def payment_intent_retrieve(intent_id: str) -> dict[str, Any]:
-    _configure()
-    try:
-        return _plain(stripe.PaymentIntent.retrieve(intent_id))
-    except stripe.StripeError as exc:
-        raise _error(exc) from exc
+    return _retrieve(stripe.PaymentIntent, intent_id)
 
 
 def setup_intent_retrieve(intent_id: str) -> dict[str, Any]:
-    _configure()
-    try:
-        return _plain(stripe.SetupIntent.retrieve(intent_id))
-    except stripe.StripeError as exc:
-        raise _error(exc) from exc
+    return _retrieve(stripe.SetupIntent, intent_id)
 
 
 def payment_method_retrieve(method_id: str) -> dict[str, Any]:
-    _configure()
-    try:
-        return _plain(stripe.PaymentMethod.retrieve(method_id))
-    except stripe.StripeError as exc:
-        raise _error(exc) from exc
+    return _retrieve(stripe.PaymentMethod, method_id)
 
 
 class StripeGateway:
