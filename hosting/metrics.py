@@ -147,32 +147,27 @@ class DatabaseCollector(Collector):
         yield family
 
     def _billing(self) -> Iterator[Metric]:
-        invoice = _model("billing.Invoice")
-        if invoice is not None:
-            family = CounterMetricFamily(
-                "hostwright_invoices", "Invoices by state.", labels=["state"]
-            )
-            for state, n in _count_by(invoice.objects.all(), "state"):
-                family.add_metric([state], n)
-            yield family
-        payment = _model("billing.Payment")
-        if payment is not None:
-            fields = {f.name for f in payment._meta.get_fields()}
-            label = "gateway" if "gateway" in fields else None
-            count = CounterMetricFamily(
-                "hostwright_payments", "Payments recorded, by gateway.", labels=["gateway"]
-            )
-            for value, n in _count_by(payment.objects.all(), label):
-                count.add_metric([value], n)
-            yield count
-        run = _model("billing.BillingRun")
-        if run is not None:
-            runs = CounterMetricFamily(
-                "hostwright_billing_runs", "Daily billing runs by status.", labels=["status"]
-            )
-            for value, n in _count_by(run.objects.all(), "status"):
-                runs.add_metric([value], n)
-            yield runs
+        yield from _counts(
+            CounterMetricFamily,
+            "hostwright_invoices",
+            "Invoices by state.",
+            "billing.Invoice",
+            "state",
+        )
+        yield from _counts(
+            CounterMetricFamily,
+            "hostwright_payments",
+            "Payments recorded, by gateway.",
+            "billing.Payment",
+            "gateway",
+        )
+        yield from _counts(
+            CounterMetricFamily,
+            "hostwright_billing_runs",
+            "Daily billing runs by status.",
+            "billing.BillingRun",
+            "status",
+        )
         yield from self._paid_to_live()
 
     def _paid_to_live(self) -> Iterator[Metric]:
@@ -209,10 +204,9 @@ class DatabaseCollector(Collector):
         ticket = _model("support.Ticket")
         if ticket is None:
             return
-        family = GaugeMetricFamily("hostwright_tickets", "Tickets by state.", labels=["state"])
-        for state, n in _count_by(ticket.objects.all(), "state"):
-            family.add_metric([state], n)
-        yield family
+        yield from _counts(
+            GaugeMetricFamily, "hostwright_tickets", "Tickets by state.", "support.Ticket", "state"
+        )
         if connection.vendor != "postgresql":
             return
         seconds = "EXTRACT(EPOCH FROM (first_response_at - created_at))"
@@ -230,25 +224,29 @@ class DatabaseCollector(Collector):
         )  # fmt: skip
 
     def _webhooks(self) -> Iterator[Metric]:
-        delivery = _model("api.WebhookDelivery")
-        if delivery is None:
-            return
-        family = GaugeMetricFamily(
-            "hostwright_webhook_deliveries", "Outgoing webhook deliveries by status.",
-            labels=["status"],
-        )  # fmt: skip
-        for status, n in _count_by(delivery.objects.all(), "status"):
-            family.add_metric([status], n)
-        yield family
+        yield from _counts(
+            GaugeMetricFamily,
+            "hostwright_webhook_deliveries",
+            "Outgoing webhook deliveries by status.",
+            "api.WebhookDelivery",
+            "status",
+        )
 
 
-def _count_by(queryset: Any, field: str | None) -> list[tuple[str, int]]:
+def _counts(
+    family_class: Any, name: str, doc: str, model_label: str, field: str
+) -> Iterator[Metric]:
+    """One metric family: the model's rows counted by one field (nothing if the model is absent)."""
     from django.db.models import Count
 
-    if field is None:
-        return [("all", queryset.count())]
-    rows = queryset.order_by().values_list(field).annotate(n=Count("pk"))
-    return [(str(value), int(n)) for value, n in rows]
+    model = _model(model_label)
+    if model is None:
+        return
+    family = family_class(name, doc, labels=[field])
+    rows = model.objects.order_by().values_list(field).annotate(n=Count("pk"))
+    for value, n in rows:
+        family.add_metric([str(value)], int(n))
+    yield family
 
 
 REGISTRY = CollectorRegistry(auto_describe=False)
