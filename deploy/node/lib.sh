@@ -39,3 +39,17 @@ hw_wait_port() {
   for i in $(seq 100); do hw_port_open "$1" "${2:-127.0.0.1}" && return 0; sleep 0.1; done
   return 1
 }
+
+# hw_daemon NAME CMD...: start a daemon with its standard streams on /var/log/hostwright/NAME.log.
+# A daemon that kept the bootstrap's stdout or stderr would hold the pipe of whoever runs the
+# bootstrap (a test harness, `| tee`) open long after the bootstrap exits.
+hw_daemon() {
+  local log=/var/log/hostwright/$1.log
+  shift
+  install -d -m 0755 /var/log/hostwright
+  "$@" </dev/null >>"$log" 2>&1 || {
+    echo "could not start $1; the end of $log:" >&2
+    tail -n 5 "$log" >&2
+    return 1
+  }
+}

@@ -75,6 +75,23 @@ def _run(argv: list[str], **kw) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, check=False, **kw)
 
 
+def run_logged(
+    argv: list[str], *, log: Path, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """Run a node script with its output in ``log``, returned as ``stdout``.
+
+    Not a pipe: a daemon the script starts may keep the script's stdout or stderr, and reading
+    a pipe would then wait for that daemon to exit, not for the script.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        result = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            env=env, timeout=timeout, check=False,
+        )
+    return subprocess.CompletedProcess(argv, result.returncode, log.read_text(), "")
+
+
 SESSIONS = Path("/run/hostwright/test-sessions")
 
 
@@ -223,8 +240,8 @@ def test_node() -> Iterator[TestNode]:
     }
     if os.environ.get("HW_TEST_NODE_PARTS"):
         env["NODE_PARTS"] = os.environ["HW_TEST_NODE_PARTS"]
-    result = _run([str(BOOTSTRAP)], env=env, timeout=900)
-    assert result.returncode == 0, f"node bootstrap failed:\n{result.stdout}\n{result.stderr}"
+    result = run_logged([str(BOOTSTRAP)], log=KEY_DIR / "bootstrap.log", env=env, timeout=900)
+    assert result.returncode == 0, f"node bootstrap failed:\n{result.stdout}"
 
     from provisioning import ssh
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from provisioning.resources.dns import HttpTransport, PowerDNS
+from tests.node.harness import run_logged
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTS = ROOT / "deploy" / "node" / "parts"
@@ -29,10 +30,9 @@ def run_part(name: str) -> None:
         "PDNS_LOCAL_PORT": str(DNS_PORT),
         "HW_NODE_LIB": str(PARTS.parent / "lib.sh"),
     }
-    result = subprocess.run(
-        ["bash", str(PARTS / name)], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert result.returncode == 0, f"{name} failed:\n{result.stdout}\n{result.stderr}"
+    log = ROOT / "var" / "test-node" / f"part-{name}.log"
+    result = run_logged(["bash", str(PARTS / name)], log=log, env=env, timeout=600)
+    assert result.returncode == 0, f"{name} failed:\n{result.stdout}"
 
 
 @pytest.fixture(scope="session")
@@ -72,9 +72,5 @@ def mail_node() -> None:
 
 @pytest.fixture(scope="session")
 def mariadb_node() -> None:
-    """MariaDB on the node: the engine's part when present, otherwise the packaged server."""
-    if (PARTS / "50-mariadb.sh").exists():
-        run_part("50-mariadb.sh")
-        return
-    if subprocess.run(["mariadb", "-e", "select 1"], capture_output=True).returncode != 0:
-        subprocess.run(["service", "mariadb", "start"], check=True, capture_output=True)
+    """MariaDB on the node, started by its part."""
+    run_part("50-mariadb.sh")

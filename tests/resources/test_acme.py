@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -25,7 +24,7 @@ from provisioning.resources import acme as hwacme
 from provisioning.resources import dns as hwdns
 from provisioning.resources.errors import ResourceRefused
 
-from .conftest import DNS_PORT, PARTS, run_part
+from .conftest import DNS_PORT, run_part
 
 PEBBLE = "https://127.0.0.1:14000/dir"
 PEBBLE_CERT = "/etc/hostwright/pebble/cert.pem"
@@ -40,12 +39,7 @@ def nginx(*args: str) -> None:
 def acme_node(powerdns_node):
     """PowerDNS, Pebble and nginx on the node (nginx's own part when the engine provides it)."""
     run_part("70-acme.sh")
-    if (PARTS / "30-nginx.sh").exists():
-        run_part("30-nginx.sh")
-    elif shutil.which("nginx") is None:
-        pytest.fail("nginx is not installed and no node part installs it")
-    if subprocess.run(["pgrep", "-x", "nginx"], capture_output=True).returncode != 0:
-        nginx()
+    run_part("30-nginx.sh")
     return powerdns_node
 
 

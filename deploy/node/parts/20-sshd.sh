@@ -55,7 +55,7 @@ CONF
   if hw_pid_alive "$pidfile"; then
     [ -z "$changed" ] || kill -HUP "$(cat "$pidfile")"
   else
-    /usr/sbin/sshd -f "$conf"
+    hw_daemon sshd /usr/sbin/sshd -f "$conf"
   fi
   hw_wait_port "$HW_SSH_PORT" || { echo "20-sshd: sshd does not answer on $HW_SSH_PORT" >&2; exit 1; }
 else
@@ -71,7 +71,7 @@ CONF
   elif hw_pid_alive /run/sshd.pid; then
     kill -HUP "$(cat /run/sshd.pid)"
   else
-    /usr/sbin/sshd
+    hw_daemon sshd /usr/sbin/sshd
   fi
 fi
 echo "20-sshd: sshd answers on port $HW_SSH_PORT"

@@ -41,7 +41,7 @@ if hw_have_systemd; then
 elif hw_pid_alive /run/nginx.pid; then
   nginx -s reload
 else
-  nginx
+  hw_daemon nginx nginx
 fi
 hw_wait_port 80 || { echo "30-nginx: nginx does not answer on port 80" >&2; exit 1; }
 echo "30-nginx: nginx serves /etc/nginx/hostwright/sites"

@@ -34,7 +34,7 @@ for _ in $(seq 30); do hw_pid_alive "$pidfile" && break; sleep 0.1; done
 if hw_have_systemd; then
   systemctl enable --now php8.2-fpm >/dev/null 2>&1 || true
 elif ! hw_pid_alive "$pidfile"; then
-  php-fpm8.2 -D </dev/null >/dev/null 2>&1 || true
+  hw_daemon php-fpm php-fpm8.2 -D || true
 fi
 for _ in $(seq 100); do hw_pid_alive "$pidfile" && break; sleep 0.1; done
 hw_pid_alive "$pidfile" || { echo "40-php: php-fpm8.2 is not running" >&2; exit 1; }

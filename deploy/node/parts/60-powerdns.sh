@@ -15,6 +15,7 @@
 # Idempotent: running it again changes nothing unless the configuration changed, in which
 # case the server is restarted.
 set -euo pipefail
+source "${HW_NODE_LIB:-$(dirname "${BASH_SOURCE[0]}")/../lib.sh}"
 
 test_node=no
 if [ "${NODE_ACME:-}" = pebble ] || [ "${NODE_PROFILE:-}" = test ]; then test_node=yes; fi
@@ -127,7 +128,7 @@ else
     running=no
   fi
   if [ "$running" = no ]; then
-    pdns_server --config-dir=/etc/powerdns --daemon=yes --guardian=no
+    hw_daemon pdns pdns_server --config-dir=/etc/powerdns --daemon=yes --guardian=no
   fi
 fi
 

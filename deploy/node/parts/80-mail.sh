@@ -17,6 +17,7 @@
 #                  which Dovecot only accepts for plaintext logins from loopback.
 # Idempotent: unchanged configuration is left alone; daemons are started or reloaded.
 set -euo pipefail
+source "${HW_NODE_LIB:-$(dirname "${BASH_SOURCE[0]}")/../lib.sh}"
 
 test_node=no
 if [ "${NODE_ACME:-}" = pebble ] || [ "${NODE_PROFILE:-}" = test ]; then test_node=yes; fi
@@ -164,12 +165,12 @@ else
   if postfix status >/dev/null 2>&1; then
     [ "$before" = "$after" ] || postfix reload >/dev/null 2>&1
   else
-    postfix start >/dev/null 2>&1
+    hw_daemon postfix postfix start
   fi
   if doveadm service status >/dev/null 2>&1 || pgrep -x dovecot >/dev/null; then
     [ "$dovecot_changed" = no ] || doveadm reload
   else
-    dovecot
+    hw_daemon dovecot dovecot
   fi
 fi
 

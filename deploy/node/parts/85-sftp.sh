@@ -11,6 +11,7 @@
 # Environment: SFTP_PORT [2022], SFTP_LISTEN [127.0.0.1 on a test node, 0.0.0.0 otherwise].
 # Idempotent: the daemon is restarted only when its configuration changed.
 set -euo pipefail
+source "${HW_NODE_LIB:-$(dirname "${BASH_SOURCE[0]}")/../lib.sh}"
 
 test_node=no
 if [ "${NODE_ACME:-}" = pebble ] || [ "${NODE_PROFILE:-}" = test ]; then test_node=yes; fi
@@ -99,7 +100,7 @@ else
     # SIGHUP makes sshd re-execute itself with the new configuration.
     [ "$changed" = no ] || kill -HUP "$(cat "$PIDFILE")"
   else
-    /usr/sbin/sshd -f "$CONF"
+    hw_daemon sftp /usr/sbin/sshd -f "$CONF"
   fi
 fi
 for _ in $(seq 100); do port_open "$SFTP_PORT" && break; sleep 0.1; done
