@@ -6,9 +6,11 @@ hw_test_node() { [ "${NODE_PROFILE:-production}" = test ]; }
 
 hw_port_open() { (exec 3<>"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null; }
 
-# hw_apt_install PKG...: install the Debian packages that are not installed yet.
+# hw_apt_install [--no-recommends] PKG...: install the Debian packages that are not installed
+# yet (without their recommended packages when asked: the node chooses its own web server).
 hw_apt_install() {
-  local missing=() pkg
+  local missing=() pkg flags=()
+  if [ "${1:-}" = --no-recommends ]; then flags=(--no-install-recommends); shift; fi
   for pkg in "$@"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
       || missing+=("$pkg")
@@ -16,8 +18,8 @@ hw_apt_install() {
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 \
-    || { apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; }
+  apt-get install -y -q "${flags[@]}" "${missing[@]}" >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null && apt-get install -y -q "${flags[@]}" "${missing[@]}" >/dev/null; }
 }
 
 # hw_install_file PATH MODE < content: replace PATH only when the content differs.

@@ -79,9 +79,9 @@ def self_signed(tmp_path: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.django_db
-@pytest.mark.skipif(not shutil.which("nginx"), reason="nginx is not installed")
+@pytest.mark.node  # the node bootstrap installs the nginx this test runs
 def test_gunicorn_unit_behind_the_nginx_site_serves_the_panel_in_production_mode(
-    tmp_path: Path,
+    tmp_path: Path, test_node
 ) -> None:
     # Given the web unit's gunicorn command, in production mode, on the test database
     db = connection.settings_dict

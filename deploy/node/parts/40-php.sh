@@ -4,6 +4,10 @@
 set -euo pipefail
 source "$HW_NODE_LIB"
 
+# WordPress for the one-click installer (provisioning/resources/wordpress.py copies it from
+# /usr/share/wordpress). Debian's package would pull Apache in through its recommendations and
+# its "libapache2-mod-php | php" dependency: naming php (satisfied by php8.2-fpm) keeps it out.
+hw_apt_install --no-recommends php wordpress wordpress-theme-twentytwentythree
 install -d -m 0755 /run/php /usr/local/lib/hostwright
 # Prepended to every account's PHP: a worker of the shared PHP-FPM master moves itself into
 # its account's cgroups (cpu, memory, pids) on its first request.
