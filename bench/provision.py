@@ -81,6 +81,16 @@ def start_worker(concurrency: int) -> subprocess.Popen[bytes]:
     raise SystemExit("the worker did not start")
 
 
+def stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    """A warm shutdown (SIGTERM to the main process: running tasks finish), then the group."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def wait_all(op_ids: list[int], timeout: float = 300) -> None:
     from provisioning.models import Operation
 
@@ -222,8 +232,7 @@ def main() -> None:
         ]
         wait_all(terminations)
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(timeout=30)
+        stop_worker(worker)
 
     engine, floor = statistics.median(engine_ms), statistics.median(floor_ms)
     print(f"engine per account (median of {serial_n}): {engine:.0f} ms")

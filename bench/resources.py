@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
@@ -241,8 +240,7 @@ def main() -> None:
         ]
         base.wait_all(terminations)
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(timeout=30)
+        base.stop_worker(worker)
 
     engine, floor = statistics.median(engine_ms), statistics.median(floor_ms)
     print(f"engine, paid to HTTPS live (median of {n}): {engine:.0f} ms")

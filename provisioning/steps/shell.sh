@@ -23,9 +23,20 @@ hw_cfg_reload() {
       else hw_daemon nginx; fi ;;
     fpm)
       if hw_systemd; then systemctl reload-or-restart php8.2-fpm
-      elif [ -s /run/php/php8.2-fpm.pid ] && kill -0 "$(cat /run/php/php8.2-fpm.pid)" 2>/dev/null
-      then kill -USR2 "$(cat /run/php/php8.2-fpm.pid)"
-      else mkdir -p /run/php; hw_daemon php-fpm8.2 -D; fi ;;
+      else
+        # The master re-executes itself on USR2 and writes its pid file anew: while an earlier
+        # reload is under way the file is missing for a moment. Wait for it before concluding
+        # that PHP-FPM is down, and read the pid once.
+        local pid="" i
+        for i in $(seq 60); do
+          pid=$(cat /run/php/php8.2-fpm.pid 2>/dev/null || true)
+          [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && break
+          pid=""
+          sleep 0.05
+        done
+        if [ -n "$pid" ]; then kill -USR2 "$pid"
+        else mkdir -p /run/php; hw_daemon php-fpm8.2 -D; fi
+      fi ;;
   esac
 }
 
