@@ -226,6 +226,14 @@ def invoice_list(request: AuthedHttpRequest) -> HttpResponse:
 @login_required
 def invoice_detail(request: AuthedHttpRequest, pk: int) -> HttpResponse:
     invoice = _invoice_for(request, pk)
+    returned = request.GET.get("paid") == "1"
+    # Back from the card page: once the payment is in, a new order's hosting is being set up;
+    # the customer goes on to watch it.
+    ordered = None
+    if returned and invoice.order_id and not invoice.is_open:
+        ordered = (
+            Subscription.objects.filter(order_id=invoice.order_id).select_related("service").first()
+        )
     return render(
         request,
         "billing/invoice_detail.html",
@@ -234,7 +242,10 @@ def invoice_detail(request: AuthedHttpRequest, pk: int) -> HttpResponse:
             "lines": invoice.lines.all(),
             "payments": invoice.payments.all(),
             "credit_notes": invoice.credit_notes.all(),
-            "returned": request.GET.get("paid") == "1",
+            "returned": returned,
+            "ordered_service": ordered.service if ordered else None,
+            # Poll until the payment is in and, for an order, its hosting account exists.
+            "waiting": returned and (invoice.is_open or bool(invoice.order_id and not ordered)),
             "saved_card": invoice.customer.payment_methods.filter(is_default=True).first(),
         },
     )

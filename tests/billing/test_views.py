@@ -8,7 +8,8 @@ from decimal import Decimal
 import pytest
 
 from billing import services
-from billing.models import Invoice, Order
+from billing.models import Invoice, Order, Payment
+from provisioning.models import Service
 
 pytestmark = pytest.mark.django_db
 
@@ -162,3 +163,36 @@ def test_owner_closes_a_service_now(
     sub.refresh_from_db()
     assert sub.state == "cancelled"
     assert Operation.objects.filter(service=sub.service, kind="terminate").count() == 1
+
+
+def test_the_page_back_from_the_card_processor_waits_for_the_payment_then_leads_to_the_account(
+    client, owner, customer, plan, tax_rates, node, django_capture_on_commit_callbacks
+):
+    # given an order whose invoice the customer just paid on the card page
+    order = services.order_place(
+        customer=customer, plan=plan, cycle="monthly", domain="back.example.com"
+    )
+    invoice = Invoice.objects.get(order=order)
+    client.force_login(owner)
+    url = f"/billing/invoices/{invoice.pk}/?paid=1"
+    # when the processor has not confirmed yet, then the page says so and polls itself
+    page = client.get(url).content.decode()
+    assert "We are waiting for the card processor" in page
+    assert 'hx-trigger="every 2s"' in page and "Watch it being set up" not in page
+    # when the payment arrives and the order becomes a hosting account
+    with django_capture_on_commit_callbacks(execute=True):
+        services.payment_record(
+            invoice=invoice,
+            amount=invoice.total,
+            currency=invoice.currency,
+            gateway=Payment.Gateway.STRIPE,
+            external_id="pi_back",
+        )
+    service = Service.objects.get(domain="back.example.com")
+    # then the page confirms it, stops polling and links to the account being set up
+    page = client.get(url).content.decode()
+    assert "Payment received" in page and "hx-trigger" not in page
+    assert f'href="/services/{service.pk}/"' in page
+    # and without coming back from the card page it is a plain invoice
+    plain = client.get(f"/billing/invoices/{invoice.pk}/").content.decode()
+    assert "Payment received" not in plain and "hx-trigger" not in plain

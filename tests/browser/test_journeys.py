@@ -236,16 +236,14 @@ def test_customer_journey_and_agent_answer(
     page.locator("button[type=submit]").first.click()
     page.wait_for_url(re.compile(r"/billing/invoices/\d+/\?paid=1"))
 
-    # --- the service appears once Stripe's event has been applied; watch it being built
-    service = None
-    for _ in range(100):
-        service = Service.objects.filter(domain=domain).first()
-        if service is not None:
-            break
-        page.wait_for_timeout(200)
-    assert service is not None, "the paid order did not create a service"
-    page.goto(f"{base}/")
-    page.get_by_role("link", name=domain).first.click()
+    # --- the invoice page updates itself once Stripe's event has been applied (no reload)
+    # and leads on to the new account, to watch it being built
+    watch = page.get_by_role("link", name="Watch it being set up")
+    watch.wait_for(timeout=20_000)
+    assert "Payment received" in page.inner_text("#invoice-page")
+    assert "Paid" in page.inner_text(".invoice-head")
+    service = Service.objects.get(domain=domain)
+    watch.click()
     page.wait_for_url(re.compile(rf"/services/{service.pk}/"))
     if page.locator("#op-progress[hx-trigger]").count():
         # Still running: the steps tick by through htmx polling on this very page.
