@@ -358,6 +358,8 @@ CELERY_BEAT_SCHEDULE = {
     # Resume or roll back provisioning operations whose worker stopped moving.
     "provisioning-sweep": {"task": "provisioning.operations_sweep", "schedule": 60.0},
     "provisioning-drift-check": {"task": "provisioning.drift_check", "schedule": 3600.0},
+    # Disk, memory and traffic of every account, for the panel and the plan's limits.
+    "provisioning-usage-collect": {"task": "provisioning.usage_collect", "schedule": 900.0},
     # Certificates within 30 days of expiry, daily; account backups, nightly.
     "provisioning-certificates-renew": {
         "task": "provisioning.certificates_renew",

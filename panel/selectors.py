@@ -426,10 +426,16 @@ class Usage:
 def service_usage(*, service: Service) -> list[Usage]:
     """Usage against the plan's limits. Only measured values are shown as used."""
     plan = service.plan
+    traffic = service.bandwidth_used_bytes
     return [
         Usage("Disk", service.disk_used_mb, plan.disk_mb, "MB"),
-        Usage("Bandwidth this month", None, plan.bandwidth_gb, "GB"),
-        Usage("Memory", None, plan.memory_mb, "MB"),
+        Usage(
+            "Traffic this month",
+            None if traffic is None else round(traffic / 2**30, 2),
+            plan.bandwidth_gb,
+            "GB",
+        ),
+        Usage("Memory in use", service.memory_used_mb, plan.memory_mb, "MB"),
         Usage("CPU", None, plan.cpu_percent, "% of a core"),
     ]
 

@@ -158,6 +158,9 @@ class ServiceAdmin(admin.ModelAdmin):
         "state",
         "suspension_reasons",
         "disk_used_mb",
+        "memory_used_mb",
+        "bandwidth_used_bytes",
+        "usage_measured_at",
         "created_at",
         "updated_at",
     )

@@ -22,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from provisioning import ssh, validators
+from provisioning import nodes, ssh, validators
 from provisioning.errors import ProvisioningRefused, StepError
 from provisioning.models import DriftFinding, Node, Operation, Service
 from provisioning.steps.base import OperationKind, Step, StepContext, register_kind
@@ -95,10 +95,7 @@ def expected_names(node: Node) -> tuple[dict[str, set[str]], dict[tuple[str, str
 
 
 def node_differences(node: Node, expected: dict[str, set[str]]) -> list[Difference]:
-    target = ssh.Target(
-        node_id=node.pk, address=node.address, port=node.port, user=node.ssh_user,
-        host_key=node.host_key,
-    )  # fmt: skip
+    target = nodes.node_target(node)
     commands = [ssh.cmd("hw_drift", kind, "\n".join(sorted(expected[kind]))) for kind in KINDS]
     result = ssh.run(
         target,

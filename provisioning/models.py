@@ -100,7 +100,13 @@ class Service(models.Model):
     domain = models.CharField("primary domain", max_length=253)
     state = FSMField(max_length=12, choices=State.choices, default=State.PENDING, protected=True)
     suspension_reasons = models.JSONField(default=list, blank=True)
+    # Measured on the node (provisioning/usage.py); empty until first measured.
     disk_used_mb = models.PositiveIntegerField(null=True, blank=True)
+    memory_used_mb = models.PositiveIntegerField(null=True, blank=True)
+    bandwidth_used_bytes = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="web traffic sent this month"
+    )
+    usage_measured_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

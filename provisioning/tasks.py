@@ -79,6 +79,14 @@ def drift_check(node_id: int | None = None) -> object:
     return drift.drift_check_node(node_id=node_id)
 
 
+@shared_task(name="provisioning.usage_collect", soft_time_limit=600, time_limit=630)
+def usage_collect() -> object:
+    """Measure disk, memory and this month's traffic of every account on every active node."""
+    from provisioning import usage
+
+    return usage.usage_collect_all()
+
+
 @shared_task(name="provisioning.certificates_renew", soft_time_limit=300, time_limit=330)
 def certificates_renew() -> int:
     """Renew certificates that expire within 30 days (with backoff and the CA budget)."""

@@ -1,0 +1,138 @@
+"""What each hosting account uses on its node: disk, memory and this month's web traffic.
+
+The nodes' kernels may have no disk quotas, so disk usage is measured (``du``) and shown
+against the plan. Memory is what the account's memory cgroup holds now (its processes and
+their page cache). Traffic is what nginx sent for the account's site this month, added up
+from its access log and the log rotated last. One script per node answers for all of its
+live accounts in one round trip, a line each, so the cost is one SSH exchange per node
+however many accounts it carries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils import timezone
+
+from provisioning import nodes, ssh, validators
+from provisioning.errors import StepError
+from provisioning.models import Node, Service
+
+log = logging.getLogger(__name__)
+
+# nginx writes English month names whatever the locale: [01/Dec/2026:10:00:00 +0000].
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+# hw_usage MONTH USER...: prints "USER DISK_MB MEMORY_BYTES TRAFFIC_BYTES" for each account,
+# with "-" where the node cannot tell. In nginx's combined format the time is field 4 and the
+# bytes sent field 10.
+ssh.register_shell_functions(
+    r"""
+hw_usage() {
+  local month=$1 u disk mem traffic f
+  shift
+  for u in "$@"; do
+    disk=$(du -sm "/home/$u" 2>/dev/null | cut -f1)
+    mem=-
+    for f in "/sys/fs/cgroup/hostwright/$u/memory.current" \
+             "/sys/fs/cgroup/memory/hostwright/$u/memory.usage_in_bytes"; do
+      if [ -r "$f" ]; then mem=$(cat "$f"); break; fi
+    done
+    traffic=$(cat "/var/log/nginx/hw-$u.access.log.1" "/var/log/nginx/hw-$u.access.log" \
+      2>/dev/null | awk -v m="/$month:" 'index($4, m) && $10 ~ /^[0-9]+$/ {s += $10}
+                                         END {printf "%d", s}')
+    echo "$u ${disk:--} $mem ${traffic:-0}"
+  done
+}
+"""
+)
+
+
+@dataclass(frozen=True)
+class Measured:
+    disk_mb: int | None
+    memory_mb: int | None
+    traffic_bytes: int
+
+
+def nginx_month(now: dt.datetime | None = None) -> str:
+    """This month as nginx's access log writes it: ``Dec/2026``."""
+    now = now or timezone.localtime()
+    return f"{MONTHS[now.month - 1]}/{now.year}"
+
+
+def _number(text: str) -> int | None:
+    return int(text) if text.isdigit() else None
+
+
+def parse_usage(stdout: str) -> dict[str, Measured]:
+    """The node's answer, by account name; lines that do not parse are left out."""
+    found: dict[str, Measured] = {}
+    for line in stdout.splitlines():
+        parts = line.split()
+        if len(parts) != 4 or not parts[3].isdigit():
+            continue
+        user, disk, memory, traffic = parts
+        memory_bytes = _number(memory)
+        found[user] = Measured(
+            disk_mb=_number(disk),
+            memory_mb=None if memory_bytes is None else round(memory_bytes / 2**20),
+            traffic_bytes=int(traffic),
+        )
+    return found
+
+
+def usage_collect_node(*, node_id: int) -> int:
+    """Measure every live account of one node and store the figures. Returns how many."""
+    node = Node.objects.get(pk=node_id)
+    live = list(
+        Service.objects.filter(
+            node=node, state__in=[Service.State.ACTIVE, Service.State.SUSPENDED]
+        ).exclude(username="")
+    )
+    if not live:
+        return 0
+    # Names come from the database but are validated again before they reach the node.
+    users = [validators.validate_username(s.username) for s in live]
+    result = ssh.run(
+        nodes.node_target(node),
+        [ssh.cmd("hw_usage", nginx_month(), *users)],
+        key_path=settings.PROVISIONING_SSH_KEY,
+        timeout=settings.PROVISIONING_COMMAND_TIMEOUT,
+    )
+    if not result.ok:
+        raise StepError(f"measuring usage failed on {node.name}: {result.stderr.strip()[-300:]}")
+    measured = parse_usage(result.stdout)
+    now = timezone.now()
+    changed = []
+    for service in live:
+        figures = measured.get(service.username)
+        if figures is None:
+            continue
+        if figures.disk_mb is not None:
+            service.disk_used_mb = figures.disk_mb
+        service.memory_used_mb = figures.memory_mb
+        service.bandwidth_used_bytes = figures.traffic_bytes
+        service.usage_measured_at = now
+        changed.append(service)
+    Service.objects.bulk_update(
+        changed,
+        ["disk_used_mb", "memory_used_mb", "bandwidth_used_bytes", "usage_measured_at"],
+        batch_size=500,
+    )
+    return len(changed)
+
+
+def usage_collect_all() -> dict[str, int | str]:
+    """Measure the accounts of every active node; a node that fails is reported, not fatal."""
+    report: dict[str, int | str] = {}
+    for node in Node.objects.filter(status=Node.Status.ACTIVE).exclude(host_key=""):
+        try:
+            report[node.name] = usage_collect_node(node_id=node.pk)
+        except StepError as exc:
+            log.warning("measuring usage on %s failed: %s", node.name, exc)
+            report[node.name] = f"failed: {exc}"
+    return report

@@ -1,0 +1,82 @@
+"""Usage measured on the real node: disk, memory and this month's traffic of each account."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+
+import pytest
+
+from panel.selectors import service_usage
+from provisioning import services
+from provisioning.models import Operation, Service
+from provisioning.steps.hosting import docroot
+from provisioning.usage import nginx_month, parse_usage, usage_collect_node
+from tests.factories import CustomerFactory, PlanFactory
+from tests.node.harness import http_get, unique_domain, wait_for_operation
+
+MiB = 2**20
+
+
+def test_the_nodes_answer_is_read_line_by_line_and_unknowns_stay_unknown() -> None:
+    found = parse_usage(
+        "hwa1 12 52428800 1048576\nhwa2 - - 0\ngarbage line\nhwa3 1 2 not-a-number\n"
+    )
+    assert set(found) == {"hwa1", "hwa2"}
+    assert (found["hwa1"].disk_mb, found["hwa1"].memory_mb, found["hwa1"].traffic_bytes) == (
+        12,
+        50,
+        MiB,
+    )
+    assert (found["hwa2"].disk_mb, found["hwa2"].memory_mb, found["hwa2"].traffic_bytes) == (
+        None,
+        None,
+        0,
+    )
+
+
+def test_the_month_is_written_as_nginx_writes_it() -> None:
+    assert nginx_month(dt.datetime(2026, 12, 1, tzinfo=dt.UTC)) == "Dec/2026"
+    assert nginx_month(dt.datetime(2027, 5, 31, tzinfo=dt.UTC)) == "May/2027"
+
+
+@pytest.mark.node
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_disk_memory_and_traffic_are_measured_and_shown_against_the_plan(
+    worker, hosting_node
+) -> None:
+    # Given a live account whose site holds a 3 MiB file
+    domain = unique_domain("usage")
+    plan = PlanFactory.create(disk_mb=1000, bandwidth_gb=10, memory_mb=256)
+    service = services.service_order(customer=CustomerFactory.create(), plan=plan, domain=domain)
+    create = wait_for_operation(service.operations.get(kind=Operation.Kind.CREATE))
+    assert create.state == Operation.State.COMPLETED, create.reason
+    service = Service.objects.get(pk=service.pk)
+    user = service.username
+    big = os.path.join(docroot(user), "big.bin")
+    with open(big, "wb") as f:
+        f.write(os.urandom(3 * MiB))
+    shutil.chown(big, user, user)
+    # And visitors downloaded it twice this month
+    for _ in range(2):
+        status, _body = http_get(domain, "/big.bin")
+        assert status == 200
+
+    # When the node's usage is collected
+    measured = usage_collect_node(node_id=hosting_node.pk)
+
+    # Then the account's figures are stored
+    service = Service.objects.get(pk=service.pk)
+    assert measured >= 1 and service.usage_measured_at is not None
+    assert service.disk_used_mb is not None and service.disk_used_mb >= 3
+    assert service.bandwidth_used_bytes is not None
+    assert service.bandwidth_used_bytes >= 6 * MiB
+    # the node has memory cgroups: the account's one is read (nothing runs in it yet: 0 is fine)
+    assert service.memory_used_mb is not None
+    # And the panel shows them against the plan's limits
+    usage = {u.label: u for u in service_usage(service=service)}
+    assert usage["Disk"].used == service.disk_used_mb and usage["Disk"].limit == 1000
+    assert usage["Traffic this month"].used == round(service.bandwidth_used_bytes / 2**30, 2)
+    assert usage["Memory in use"].used == service.memory_used_mb
