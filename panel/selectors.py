@@ -410,6 +410,8 @@ class Usage:
     used: float | None
     limit: float
     unit: str
+    # How ``used`` reads when the plan's unit is too coarse for it ("12 MB" of 100 GB).
+    used_text: str = ""
 
     @property
     def percent(self) -> int | None:
@@ -427,13 +429,17 @@ def service_usage(*, service: Service) -> list[Usage]:
     """Usage against the plan's limits. Only measured values are shown as used."""
     plan = service.plan
     traffic = service.bandwidth_used_bytes
+    traffic_gb = None if traffic is None else round(traffic / 2**30, 2)
     return [
         Usage("Disk", service.disk_used_mb, plan.disk_mb, "MB"),
         Usage(
             "Traffic this month",
-            None if traffic is None else round(traffic / 2**30, 2),
+            traffic_gb,
             plan.bandwidth_gb,
             "GB",
+            used_text=f"{traffic / 2**20:.0f} MB"
+            if traffic is not None and traffic < 2**30
+            else "",
         ),
         Usage("Memory in use", service.memory_used_mb, plan.memory_mb, "MB"),
         Usage("CPU", None, plan.cpu_percent, "% of a core"),

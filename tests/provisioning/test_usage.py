@@ -78,5 +78,7 @@ def test_disk_memory_and_traffic_are_measured_and_shown_against_the_plan(
     # And the panel shows them against the plan's limits
     usage = {u.label: u for u in service_usage(service=service)}
     assert usage["Disk"].used == service.disk_used_mb and usage["Disk"].limit == 1000
-    assert usage["Traffic this month"].used == round(service.bandwidth_used_bytes / 2**30, 2)
+    traffic = usage["Traffic this month"]
+    assert traffic.used == round(service.bandwidth_used_bytes / 2**30, 2) and traffic.limit == 10
+    assert traffic.used_text == f"{service.bandwidth_used_bytes / 2**20:.0f} MB"
     assert usage["Memory in use"].used == service.memory_used_mb
