@@ -14,7 +14,6 @@ reported, never deleted automatically: a person decides.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -35,8 +34,6 @@ from provisioning.steps.hosting import (
     SiteConfig,
     ValidateAccount,
 )
-
-log = logging.getLogger(__name__)
 
 KINDS = ("user", "pool", "site", "database")
 
@@ -162,14 +159,9 @@ def drift_check_node(*, node_id: int) -> dict[str, int]:
 
 def drift_check_all() -> dict[str, dict[str, int] | str]:
     """Check every active node; a node that cannot be reached is reported, not fatal."""
-    report: dict[str, dict[str, int] | str] = {}
-    for node in Node.objects.filter(status=Node.Status.ACTIVE).exclude(host_key=""):
-        try:
-            report[node.name] = drift_check_node(node_id=node.pk)
-        except StepError as exc:
-            log.warning("drift check of %s failed: %s", node.name, exc)
-            report[node.name] = f"failed: {exc}"
-    return report
+    return nodes.each_active_node(
+        lambda node: drift_check_node(node_id=node.pk), what="the drift check"
+    )
 
 
 def converging(step: type[Step]) -> type[Step]:

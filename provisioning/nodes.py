@@ -6,9 +6,11 @@ it is what ``manage.py node_add`` and ``node_check`` report.
 
 from __future__ import annotations
 
+import logging
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import transaction
@@ -19,6 +21,9 @@ from accounts.services import audit_record
 from provisioning import ssh, validators
 from provisioning.errors import ProvisioningRefused, StepError
 from provisioning.models import IPAddress, Node
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 # (label, argv) checked on every node; a non-zero exit means "missing".
 PREREQUISITES: list[tuple[str, tuple[str, ...]]] = [
@@ -37,6 +42,22 @@ PREREQUISITES: list[tuple[str, tuple[str, ...]]] = [
 ssh.register_shell_functions(
     "hw_cg_available() { [ -f /sys/fs/cgroup/cgroup.controllers ] || [ -d /sys/fs/cgroup/pids ]; }"
 )
+
+
+def each_active_node(job: Callable[[Node], R], *, what: str) -> dict[str, R | str]:
+    """Run ``job`` for every active node with a pinned key, by node name.
+
+    A node that fails (unreachable, a script error) is reported as ``"failed: ..."`` and
+    logged; the others still run.
+    """
+    report: dict[str, R | str] = {}
+    for node in Node.objects.filter(status=Node.Status.ACTIVE).exclude(host_key=""):
+        try:
+            report[node.name] = job(node)
+        except StepError as exc:
+            log.warning("%s on %s failed: %s", what, node.name, exc)
+            report[node.name] = f"failed: {exc}"
+    return report
 
 
 def node_target(node: Node) -> ssh.Target:

@@ -11,7 +11,6 @@ however many accounts it carries.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -20,8 +19,6 @@ from django.utils import timezone
 from provisioning import nodes, ssh, validators
 from provisioning.errors import StepError
 from provisioning.models import Node, Service
-
-log = logging.getLogger(__name__)
 
 # nginx writes English month names whatever the locale: [01/Dec/2026:10:00:00 +0000].
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -128,11 +125,6 @@ def usage_collect_node(*, node_id: int) -> int:
 
 def usage_collect_all() -> dict[str, int | str]:
     """Measure the accounts of every active node; a node that fails is reported, not fatal."""
-    report: dict[str, int | str] = {}
-    for node in Node.objects.filter(status=Node.Status.ACTIVE).exclude(host_key=""):
-        try:
-            report[node.name] = usage_collect_node(node_id=node.pk)
-        except StepError as exc:
-            log.warning("measuring usage on %s failed: %s", node.name, exc)
-            report[node.name] = f"failed: {exc}"
-    return report
+    return nodes.each_active_node(
+        lambda node: usage_collect_node(node_id=node.pk), what="measuring usage"
+    )
