@@ -7,16 +7,21 @@ from decimal import Decimal
 from billing.models import Addon, AddonPrice, Coupon, Plan, Price, Product, TaxRate
 
 DEMO_PLANS = [
-    # slug, name, disk MB, bandwidth GB, sites, databases, mailboxes, memory MB, cpu %, procs, ip
-    ("starter", "Starter", 5_000, 100, 1, 2, 5, 512, 50, 32, False),
-    ("business", "Business", 25_000, 500, 5, 10, 25, 1024, 100, 64, False),
-    ("pro", "Pro", 100_000, 2_000, 25, 50, 100, 2048, 200, 128, True),
+    # product, slug, name, disk MB, bandwidth GB, sites, databases, mailboxes, memory MB, cpu %,
+    # processes, dedicated IP
+    ("shared-hosting", "starter", "Starter", 5_000, 100, 1, 2, 5, 512, 50, 32, False),
+    ("shared-hosting", "business", "Business", 25_000, 500, 5, 10, 25, 1024, 100, 64, False),
+    ("shared-hosting", "pro", "Pro", 100_000, 2_000, 25, 50, 100, 2048, 200, 128, True),
+    ("wordpress-hosting", "wp-personal", "WP Personal", 10_000, 200, 1, 2, 5, 1024, 100, 48, False),
+    ("wordpress-hosting", "wp-shop", "WP Shop", 40_000, 1_000, 3, 6, 25, 2048, 200, 96, False),
 ]
 # slug: (monthly EUR, annual EUR, monthly USD, annual USD); a year costs ten months.
 DEMO_PRICES = {
     "starter": ("4.90", "49.00", "5.50", "55.00"),
     "business": ("12.90", "129.00", "14.50", "145.00"),
     "pro": ("29.00", "290.00", "32.00", "320.00"),
+    "wp-personal": ("7.90", "79.00", "8.90", "89.00"),
+    "wp-shop": ("19.90", "199.00", "22.00", "220.00"),
 }
 DEMO_ADDONS = [
     # slug, name, kind, extra disk MB, monthly EUR, annual EUR
@@ -46,22 +51,25 @@ def load_demo_catalog() -> list[Plan]:
             "position": 1,
         },
     )
-    Product.objects.update_or_create(
+    wordpress, _ = Product.objects.update_or_create(
         slug="wordpress-hosting",
         defaults={
             "name": "WordPress hosting",
             "kind": Product.Kind.WORDPRESS,
-            "description": "Shared hosting with WordPress installed for you.",
+            "description": (
+                "More memory and PHP for WordPress; your site's page installs it in one click."
+            ),
             "position": 2,
         },
     )
+    products = {"shared-hosting": shared, "wordpress-hosting": wordpress}
     plans = []
     for position, row in enumerate(DEMO_PLANS):
-        slug, name, disk, bw, sites, dbs, mbx, mem, cpu, procs, ip = row
+        product, slug, name, disk, bw, sites, dbs, mbx, mem, cpu, procs, ip = row
         plan, _ = Plan.objects.update_or_create(
             slug=slug,
             defaults={
-                "product": shared,
+                "product": products[product],
                 "name": name,
                 "position": position,
                 "disk_mb": disk,

@@ -14,7 +14,9 @@ pytestmark = pytest.mark.django_db
 def test_demo_catalog_is_complete_and_idempotent():
     load_demo_catalog()
     load_demo_catalog()
-    assert Price.objects.count() == 3 * 4
+    # five plans (three shared, two WordPress), each monthly and annual in EUR and USD
+    assert Price.objects.count() == 5 * 4
+    assert Price.objects.filter(plan__product__slug="wordpress-hosting").count() == 2 * 4
     assert Price.objects.get(plan__slug="starter", cycle="annual", currency="EUR").amount == 49
     assert TaxRate.objects.get(country="DE").rate == 19
     assert Coupon.objects.get(code="WELCOME20").times_redeemed == 0
