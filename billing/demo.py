@@ -15,6 +15,8 @@ DEMO_PLANS = [
     ("wordpress-hosting", "wp-personal", "WP Personal", 10_000, 200, 1, 2, 5, 1024, 100, 48, False),
     ("wordpress-hosting", "wp-shop", "WP Shop", 40_000, 1_000, 3, 6, 25, 2048, 200, 96, False),
 ]
+# PHP-FPM workers per account: what a busier site needs to answer requests side by side.
+DEMO_PHP_WORKERS = {"starter": 2, "business": 4, "pro": 8, "wp-personal": 4, "wp-shop": 8}
 # slug: (monthly EUR, annual EUR, monthly USD, annual USD); a year costs ten months.
 DEMO_PRICES = {
     "starter": ("4.90", "49.00", "5.50", "55.00"),
@@ -80,6 +82,7 @@ def load_demo_catalog() -> list[Plan]:
                 "memory_mb": mem,
                 "cpu_percent": cpu,
                 "processes": procs,
+                "php_workers": DEMO_PHP_WORKERS[slug],
                 "dedicated_ip": ip,
             },
         )
