@@ -442,7 +442,7 @@ def service_usage(*, service: Service) -> list[Usage]:
             else "",
         ),
         Usage("Memory in use", service.memory_used_mb, plan.memory_mb, "MB"),
-        Usage("CPU", None, plan.cpu_percent, "% of a core"),
+        Usage("CPU, recent average", service.cpu_used_percent, plan.cpu_percent, "% of a core"),
     ]
 
 

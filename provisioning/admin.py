@@ -160,6 +160,7 @@ class ServiceAdmin(admin.ModelAdmin):
         "disk_used_mb",
         "memory_used_mb",
         "bandwidth_used_bytes",
+        "cpu_used_percent",
         "usage_measured_at",
         "created_at",
         "updated_at",

@@ -106,6 +106,10 @@ class Service(models.Model):
     bandwidth_used_bytes = models.PositiveBigIntegerField(
         null=True, blank=True, help_text="web traffic sent this month"
     )
+    # The CPU time counter of the account's cgroup at the last measurement, and the average
+    # use since the one before, in % of one core.
+    cpu_time_ns = models.PositiveBigIntegerField(null=True, blank=True)
+    cpu_used_percent = models.PositiveIntegerField(null=True, blank=True)
     usage_measured_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

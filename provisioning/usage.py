@@ -23,13 +23,14 @@ from provisioning.models import Node, Service
 # nginx writes English month names whatever the locale: [01/Dec/2026:10:00:00 +0000].
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
-# hw_usage MONTH USER...: prints "USER DISK_MB MEMORY_BYTES TRAFFIC_BYTES" for each account,
-# with "-" where the node cannot tell. In nginx's combined format the time is field 4 and the
-# bytes sent field 10.
+# hw_usage MONTH USER...: prints "USER DISK_MB MEMORY_BYTES TRAFFIC_BYTES CPU_NS" for each
+# account, with "-" where the node cannot tell. CPU_NS is the CPU time the account's cgroup
+# has used since it was made. In nginx's combined format the time is field 4 and the bytes
+# sent field 10.
 ssh.register_shell_functions(
     r"""
 hw_usage() {
-  local month=$1 u disk mem traffic f
+  local month=$1 u disk mem traffic cpu f
   shift
   for u in "$@"; do
     disk=$(du -sm "/home/$u" 2>/dev/null | cut -f1)
@@ -41,7 +42,13 @@ hw_usage() {
     traffic=$(cat "/var/log/nginx/hw-$u.access.log.1" "/var/log/nginx/hw-$u.access.log" \
       2>/dev/null | awk -v m="/$month:" 'index($4, m) && $10 ~ /^[0-9]+$/ {s += $10}
                                          END {printf "%d", s}')
-    echo "$u ${disk:--} $mem ${traffic:-0}"
+    cpu=-
+    if [ -r "/sys/fs/cgroup/hostwright/$u/cpu.stat" ]; then
+      cpu=$(awk '$1 == "usage_usec" {printf "%d000", $2}' "/sys/fs/cgroup/hostwright/$u/cpu.stat")
+    elif [ -r "/sys/fs/cgroup/cpuacct/hostwright/$u/cpuacct.usage" ]; then
+      cpu=$(cat "/sys/fs/cgroup/cpuacct/hostwright/$u/cpuacct.usage")
+    fi
+    echo "$u ${disk:--} $mem ${traffic:-0} ${cpu:--}"
   done
 }
 """
@@ -53,6 +60,7 @@ class Measured:
     disk_mb: int | None
     memory_mb: int | None
     traffic_bytes: int
+    cpu_ns: int | None = None
 
 
 def nginx_month(now: dt.datetime | None = None) -> str:
@@ -70,16 +78,38 @@ def parse_usage(stdout: str) -> dict[str, Measured]:
     found: dict[str, Measured] = {}
     for line in stdout.splitlines():
         parts = line.split()
-        if len(parts) != 4 or not parts[3].isdigit():
+        if len(parts) != 5 or not parts[3].isdigit():
             continue
-        user, disk, memory, traffic = parts
+        user, disk, memory, traffic, cpu = parts
         memory_bytes = _number(memory)
         found[user] = Measured(
             disk_mb=_number(disk),
             memory_mb=None if memory_bytes is None else round(memory_bytes / 2**20),
             traffic_bytes=int(traffic),
+            cpu_ns=_number(cpu),
         )
     return found
+
+
+USAGE_FIELDS = [
+    "disk_used_mb",
+    "memory_used_mb",
+    "bandwidth_used_bytes",
+    "cpu_time_ns",
+    "cpu_used_percent",
+    "usage_measured_at",
+]
+
+
+def cpu_percent(*, before: int | None, after: int | None, seconds: float) -> int | None:
+    """Average CPU use between two readings of the account's counter, in % of one core.
+
+    Unknown after the first reading, and when the counter went back (the account's cgroup
+    was made anew).
+    """
+    if before is None or after is None or seconds <= 0 or after < before:
+        return None
+    return round((after - before) / (seconds * 1e9) * 100)
 
 
 def usage_collect_node(*, node_id: int) -> int:
@@ -113,13 +143,17 @@ def usage_collect_node(*, node_id: int) -> int:
             service.disk_used_mb = figures.disk_mb
         service.memory_used_mb = figures.memory_mb
         service.bandwidth_used_bytes = figures.traffic_bytes
+        service.cpu_used_percent = cpu_percent(
+            before=service.cpu_time_ns,
+            after=figures.cpu_ns,
+            seconds=(now - service.usage_measured_at).total_seconds()
+            if service.usage_measured_at
+            else 0,
+        )
+        service.cpu_time_ns = figures.cpu_ns
         service.usage_measured_at = now
         changed.append(service)
-    Service.objects.bulk_update(
-        changed,
-        ["disk_used_mb", "memory_used_mb", "bandwidth_used_bytes", "usage_measured_at"],
-        batch_size=500,
-    )
+    Service.objects.bulk_update(changed, USAGE_FIELDS, batch_size=500)
     return len(changed)
 
 

@@ -74,7 +74,7 @@ def pool_config(user: str, plan: Plan) -> str:
     memory_limit = max(32, min(plan.memory_mb // max(plan.php_workers, 1), 1024))
     basedir = ":".join(
         [f"{home(user)}/", f"{CGROUP_JOIN_DIR}/", "/proc/self/cgroup"]
-        + [f"/sys/fs/cgroup/{c}/hostwright/{user}/" for c in ("cpu", "memory", "pids")]
+        + [f"/sys/fs/cgroup/{c}/hostwright/{user}/" for c in ("cpu", "cpuacct", "memory", "pids")]
     )
     return f"""; managed by Hostwright: changes are overwritten
 [hw-{user}]

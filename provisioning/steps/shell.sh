@@ -128,6 +128,11 @@ hw_cg_limits() {
   elif [ -d /sys/fs/cgroup/pids ]; then
     mkdir -p "/sys/fs/cgroup/cpu/hostwright/$user" "/sys/fs/cgroup/memory/hostwright/$user" \
       "/sys/fs/cgroup/pids/hostwright/$user"
+    # cpuacct only counts the account's CPU time (for its usage figures); no limits there.
+    if [ -d /sys/fs/cgroup/cpuacct ]; then
+      mkdir -p "/sys/fs/cgroup/cpuacct/hostwright/$user"
+      chown "$user" "/sys/fs/cgroup/cpuacct/hostwright/$user/cgroup.procs"
+    fi
     hw_write "/sys/fs/cgroup/cpu/hostwright/$user/cpu.cfs_period_us" 100000
     hw_write "/sys/fs/cgroup/cpu/hostwright/$user/cpu.cfs_quota_us" "$quota"
     hw_write "/sys/fs/cgroup/memory/hostwright/$user/memory.limit_in_bytes" "$mem"
@@ -149,7 +154,7 @@ hw_cg_dirs() {
     [ -d "/sys/fs/cgroup/hostwright/$user" ] && echo "/sys/fs/cgroup/hostwright/$user"
   else
     local c
-    for c in cpu memory pids; do
+    for c in cpu cpuacct memory pids; do
       [ -d "/sys/fs/cgroup/$c/hostwright/$user" ] && echo "/sys/fs/cgroup/$c/hostwright/$user"
     done
   fi

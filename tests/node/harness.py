@@ -158,7 +158,7 @@ def cleanup_test_accounts(own_tag: str | None = None) -> list[str]:
     for db_user in _run(["mysql", "-N", "-B", "-e", query]).stdout.split():
         if _removable(db_user, own_tag):
             _run(["mysql", "-e", f"DROP USER IF EXISTS '{db_user}'@'localhost'"])
-    for ctl in ("cpu", "memory", "pids"):
+    for ctl in ("cpu", "cpuacct", "memory", "pids"):
         for d in Path(f"/sys/fs/cgroup/{ctl}/hostwright").glob(f"{USER_PREFIX}*"):
             if _removable(d.name, own_tag):
                 _run(["rmdir", str(d)])
@@ -185,7 +185,7 @@ def node_leftovers(username: str) -> list[str]:
     ):
         if Path(path).exists():
             found.append(path)
-    for ctl in ("cpu", "memory", "pids"):
+    for ctl in ("cpu", "cpuacct", "memory", "pids"):
         if Path(f"/sys/fs/cgroup/{ctl}/hostwright/{username}").exists():
             found.append(f"cgroup {ctl}")
     dbs = _run(["mysql", "-N", "-B", "-e", f"SHOW DATABASES LIKE '{username}%'"]).stdout.split()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -12,7 +13,7 @@ from panel.selectors import service_usage
 from provisioning import services
 from provisioning.models import Operation, Service
 from provisioning.steps.hosting import docroot
-from provisioning.usage import nginx_month, parse_usage, usage_collect_node
+from provisioning.usage import cpu_percent, nginx_month, parse_usage, usage_collect_node
 from tests.factories import CustomerFactory, PlanFactory
 from tests.node.harness import http_get, unique_domain, wait_for_operation
 
@@ -21,9 +22,11 @@ MiB = 2**20
 
 def test_the_nodes_answer_is_read_line_by_line_and_unknowns_stay_unknown() -> None:
     found = parse_usage(
-        "hwa1 12 52428800 1048576\nhwa2 - - 0\ngarbage line\nhwa3 1 2 not-a-number\n"
+        "hwa1 12 52428800 1048576 7000000000\nhwa2 - - 0 -\ngarbage line\n"
+        "hwa3 1 2 not-a-number 5\nhwa4 1 2 3\n"
     )
     assert set(found) == {"hwa1", "hwa2"}
+    assert (found["hwa1"].cpu_ns, found["hwa2"].cpu_ns) == (7_000_000_000, None)
     assert (found["hwa1"].disk_mb, found["hwa1"].memory_mb, found["hwa1"].traffic_bytes) == (
         12,
         50,
@@ -34,6 +37,16 @@ def test_the_nodes_answer_is_read_line_by_line_and_unknowns_stay_unknown() -> No
         None,
         0,
     )
+
+
+def test_cpu_use_is_the_counters_growth_over_the_time_between_readings() -> None:
+    # 3 s of CPU time in 10 s is 30 % of one core; 2 cores busy for 10 s is 200 %
+    assert cpu_percent(before=1_000_000_000, after=4_000_000_000, seconds=10) == 30
+    assert cpu_percent(before=0, after=20_000_000_000, seconds=10) == 200
+    # unknown: no reading before, a counter that went back (cgroup made anew), no time between
+    assert cpu_percent(before=None, after=5, seconds=10) is None
+    assert cpu_percent(before=9, after=5, seconds=10) is None
+    assert cpu_percent(before=1, after=5, seconds=0) is None
 
 
 def test_the_month_is_written_as_nginx_writes_it() -> None:
@@ -75,6 +88,22 @@ def test_disk_memory_and_traffic_are_measured_and_shown_against_the_plan(
     assert service.bandwidth_used_bytes >= 6 * MiB
     # the node has memory cgroups: the account's one is read (nothing runs in it yet: 0 is fine)
     assert service.memory_used_mb is not None
+    # the CPU counter is read, but one reading gives no average yet
+    assert service.cpu_time_ns is not None and service.cpu_used_percent is None
+
+    # When the account keeps a CPU busy for a while (inside its cgroups, as its PHP does) and
+    # usage is collected again
+    subprocess.run(
+        ["runuser", "-u", user, "--", "sh", "-c",
+         f'for c in cpu cpuacct memory pids; do echo $$ > "/sys/fs/cgroup/$c/hostwright/{user}'
+         '/cgroup.procs"; done; timeout 1.5 sh -c "while :; do :; done"; exit 0'],
+        check=True, timeout=30,
+    )  # fmt: skip
+    usage_collect_node(node_id=hosting_node.pk)
+    # Then its average CPU use since the first reading is known, and within its plan's share
+    service = Service.objects.get(pk=service.pk)
+    assert service.cpu_used_percent is not None
+    assert 5 <= service.cpu_used_percent <= plan.cpu_percent + 10
     # And the panel shows them against the plan's limits
     usage = {u.label: u for u in service_usage(service=service)}
     assert usage["Disk"].used == service.disk_used_mb and usage["Disk"].limit == 1000
@@ -82,3 +111,4 @@ def test_disk_memory_and_traffic_are_measured_and_shown_against_the_plan(
     assert traffic.used == round(service.bandwidth_used_bytes / 2**30, 2) and traffic.limit == 10
     assert traffic.used_text == f"{service.bandwidth_used_bytes / 2**20:.0f} MB"
     assert usage["Memory in use"].used == service.memory_used_mb
+    assert usage["CPU, recent average"].used == service.cpu_used_percent

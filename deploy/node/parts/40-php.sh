@@ -23,7 +23,7 @@ hw_install_file /usr/local/lib/hostwright/cgroup-join.php 0644 >/dev/null <<'PHP
     if (!preg_match('/^[a-z][a-z0-9]{2,31}$/', $user)) {
         return;
     }
-    foreach (['cpu', 'memory', 'pids'] as $controller) {
+    foreach (['cpu', 'cpuacct', 'memory', 'pids'] as $controller) {
         $procs = "/sys/fs/cgroup/$controller/hostwright/$user/cgroup.procs";
         if (is_writable($procs)) {
             @file_put_contents($procs, (string) getmypid());
