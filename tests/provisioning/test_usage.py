@@ -107,8 +107,9 @@ def test_disk_memory_and_traffic_are_measured_and_shown_against_the_plan(
     # And the panel shows them against the plan's limits
     usage = {u.label: u for u in service_usage(service=service)}
     assert usage["Disk"].used == service.disk_used_mb and usage["Disk"].limit == 1000
-    traffic = usage["Traffic this month"]
-    assert traffic.used == round(service.bandwidth_used_bytes / 2**30, 2) and traffic.limit == 10
-    assert traffic.used_text == f"{service.bandwidth_used_bytes / 2**20:.0f} MB"
+    traffic, sent = usage["Traffic this month"], service.bandwidth_used_bytes
+    assert sent is not None
+    assert traffic.used == round(sent / 2**30, 2) and traffic.limit == 10
+    assert traffic.used_text == f"{sent / 2**20:.0f} MB"
     assert usage["Memory in use"].used == service.memory_used_mb
     assert usage["CPU, recent average"].used == service.cpu_used_percent
