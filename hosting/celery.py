@@ -43,7 +43,20 @@ app.conf.update(
     timezone="UTC",
     enable_utc=True,
 )
+# Celery's Django fixup closes every database connection before and after each task unless
+# this is set, so each provisioning step paid for a new PostgreSQL connection (about 10 ms of a
+# step's hand-off). Connections are kept instead; Django's own rule (CONN_MAX_AGE, health
+# checks) decides around each task which to drop, as it does around a web request.
+app.conf.CELERY_DB_REUSE_MAX = 1000
 app.autodiscover_tasks()
+
+
+@signals.task_prerun.connect
+@signals.task_postrun.connect
+def _drop_old_db_connections(**_: Any) -> None:
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 @signals.task_prerun.connect
