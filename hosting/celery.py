@@ -53,7 +53,11 @@ app.autodiscover_tasks()
 
 @signals.task_prerun.connect
 @signals.task_postrun.connect
-def _drop_old_db_connections(**_: Any) -> None:
+def _drop_old_db_connections(task: Any = None, **_: Any) -> None:
+    # A task run eagerly runs inside its caller, and maybe inside the caller's transaction:
+    # its connection is not the task's to drop.
+    if task is None or getattr(task.request, "is_eager", False):
+        return
     from django.db import close_old_connections
 
     close_old_connections()
