@@ -183,7 +183,7 @@ def main() -> None:
     from django.conf import settings
 
     from billing.models import Plan, Product
-    from provisioning import services, ssh
+    from provisioning import nodes, services, ssh
     from provisioning.models import Node, Operation, Service
     from tests.factories import CustomerFactory
 
@@ -207,8 +207,7 @@ def main() -> None:
             assert op.finished_at is not None
             engine_ms.append((op.finished_at - op.created_at).total_seconds() * 1000)
 
-        target = ssh.Target(node_id=node.pk, address=node.address, port=node.port,
-                            user=node.ssh_user, host_key=node.host_key)  # fmt: skip
+        target = nodes.node_target(node)
         key, timeout = settings.PROVISIONING_SSH_KEY, 120
         ssh.run(target, [ssh.cmd("true")], key_path=key, timeout=timeout)  # connect first
         floor_ms = []

@@ -208,7 +208,7 @@ def main() -> None:
     from django.conf import settings
 
     from billing.models import Plan, Product
-    from provisioning import services, ssh
+    from provisioning import nodes, services, ssh
     from provisioning.models import Node, Service
     from tests.factories import CustomerFactory
 
@@ -223,8 +223,7 @@ def main() -> None:
         engine_account(customer, plan)  # warm up: SSH connections, the ACME account
         engine_ms = [engine_account(customer, plan) for _ in range(n)]
 
-        target = ssh.Target(node_id=node.pk, address=node.address, port=node.port,
-                            user=node.ssh_user, host_key=node.host_key)  # fmt: skip
+        target = nodes.node_target(node)
         key = settings.PROVISIONING_SSH_KEY
         ssh.run(target, [ssh.cmd("true")], key_path=key, timeout=60)  # connect first
         floor_ms = []

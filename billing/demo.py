@@ -8,15 +8,27 @@ from billing.models import Addon, AddonPrice, Coupon, Plan, Price, Product, TaxR
 
 DEMO_PLANS = [
     # product, slug, name, disk MB, bandwidth GB, sites, databases, mailboxes, memory MB, cpu %,
-    # processes, dedicated IP
-    ("shared-hosting", "starter", "Starter", 5_000, 100, 1, 2, 5, 512, 50, 32, False),
-    ("shared-hosting", "business", "Business", 25_000, 500, 5, 10, 25, 1024, 100, 64, False),
-    ("shared-hosting", "pro", "Pro", 100_000, 2_000, 25, 50, 100, 2048, 200, 128, True),
-    ("wordpress-hosting", "wp-personal", "WP Personal", 10_000, 200, 1, 2, 5, 1024, 100, 48, False),
-    ("wordpress-hosting", "wp-shop", "WP Shop", 40_000, 1_000, 3, 6, 25, 2048, 200, 96, False),
+    # processes, PHP workers, dedicated IP
+    ("shared-hosting", "starter", "Starter", 5_000, 100, 1, 2, 5, 512, 50, 32, 2, False),
+    ("shared-hosting", "business", "Business", 25_000, 500, 5, 10, 25, 1024, 100, 64, 4, False),
+    ("shared-hosting", "pro", "Pro", 100_000, 2_000, 25, 50, 100, 2048, 200, 128, 8, True),
+    (
+        "wordpress-hosting",
+        "wp-personal",
+        "WP Personal",
+        10_000,
+        200,
+        1,
+        2,
+        5,
+        1024,
+        100,
+        48,
+        4,
+        False,
+    ),
+    ("wordpress-hosting", "wp-shop", "WP Shop", 40_000, 1_000, 3, 6, 25, 2048, 200, 96, 8, False),
 ]
-# PHP-FPM workers per account: what a busier site needs to answer requests side by side.
-DEMO_PHP_WORKERS = {"starter": 2, "business": 4, "pro": 8, "wp-personal": 4, "wp-shop": 8}
 # slug: (monthly EUR, annual EUR, monthly USD, annual USD); a year costs ten months.
 DEMO_PRICES = {
     "starter": ("4.90", "49.00", "5.50", "55.00"),
@@ -67,7 +79,7 @@ def load_demo_catalog() -> list[Plan]:
     products = {"shared-hosting": shared, "wordpress-hosting": wordpress}
     plans = []
     for position, row in enumerate(DEMO_PLANS):
-        product, slug, name, disk, bw, sites, dbs, mbx, mem, cpu, procs, ip = row
+        product, slug, name, disk, bw, sites, dbs, mbx, mem, cpu, procs, workers, ip = row
         plan, _ = Plan.objects.update_or_create(
             slug=slug,
             defaults={
@@ -82,7 +94,7 @@ def load_demo_catalog() -> list[Plan]:
                 "memory_mb": mem,
                 "cpu_percent": cpu,
                 "processes": procs,
-                "php_workers": DEMO_PHP_WORKERS[slug],
+                "php_workers": workers,
                 "dedicated_ip": ip,
             },
         )

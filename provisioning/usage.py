@@ -60,7 +60,7 @@ class Measured:
     disk_mb: int | None
     memory_mb: int | None
     traffic_bytes: int
-    cpu_ns: int | None = None
+    cpu_ns: int | None
 
 
 def nginx_month(now: dt.datetime | None = None) -> str:

@@ -49,7 +49,7 @@ from typing import Any, ClassVar
 from django.conf import settings
 
 from billing.models import Plan
-from provisioning import ssh
+from provisioning import nodes, ssh
 from provisioning.errors import PermanentStepError, TransientStepError
 from provisioning.models import Node, Operation, Service, StepRun
 
@@ -85,10 +85,7 @@ class StepContext:
         return Plan.objects.get(pk=plan_id) if plan_id else self.service.plan
 
     def target(self) -> ssh.Target:
-        n = self.node
-        return ssh.Target(
-            node_id=n.pk, address=n.address, port=n.port, user=n.ssh_user, host_key=n.host_key
-        )
+        return nodes.node_target(self.node)
 
     def run(self, commands: list[ssh.Command], *, check: bool = True) -> ssh.ScriptResult:
         """Run commands on the node as one script and record them on the step run.
