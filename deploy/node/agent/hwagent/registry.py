@@ -1,0 +1,38 @@
+"""Where actions are declared: ``@action("user.ensure")`` on one function per action.
+
+An action function takes keyword arguments only (the request's ``args``), validates every one of
+them before touching the node, and returns a dict: ``{"changed": bool, ...data}``. It raises
+``AgentError`` for anything it refuses or cannot do. Actions are idempotent: asking twice for
+the same state changes nothing the second time.
+
+``web=True`` marks the few per-account actions (files, log tails) that the web tier's key may
+call; they run as the account's Linux user. Every action is open to the worker key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+ActionFunc = Callable[..., dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    func: ActionFunc
+    web: bool = False
+
+
+ACTIONS: dict[str, Action] = {}
+
+
+def action(name: str, *, web: bool = False) -> Callable[[ActionFunc], ActionFunc]:
+    def register(func: ActionFunc) -> ActionFunc:
+        if name in ACTIONS:
+            raise RuntimeError(f"action {name} declared twice")
+        ACTIONS[name] = Action(name=name, func=func, web=web)
+        return func
+
+    return register
