@@ -8,6 +8,7 @@ of these; the command builder in ``provisioning.ssh`` then quotes it with ``shle
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import idna
 
@@ -29,20 +30,40 @@ def _refuse(message: str, code: str) -> ProvisioningRefused:
 
 
 def validate_domain(value: object) -> str:
-    """A fully qualified domain name, returned in its ASCII (IDNA) form, lower case.
+    """A domain a customer hosts, in its ASCII (IDNA) form: ``domain_to_ascii`` without ``www.``.
 
-    Refuses anything that is not a plain host name: whitespace, control characters, shell
-    metacharacters, ``..``, a leading ``www.`` (the engine serves ``www`` itself), labels
-    over 63 characters, names over 253, and Unicode that IDNA 2008 does not allow
-    (invisible characters, symbols, A-labels that do not decode to a valid name).
+    The engine serves ``www`` itself, so a leading ``www.`` (on a name of three labels or
+    more) is refused rather than hosted twice.
+    """
+    ascii_name = domain_to_ascii(value)
+    labels = ascii_name.split(".")
+    if labels[0] == "www" and len(labels) > 2:
+        raise _refuse(
+            "Enter the domain without 'www.': the www name is added automatically.", "domain_www"
+        )
+    return ascii_name
+
+
+def domain_to_ascii(value: object) -> str:
+    """A fully qualified host name, returned in its ASCII (IDNA) form, lower case.
+
+    The one domain check of the panel: checkout, the API, the DNS and mail forms and the
+    node resources all call it. Unicode goes through UTS-46 mapping (non-transitional, so
+    "straße.de" stays ``xn--strae-oqa.de`` and is never turned into "strasse.de") and then
+    IDNA 2008 (the ``idna`` package). Refused: whitespace, control and invisible characters,
+    shell metacharacters, ``..``, labels over 63 characters, names over 253, symbols that
+    IDNA 2008 does not allow, A-labels that do not decode to a valid name, and labels that
+    mix scripts (Cyrillic or Greek letters among Latin ones: the look-alike trick).
     """
     if not isinstance(value, str):
         raise _refuse("The domain must be text.", "domain_type")
     raw = value.strip().rstrip(".")
     if not raw:
         raise _refuse("Enter a domain name, for example example.com.", "domain_empty")
-    if raw != value.strip().rstrip(".") or any(c.isspace() or ord(c) < 32 for c in value):
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
         raise _refuse("A domain name cannot contain spaces or control characters.", "domain_chars")
+    if not raw.isascii():
+        raw = _uts46_map(raw)
     if ".." in raw or raw.startswith("."):
         raise _refuse("A domain name cannot contain empty labels ('..').", "domain_empty_label")
     labels = []
@@ -51,7 +72,7 @@ def validate_domain(value: object) -> str:
             raise _refuse(
                 "Each part of a domain name can have at most 63 characters.", "domain_label"
             )
-        labels.append(_ascii_label(label, raw))
+        labels.append(_ascii_label(label, value.strip()))
     ascii_name = ".".join(labels)
     if len(ascii_name) > 253:
         raise _refuse("A domain name can have at most 253 characters.", "domain_length")
@@ -59,11 +80,60 @@ def validate_domain(value: object) -> str:
         raise _refuse("Enter a full domain name such as example.com.", "domain_not_fqdn")
     if not _TLD.match(labels[-1]):
         raise _refuse(f"{labels[-1]!r} is not a top-level domain.", "domain_tld")
-    if labels[0] == "www" and len(labels) > 2:
-        raise _refuse(
-            "Enter the domain without 'www.': the www name is added automatically.", "domain_www"
-        )
     return ascii_name
+
+
+# Format characters (zero-width space, soft hyphen, ...) that UTS-46 would silently drop: a
+# name that looks like another one is refused, not quietly changed. ZWNJ and ZWJ are kept:
+# IDNA 2008 allows them only where a script needs them (CONTEXTJ rules).
+_JOINERS = {"\u200c", "\u200d"}
+
+
+def _uts46_map(raw: str) -> str:
+    """Map a Unicode name the way browsers do (UTS-46, non-transitional): case folding,
+    full-width forms and ideographic full stops, but no ß to ss."""
+    if any(unicodedata.category(c) == "Cf" and c not in _JOINERS for c in raw):
+        raise _refuse(f"{raw!r} is not a valid international domain name.", "domain_idna")
+    try:
+        return idna.uts46_remap(raw, std3_rules=False, transitional=False)
+    except (idna.IDNAError, UnicodeError, ValueError):
+        raise _refuse(f"{raw!r} is not a valid international domain name.", "domain_idna") from None
+
+
+# Scripts that may share a label (Unicode's "highly restrictive" profile, UTS #39): Latin
+# with the scripts of Chinese, Japanese and Korean writing. Any other mix is refused.
+_SCRIPT_MIXES = (
+    frozenset({"LATIN", "HAN", "HIRAGANA", "KATAKANA"}),
+    frozenset({"LATIN", "HAN", "BOPOMOFO"}),
+    frozenset({"LATIN", "HAN", "HANGUL"}),
+)
+
+
+def _script(char: str) -> str | None:
+    """The script of a letter, from its Unicode name (``None`` for digits, marks, hyphen)."""
+    if not unicodedata.category(char).startswith("L"):
+        return None
+    name = unicodedata.name(char, "")
+    if name.startswith(("CJK ", "IDEOGRAPHIC ")):
+        return "HAN"
+    if name.startswith("KATAKANA-HIRAGANA "):
+        return None  # the prolonged sound mark, used by both kana scripts
+    return name.split(" ", 1)[0] or None
+
+
+def label_scripts(label: str) -> set[str]:
+    """The scripts of the letters in one Unicode label."""
+    return {s for s in map(_script, label) if s is not None}
+
+
+def _check_single_script(ulabel: str, raw: str) -> None:
+    scripts = label_scripts(ulabel)
+    if len(scripts) > 1 and not any(scripts <= allowed for allowed in _SCRIPT_MIXES):
+        raise _refuse(
+            f"{raw!r} mixes letters of different alphabets ({', '.join(sorted(scripts)).lower()}) "
+            "in one part of the name, which makes it look like another domain.",
+            "domain_mixed_script",
+        )
 
 
 def _ascii_label(label: str, raw: str) -> str:
@@ -79,14 +149,18 @@ def _ascii_label(label: str, raw: str) -> str:
         return label
     try:
         if label.isascii():
-            idna.ulabel(label)  # an A-label must decode to a valid name
+            ulabel = idna.ulabel(label)  # an A-label must decode to a valid name
+            if idna.alabel(ulabel).decode("ascii") != label:
+                raise idna.IDNAError("not the canonical A-label")
             ascii_label = label
         else:
+            ulabel = label
             ascii_label = idna.alabel(label).decode("ascii")
     except (idna.IDNAError, UnicodeError, ValueError):
         raise _refuse(f"{raw!r} is not a valid international domain name.", "domain_idna") from None
     if not _LABEL.match(ascii_label):
         raise _refuse(f"{raw!r} is not a valid international domain name.", "domain_idna")
+    _check_single_script(ulabel, raw)
     return ascii_label
 
 

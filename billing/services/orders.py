@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 from collections.abc import Sequence
 
 from django.db import transaction
@@ -30,28 +29,24 @@ from billing.selectors import (
 from billing.services.invoices import invoice_create
 from provisioning import services as provisioning
 from provisioning.errors import ProvisioningRefused
+from provisioning.validators import validate_domain
 
 logger = logging.getLogger(__name__)
 
 
-DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-
-
 def clean_domain(value: str) -> str:
-    """The domain to host, lower-case and in its ASCII (IDNA) form, or a clear refusal."""
-    name = value.strip().lower().rstrip(".")
-    if name.startswith("www."):
+    """The domain to host, lower-case and in its ASCII (IDNA) form, or a clear refusal.
+
+    A leading ``www.`` is dropped (the account serves www itself); the rest is the panel's
+    one domain check (``provisioning.validators.validate_domain``).
+    """
+    name = value.strip()
+    if name.lower().startswith("www."):
         name = name[4:]
     try:
-        ascii_name = name.encode("idna").decode("ascii")
-    except UnicodeError:
-        raise BillingError(f"{value!r} is not a valid domain name.") from None
-    labels = ascii_name.split(".")
-    if len(labels) < 2 or len(ascii_name) > 253 or not all(DOMAIN_LABEL.match(x) for x in labels):
-        raise BillingError(f"{value!r} is not a valid domain name, e.g. example.com.")
-    if labels[-1].isdigit():
-        raise BillingError(f"{value!r} is not a valid domain name, e.g. example.com.")
-    return ascii_name
+        return validate_domain(name)
+    except ProvisioningRefused as exc:
+        raise BillingError(exc.messages[0]) from None
 
 
 @transaction.atomic

@@ -189,6 +189,24 @@ def make_rrset(*, zone: str, name: str, rtype: str, contents: list[str], ttl: in
     return RRset(name=owner, rtype=rtype, ttl=ttl, contents=values)
 
 
+def deletion(*, zone: str, name: str, rtype: str) -> tuple[str, str]:
+    """A customer's request to delete the RRset (``name``, ``rtype``), as (owner, type).
+
+    Only the types a customer may edit can be deleted: the zone's SOA and NS (which keep the
+    domain resolving through our nameservers) are the platform's, never the customer's.
+    """
+    owner = owner_name(zone=zone, name=name)
+    rtype = rtype.strip().upper()
+    if rtype not in EDITABLE_TYPES:
+        what = "The domain's own" if owner == fqdn(validate_domain(zone)) else "A"
+        raise ResourceRefused(
+            f"{what} {rtype} record cannot be deleted or changed here; "
+            f"only {', '.join(EDITABLE_TYPES)} records can.",
+            code="dns_type",
+        )
+    return owner, rtype
+
+
 def soa_content(*, primary_ns: str, hostmaster: str, serial: int) -> str:
     return f"{fqdn(primary_ns)} {fqdn(hostmaster)} {serial} {SOA_TIMERS}"
 

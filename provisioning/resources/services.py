@@ -75,7 +75,7 @@ def dns_records_change(
             )
             for r in replace
         ]
-        deletions = [[hwdns.owner_name(zone=service.domain, name=n), t.upper()] for n, t in delete]
+        deletions = [list(hwdns.deletion(zone=service.domain, name=n, rtype=t)) for n, t in delete]
         hwdns.check_rrsets(rrsets)
     params = {
         "replace": [

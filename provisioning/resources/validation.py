@@ -11,10 +11,10 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from provisioning.errors import ProvisioningRefused
 from provisioning.resources.errors import ResourceRefused
+from provisioning.validators import domain_to_ascii
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_TLD = re.compile(r"^(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$")
 _ACCOUNT = re.compile(r"^[a-z][a-z0-9]{2,31}$")
 # MariaDB allows 64 characters for database names (and 80 for user names); the account
 # prefix and its underscore count towards that.
@@ -24,28 +24,15 @@ _LOCAL_PART = re.compile(r"^[a-z0-9](?:[a-z0-9._+-]{0,62}[a-z0-9])?$")
 
 
 def validate_domain(value: object) -> str:
-    """A domain name in lower-case ASCII (IDNA) form, without a trailing dot."""
-    if not isinstance(value, str):
-        raise ResourceRefused("The domain must be text.", code="domain")
-    raw = value.strip().rstrip(".")
-    if not raw or any(c.isspace() or ord(c) < 32 for c in raw):
-        raise ResourceRefused("Enter a domain name such as example.com.", code="domain")
+    """A host name in lower-case ASCII (IDNA) form, without a trailing dot.
+
+    The panel's one domain check (``provisioning.validators.domain_to_ascii``: IDNA 2008 with
+    UTS-46 mapping, mixed scripts refused), with its refusal as a ``ResourceRefused``.
+    """
     try:
-        name = raw.encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        raise ResourceRefused(f"{raw!r} is not a valid domain name.", code="domain") from None
-    labels = name.split(".")
-    if len(name) > 253 or len(labels) < 2:
-        raise ResourceRefused(f"{raw!r} is not a full domain name.", code="domain")
-    for label in labels:
-        if not _LABEL.match(label):
-            raise ResourceRefused(
-                f"{raw!r} is not a valid domain name: use letters, digits, hyphens and dots.",
-                code="domain",
-            )
-    if not _TLD.match(labels[-1]):
-        raise ResourceRefused(f"{labels[-1]!r} is not a top-level domain.", code="domain")
-    return name
+        return domain_to_ascii(value)
+    except ProvisioningRefused as exc:
+        raise ResourceRefused(exc.messages[0], code="domain") from None
 
 
 def validate_account(value: object) -> str:

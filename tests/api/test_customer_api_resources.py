@@ -64,3 +64,43 @@ def test_read_tokens_and_strangers_cannot_change_anything(
     assert post(client, read, f"/api/v1/services/{service.pk}/mailboxes/", body).status_code == 403
     assert post(client, other, f"/api/v1/services/{service.pk}/mailboxes/", body).status_code == 404
     assert not Operation.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"delete": [["@", "NS"]]},
+        {"delete": [["@", "SOA"]]},
+        {"delete": [["res-api.example.", "ns"]]},
+        {"delete": [["www", "A"], ["@", "SOA"]]},
+        {"replace": [{"name": "@", "type": "NS", "contents": ["ns.evil.example."]}]},
+        {"replace": [{"name": "@", "type": "SOA", "contents": ["a. b. 1 2 3 4 5"]}]},
+    ],
+)
+def test_the_zone_apex_ns_and_soa_are_never_the_customers_to_change(
+    client: Client, owner, customer, service, body
+) -> None:
+    # given an owner with a write token
+    token = api_token_create(customer=customer, user=owner, name="w", scope="write").secret
+    # when they try to delete or replace the zone's SOA or NS
+    response = post(client, token, f"/api/v1/services/{service.pk}/dns-records/", body)
+    # then it is refused with a reason and nothing is queued
+    assert response.status_code == 400, response.content
+    if "delete" in body:
+        assert "cannot be deleted" in response.json()["error"]["message"]
+    assert not Operation.objects.filter(service=service).exists()
+
+
+def test_the_panel_offers_no_ns_or_soa_to_delete(owner, service) -> None:
+    # given the panel's delete form; when NS or SOA is asked for; then no operation starts
+    from panel.resources import DnsDeleteForm
+
+    for rtype in ("NS", "SOA"):
+        form = DnsDeleteForm(data={"name": "@", "rtype": rtype})
+        assert not form.is_valid()
+        assert "rtype" in form.errors
+        # and the service behind the form refuses it even when a form lets it through
+        form.cleaned_data = {"name": "@", "rtype": rtype}
+        assert form.save(service=service, actor=owner) is None
+        assert "cannot be deleted" in str(form.errors)
+    assert not Operation.objects.filter(service=service).exists()

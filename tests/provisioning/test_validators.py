@@ -120,3 +120,69 @@ def test_node_configs_only_ever_contain_validated_names(value):
     config = hosting.site_config(Service(pk=1), "hwtuser1", domain)
     assert f"server_name {domain} www.{domain};" in config
     assert "\n" not in domain and ";" not in domain and "{" not in domain
+
+
+# --- one domain check for the whole panel ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        # IDNA 2008 keeps ß (IDNA 2003 turned it into "ss", a different domain)
+        ("straße.de", "xn--strae-oqa.de"),
+        ("Straße.DE", "xn--strae-oqa.de"),
+        ("xn--strae-oqa.de", "xn--strae-oqa.de"),
+        # UTS-46 mapping: full-width letters and the ideographic full stop, as browsers do
+        ("\uff22ÜCHER。de", "xn--bcher-kva.de"),
+        # Scripts that are written together stay accepted
+        ("日本語テキスト.jp", "xn--nckya0bk5909dcvb2w6i.jp"),
+        ("한국abc.kr", "xn--abc-lt8lk11n.kr"),
+        ("пример.рф", "xn--e1afmkfd.xn--p1ai"),
+    ],
+)
+def test_international_names_follow_idna_2008_with_uts46_mapping(value, expected):
+    assert validators.domain_to_ascii(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "\u0430pple.com",  # Cyrillic a, then Latin
+        "p\u0430ypal.com",  # Cyrillic a inside a Latin word
+        "g\u03bfogle.com",  # Greek omicron
+        "xn--pple-43d.com",  # the same trick already encoded
+        "shop.ex\u0430mple.com",  # in any label, not only the first
+    ],
+)
+def test_labels_mixing_scripts_are_refused(value):
+    with pytest.raises(ProvisioningRefused) as exc:
+        validators.domain_to_ascii(value)
+    assert exc.value.code == "domain_mixed_script"
+    assert "different alphabets" in exc.value.messages[0]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["straße.de", "\u0430pple.com", "bücher.example", "exam\u200bple.com", "a" * 64 + ".com"],
+)
+def test_checkout_api_dns_and_mail_all_give_the_same_answer(value):
+    # given the checkout's check, the node resources' check (DNS, mail, certificates) and
+    # the engine's own
+    from billing.errors import BillingError
+    from billing.services import clean_domain
+    from provisioning.resources.errors import ResourceRefused
+    from provisioning.resources.validation import validate_domain as resource_domain
+    from provisioning.resources.validation import validate_email
+
+    def outcome(check, refusal):
+        try:
+            return check(value)
+        except refusal:
+            return "refused"
+
+    # then they accept and refuse the same names, with the same ASCII form
+    engine = outcome(validators.validate_domain, ProvisioningRefused)
+    assert outcome(clean_domain, BillingError) == engine
+    assert outcome(resource_domain, ResourceRefused) == engine
+    mail = outcome(lambda v: validate_email(f"info@{v}"), ResourceRefused)
+    assert mail == ("refused" if engine == "refused" else f"info@{engine}")
