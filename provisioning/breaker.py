@@ -25,6 +25,11 @@ from provisioning.models import Node
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 MAX_COOLDOWN = 900
+# A paused operation's heartbeat moves each time its step is let in to ask the breaker; the
+# sweeper treats an operation whose heartbeat stood still for PROVISIONING_STALE_AFTER as
+# lost. The longest pause is therefore a fraction of that time, so a paused operation is
+# never taken for a lost one (and the sweeper also asks the breaker before it acts).
+STALE_SHARE = 3
 
 
 @dataclass(frozen=True)
@@ -43,8 +48,19 @@ def _base_cooldown() -> int:
     return int(getattr(settings, "PROVISIONING_BREAKER_COOLDOWN", 60))
 
 
+def longest_cooldown() -> int:
+    """The longest pause between two probes: well under the sweeper's stale time."""
+    stale = int(getattr(settings, "PROVISIONING_STALE_AFTER", 15 * 60))
+    return max(1, min(MAX_COOLDOWN, stale // STALE_SHARE))
+
+
 def _state(health: dict[str, Any]) -> dict[str, Any]:
     return dict((health or {}).get("breaker") or {})
+
+
+def breaker_pauses(node: Node) -> bool:
+    """Is work on this node paused by the breaker (open, or half-open awaiting a probe)?"""
+    return _state(node.health).get("state") == OPEN
 
 
 def breaker_state(node: Node, *, now: datetime | None = None) -> str:
@@ -91,7 +107,7 @@ def breaker_record_failure(*, node_id: int, error: str, now: datetime | None = N
     state.update(failures=failures, last_error=error[:300], last_failure_at=now.isoformat())
     if state.get("state") == OPEN or failures >= _threshold():
         previous = int(state.get("cooldown", 0))
-        cooldown = min(MAX_COOLDOWN, previous * 2 if previous else _base_cooldown())
+        cooldown = min(longest_cooldown(), previous * 2 if previous else _base_cooldown())
         state.update(
             state=OPEN,
             cooldown=cooldown,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 import string
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -21,7 +22,7 @@ from accounts.services import audit_record
 from billing.models import Plan
 from provisioning import selectors, validators, workflow
 from provisioning.errors import PermanentStepError, ProvisioningRefused
-from provisioning.models import IPAddress, Node, Operation, OperationEvent, Service
+from provisioning.models import IPAddress, Node, Operation, OperationEvent, Service, StepRun
 from provisioning.steps.base import get_kind
 
 
@@ -336,6 +337,20 @@ def operation_rollback(*, operation: Operation, actor: User | None = None) -> Op
             "back; start the opposite operation instead.",
             code="state",
         )
+    running = operation.step_runs.filter(status=StepRun.Status.RUNNING).first()
+    if running is not None:
+        stale_before = timezone.now() - timedelta(seconds=settings.PROVISIONING_STALE_AFTER)
+        if running.started_at > stale_before:
+            # Its undo would race the step still acting on the node.
+            raise ProvisioningRefused(
+                f"Step {running.step} is still running; roll back once it has finished "
+                "(or, if its worker was lost, once the sweeper has marked it stopped).",
+                code="busy",
+            )
+        running.status = StepRun.Status.FAILED
+        running.error = "the worker stopped during this step; the outcome is unknown"
+        running.finished_at = timezone.now()
+        running.save(update_fields=["status", "error", "finished_at"])
     reason = operation.reason or f"Rolled back by {_label(actor)}."
     workflow.begin_rollback(operation, reason=reason, actor=actor)
     audit_record(

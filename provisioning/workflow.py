@@ -392,10 +392,12 @@ def operations_sweep(*, stale_after: int | None = None) -> dict[str, int]:
     than any step may run. Its step that was running is marked failed with an unknown
     outcome; the chain is queued again from that step (whose apply looks at the node first),
     up to PROVISIONING_MAX_RESUMES times, after which the operation is rolled back.
+    An operation whose node is paused by the circuit breaker is only queued again to wait:
+    a node outage, however long, never uses up resumes nor ends in a rollback.
     """
     seconds = settings.PROVISIONING_STALE_AFTER if stale_after is None else stale_after
     cutoff = timezone.now() - timedelta(seconds=seconds)
-    counts = {"resumed": 0, "rolled_back": 0, "rollback_resumed": 0}
+    counts = {"resumed": 0, "rolled_back": 0, "rollback_resumed": 0, "waiting_for_node": 0}
     stale_ids = list(
         Operation.objects.filter(
             state__in=Operation.RUNNING_STATES, heartbeat_at__lte=cutoff
@@ -412,6 +414,20 @@ def operations_sweep(*, stale_after: int | None = None) -> dict[str, int]:
                 finished_at=timezone.now(),
             )
             operation.heartbeat_at = timezone.now()
+            node = operation.service.node
+            if node is not None and breaker.breaker_pauses(node):
+                # Paused by the node's circuit breaker, however long the node has been gone:
+                # queued again to wait for it, never counted as lost nor rolled back.
+                operation.save(update_fields=["heartbeat_at"])
+                note(
+                    operation,
+                    f"waits for {node.name}, which is not answering; queued again "
+                    "(never rolled back for an outage)",
+                    actor_label="sweeper",
+                )
+                _requeue(operation)
+                counts["waiting_for_node"] += 1
+                continue
             if operation.resumes >= settings.PROVISIONING_MAX_RESUMES:
                 if operation.state == Operation.State.ROLLING_BACK:
                     reason = (
@@ -436,16 +452,21 @@ def operations_sweep(*, stale_after: int | None = None) -> dict[str, int]:
                 f"stopped moving; resumed (resume {operation.resumes})",
                 actor_label="sweeper",
             )
-            oid, start = operation.pk, operation.current_step
+            _requeue(operation)
             if operation.state == Operation.State.ROLLING_BACK:
-                transaction.on_commit(lambda oid=oid: queue_rollback(oid))  # type: ignore[misc]
                 counts["rollback_resumed"] += 1
             else:
-                transaction.on_commit(
-                    lambda oid=oid, start=start: queue_chain(oid, start)  # type: ignore[misc]
-                )
                 counts["resumed"] += 1
     return counts
+
+
+def _requeue(operation: Operation) -> None:
+    """Queue a stopped operation's chain (or its rollback) again once this transaction commits."""
+    oid, start = operation.pk, operation.current_step
+    if operation.state == Operation.State.ROLLING_BACK:
+        transaction.on_commit(lambda: queue_rollback(oid))
+    else:
+        transaction.on_commit(lambda: queue_chain(oid, start))
 
 
 def kind_of(operation: Operation) -> OperationKind:

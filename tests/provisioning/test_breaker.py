@@ -15,6 +15,7 @@ from provisioning.breaker import (
     breaker_record_failure,
     breaker_record_success,
     breaker_state,
+    longest_cooldown,
 )
 from provisioning.models import Node
 
@@ -79,3 +80,24 @@ def test_a_failed_probe_reopens_with_a_longer_cool_down(nodes) -> None:
     verdict = breaker_allow(node_id=web1.pk, now=probe_at + timedelta(seconds=1))
     assert not verdict.allowed
     assert verdict.retry_in == 119  # 120 s now, doubled from 60
+
+
+def test_the_longest_pause_stays_well_under_the_stale_time(nodes, settings) -> None:
+    # given a node that keeps failing its probes for hours
+    web1, _ = nodes
+    now = timezone.now()
+    for hour in range(40):
+        at = now + timedelta(minutes=10 * hour)
+        breaker_allow(node_id=web1.pk, now=at)
+        breaker_record_failure(node_id=web1.pk, error="refused", now=at)
+    web1.refresh_from_db()
+    # then the pause between probes stopped growing below the sweeper's stale time, so a
+    # paused step is let in (and its heartbeat moves) before the sweeper would call it lost
+    cooldown = web1.health["breaker"]["cooldown"]
+    assert cooldown == longest_cooldown()
+    assert cooldown * 2 < settings.PROVISIONING_STALE_AFTER
+    verdict = breaker_allow(node_id=web1.pk, now=at + timedelta(seconds=1))
+    assert not verdict.allowed and verdict.retry_in < settings.PROVISIONING_STALE_AFTER
+    # and a shorter stale time shortens the pause with it
+    settings.PROVISIONING_STALE_AFTER = 120
+    assert longest_cooldown() == 40

@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from provisioning import services
+from provisioning.errors import ProvisioningRefused
 from provisioning.models import Node, Operation, OperationEvent, StepRun
 from provisioning.workflow import operations_sweep
 from tests.factories import CustomerFactory, PlanFactory, UserFactory
@@ -54,7 +55,7 @@ def test_the_sweeper_resumes_an_operation_that_stopped_moving(operation):
 
 def test_the_sweeper_leaves_moving_operations_alone(operation):
     _stall(operation, minutes=1)
-    assert operations_sweep() == {"resumed": 0, "rolled_back": 0, "rollback_resumed": 0}
+    assert set(operations_sweep().values()) == {0}
     assert StepRun.objects.get(operation=operation).status == "running"
 
 
@@ -114,3 +115,67 @@ def test_the_sweeper_runs_on_celery_beat():
 
     tasks = {entry["task"]: entry["schedule"] for entry in app.conf.beat_schedule.values()}
     assert tasks["provisioning.operations_sweep"] == 60.0
+
+
+def test_an_operation_paused_on_a_dead_node_is_never_rolled_back(operation, settings):
+    # given an operation that has used up its resumes, on a node whose breaker is open
+    from provisioning.breaker import breaker_record_failure
+
+    node = operation.service.node
+    for _ in range(settings.PROVISIONING_BREAKER_FAILURES):
+        breaker_record_failure(node_id=node.pk, error="cannot connect")
+    # when the node stays gone for hours and the sweeper keeps finding the operation still
+    for _ in range(20):
+        _stall(operation, minutes=60, resumes=settings.PROVISIONING_MAX_RESUMES)
+        counts = operations_sweep()
+        # then it is only queued again to wait for the node
+        assert counts["waiting_for_node"] == 1
+        assert counts["rolled_back"] == counts["resumed"] == 0
+    op = Operation.objects.get(pk=operation.pk)
+    assert op.state == "provisioning" and op.resumes == settings.PROVISIONING_MAX_RESUMES
+    assert not op.events.filter(to_state__in=["failed", "rolling_back"]).exists()
+    assert op.events.filter(actor_label="sweeper", detail__contains="waits for web1").exists()
+
+
+def _staff_client(client, email):
+    staff = UserFactory.create(email=email, is_staff=True, is_superuser=True)
+    Authenticator.objects.create(user=staff, type=Authenticator.Type.TOTP, data={"secret": "x"})
+    client.force_login(staff)
+    return staff
+
+
+def test_staff_cannot_roll_back_while_a_step_is_running(client, operation):
+    # given an operation whose worker is in the middle of its second step right now
+    _stall(operation, minutes=0)
+    staff = _staff_client(client, "ops3@staff.example.com")
+
+    # when staff roll it back, from the service layer or the admin
+    with pytest.raises(ProvisioningRefused, match="still running") as refusal:
+        services.operation_rollback(operation=operation, actor=staff)
+    response = client.post(
+        reverse("admin:provisioning_operation_changelist"),
+        {"action": "rollback", "_selected_action": [operation.pk]},
+        follow=True,
+    )
+
+    # then both are refused with the reason, and the operation goes on untouched
+    assert refusal.value.code == "busy"
+    assert "Step linux_user is still running" in response.content.decode()
+    op = Operation.objects.get(pk=operation.pk)
+    assert op.state == "provisioning"
+    assert StepRun.objects.get(operation=op).status == "running"
+
+
+def test_staff_can_roll_back_once_the_running_step_is_known_lost(client, operation):
+    # given an operation whose step started longer ago than any step may run
+    _stall(operation, minutes=0)
+    StepRun.objects.filter(operation=operation).update(
+        started_at=timezone.now() - timedelta(minutes=30)
+    )
+    staff = _staff_client(client, "ops4@staff.example.com")
+    # when staff roll it back, then the rollback starts and the lost step is marked so
+    services.operation_rollback(operation=operation, actor=staff)
+    op = Operation.objects.get(pk=operation.pk)
+    assert op.state == "rolling_back"
+    lost = StepRun.objects.get(operation=op)
+    assert lost.status == "failed" and "outcome is unknown" in lost.error
