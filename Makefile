@@ -36,12 +36,14 @@ pytest: venv services
 test: venv services lint typecheck migrations-check pytest
 
 demo: venv
+	@deploy/dev/ensure-redis-server.sh
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py demo_setup
 	@if [ "$$(id -u)" = 0 ]; then $(PY) manage.py node_local_setup; \
 	 else echo "not root: skipping the local hosting node (orders wait for a node)"; fi
-	@# rundemo starts the panel, a worker with beat and (without a Stripe account) the
-	@# local Stripe stand-in that takes test cards.
+	@# rundemo starts and supervises the task broker (redis-server on a socket in var/redis/),
+	@# the local Stripe stand-in that takes test cards (without a Stripe account), a worker
+	@# with beat and the panel; a part that dies is started again.
 	$(PY) manage.py rundemo
 
 bench: venv services

@@ -1,7 +1,8 @@
 """Hostwright settings, read from the environment.
 
 Without any configuration Hostwright runs embedded: SQLite in ``var/``, a
-Celery broker kept in files (no server), mail to the console. Set
+Celery broker on a redis-server socket in ``var/redis/`` (started by ``rundemo``), mail to the
+console. Set
 ``HOSTING_ENV=production`` and the variables that have no safe default
 (``SECRET_KEY``, ``ALLOWED_HOSTS``, ``DATABASE_URL``) become mandatory.
 """
@@ -225,22 +226,11 @@ STORAGES = {
     },
 }
 
-# Celery. Without CELERY_BROKER_URL the broker is a folder of files: no server
-# to run, good for one machine. Production sets Redis or RabbitMQ.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
-CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
-if CELERY_BROKER_URL == "filesystem://":
-    _broker_dir = VAR_DIR / "broker"
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_broker_dir / "queue"),
-        "data_folder_out": str(_broker_dir / "queue"),
-        "processed_folder": str(_broker_dir / "processed"),
-        "control_folder": str(_broker_dir / "control"),
-        "store_processed": False,
-        # The folder is polled: every step of an operation is one task, so the default of a
-        # second between looks would add a second to each step the customer watches.
-        "polling_interval": 0.1,
-    }
+# Celery. Without CELERY_BROKER_URL (development, the demo) the broker is a redis-server that
+# `manage.py rundemo` starts on a unix socket in var/redis/ (no TCP port). Production sets
+# Redis or RabbitMQ.
+DEMO_REDIS_DIR = VAR_DIR / "redis"
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", f"redis+socket://{DEMO_REDIS_DIR / 'redis.sock'}")
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "") or None
 CELERY_TASK_ALWAYS_EAGER = False
 
@@ -307,6 +297,13 @@ PROVISIONING_STEP_RETRIES = env_int("PROVISIONING_STEP_RETRIES", 5)
 PROVISIONING_RETRY_BACKOFF = env_int("PROVISIONING_RETRY_BACKOFF", 5)  # seconds, doubled per try
 PROVISIONING_COMMAND_TIMEOUT = env_int("PROVISIONING_COMMAND_TIMEOUT", 120)
 PROVISIONING_STALE_AFTER = env_int("PROVISIONING_STALE_AFTER", 15 * 60)
+# An operation still queued (no step ever claimed it) after this many seconds is sent to the
+# workers again: nothing ran yet, and a duplicate message finds the step claimed and does
+# nothing, so this may be short. The sweeper looks every PROVISIONING_SWEEP_EVERY seconds.
+PROVISIONING_QUEUED_STALE_AFTER = env_int(
+    "PROVISIONING_QUEUED_STALE_AFTER", 300 if PRODUCTION else 30
+)
+PROVISIONING_SWEEP_EVERY = env_int("PROVISIONING_SWEEP_EVERY", 60 if PRODUCTION else 20)
 PROVISIONING_MAX_RESUMES = env_int("PROVISIONING_MAX_RESUMES", 3)
 # Circuit breaker per node: open after this many connection failures in a row, then try
 # again after the cool-down (seconds, doubled after each failed probe, at most 15 minutes).
@@ -356,7 +353,10 @@ CELERY_BEAT_SCHEDULE = {
     "billing-orders-sweep": {"task": "billing.orders_sweep", "schedule": 300},
     "support-autoclose": {"task": "support.autoclose_resolved_tickets", "schedule": 3600},
     # Resume or roll back provisioning operations whose worker stopped moving.
-    "provisioning-sweep": {"task": "provisioning.operations_sweep", "schedule": 60.0},
+    "provisioning-sweep": {
+        "task": "provisioning.operations_sweep",
+        "schedule": float(PROVISIONING_SWEEP_EVERY),
+    },
     "provisioning-drift-check": {"task": "provisioning.drift_check", "schedule": 3600.0},
     # Disk, memory and traffic of every account, for the panel and the plan's limits.
     "provisioning-usage-collect": {"task": "provisioning.usage_collect", "schedule": 900.0},

@@ -8,7 +8,7 @@ finds that state under a row lock and either continues from it or does nothing.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -305,7 +305,12 @@ def _undo_positions(operation: Operation) -> list[int]:
 
 
 def rollback_execute(*, operation_id: int) -> tuple[str, int]:
-    """Undo the operation's steps in reverse order; idempotent, resumable."""
+    """Undo the operation's steps in reverse order; idempotent, resumable.
+
+    An undo another worker is running (started within PROVISIONING_STALE_AFTER) is left to
+    it: a second copy of this task then does nothing, so no undo ever runs twice at once.
+    """
+    stale_before = timezone.now() - timedelta(seconds=settings.PROVISIONING_STALE_AFTER)
     with transaction.atomic():
         operation = _locked(operation_id)
         if operation.state != Operation.State.ROLLING_BACK:
@@ -324,6 +329,10 @@ def rollback_execute(*, operation_id: int) -> tuple[str, int]:
             undo_runs = _runs_since_start(operation).filter(position=position, direction="undo")
             if undo_runs.filter(status=StepRun.Status.SUCCEEDED).exists():
                 continue
+            if undo_runs.filter(
+                status=StepRun.Status.RUNNING, started_at__gt=stale_before
+            ).exists():
+                return BUSY, 0
             undo_runs.filter(status=StepRun.Status.RUNNING).update(
                 status=StepRun.Status.FAILED,
                 error="the worker stopped during this undo; it is run again",
@@ -385,7 +394,9 @@ def rollback_execute(*, operation_id: int) -> tuple[str, int]:
         return DONE, 0
 
 
-def operations_sweep(*, stale_after: int | None = None) -> dict[str, int]:
+def operations_sweep(
+    *, stale_after: int | None = None, queued_after: int | None = None
+) -> dict[str, int]:
     """Resume or roll back operations whose worker stopped (killed, lost, never started).
 
     An operation is stale when its heartbeat did not move for ``stale_after`` seconds, longer
@@ -394,9 +405,61 @@ def operations_sweep(*, stale_after: int | None = None) -> dict[str, int]:
     up to PROVISIONING_MAX_RESUMES times, after which the operation is rolled back.
     An operation whose node is paused by the circuit breaker is only queued again to wait:
     a node outage, however long, never uses up resumes nor ends in a rollback.
+
+    An operation still queued after ``queued_after`` seconds, with no step ever claimed, is
+    sent to the workers again (its message may have been lost with a worker). Nothing of it
+    ran, and a step is claimed under the operation's row lock, so if the first message turns
+    up after all, one of the two copies finds the step taken and does nothing. This does not
+    count as a resume: an operation waiting behind a long queue is never rolled back for it.
     """
     seconds = settings.PROVISIONING_STALE_AFTER if stale_after is None else stale_after
-    cutoff = timezone.now() - timedelta(seconds=seconds)
+    queued_seconds = (
+        settings.PROVISIONING_QUEUED_STALE_AFTER if queued_after is None else queued_after
+    )
+    requeued = 0
+    queued_cutoff = timezone.now() - timedelta(seconds=queued_seconds)
+    queued_ids = list(
+        Operation.objects.filter(
+            state=Operation.State.QUEUED, heartbeat_at__lte=queued_cutoff
+        ).values_list("pk", flat=True)
+    )
+    for operation_id in queued_ids:
+        with transaction.atomic():
+            operation = _locked(operation_id)
+            if operation.state != Operation.State.QUEUED or operation.heartbeat_at > queued_cutoff:
+                continue
+            if StepRun.objects.filter(operation=operation).exists():
+                continue  # a step was claimed: the stale rule below applies
+            waited = int((timezone.now() - operation.heartbeat_at).total_seconds())
+            operation.heartbeat_at = timezone.now()
+            operation.save(update_fields=["heartbeat_at"])
+            note(
+                operation,
+                f"still queued after {waited} s; sent to the workers again",
+                actor_label="sweeper",
+            )
+            _requeue(operation)
+            requeued += 1
+    counts = _resume_stale(cutoff=timezone.now() - timedelta(seconds=seconds))
+    counts["requeued"] = requeued
+    return counts
+
+
+def operations_recover_after_worker_loss() -> dict[str, int]:
+    """Resume every unfinished operation at once, after the only worker died.
+
+    For a supervisor that runs the one worker there is (``manage.py rundemo``) and calls
+    this after it died and before it starts the next: no step can be running anywhere then,
+    so waiting PROVISIONING_STALE_AFTER to be sure would only keep the customer waiting.
+    Never call it while another worker may be running steps.
+    """
+    counts = _resume_stale(cutoff=timezone.now())
+    counts["requeued"] = 0
+    return counts
+
+
+def _resume_stale(*, cutoff: datetime) -> dict[str, int]:
+    """Resume, or roll back, the running operations whose heartbeat is not after ``cutoff``."""
     counts = {"resumed": 0, "rolled_back": 0, "rollback_resumed": 0, "waiting_for_node": 0}
     stale_ids = list(
         Operation.objects.filter(

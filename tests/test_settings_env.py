@@ -99,4 +99,8 @@ def test_embedded_default_needs_no_configuration(tmp_path) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["django.db.backends.sqlite3", "filesystem://"]
+    # SQLite, and the redis-server rundemo starts on a socket in the var dir (no TCP port)
+    assert result.stdout.split() == [
+        "django.db.backends.sqlite3",
+        f"redis+socket://{tmp_path}/redis/redis.sock",
+    ]

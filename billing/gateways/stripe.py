@@ -7,6 +7,7 @@ cents.
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +18,7 @@ from billing.gateways.base import ChargeResult, GatewayError
 from billing.money import from_minor_units, to_minor_units
 
 DEFAULT_API_BASE = "https://api.stripe.com"
+log = logging.getLogger(__name__)
 
 
 class SignatureError(Exception):
@@ -34,11 +36,46 @@ def _plain(obj: Any) -> dict[str, Any]:
     return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
 
 
+# What a customer reads for the processor's answers, by Stripe's error code; the processor's
+# own text (which may name its objects, "No such PaymentMethod: 'pm_...'") goes to the log.
+_CUSTOMER_WORDS = {
+    "resource_missing": (
+        "Your saved card is no longer on file with our card processor. Add the card again "
+        "or pay with another card."
+    ),
+    "card_declined": "Your card was declined. Try another card, or ask your bank why.",
+    "expired_card": "Your card has expired. Add a card that is valid.",
+    "incorrect_cvc": "The card's security code was not accepted. Check it and try again.",
+    "insufficient_funds": "Your card has insufficient funds. Try another card.",
+    "processing_error": "The card processor had a problem. Please try again in a few minutes.",
+    "authentication_required": (
+        "Your bank asks you to confirm this payment: pay the invoice by card from the panel."
+    ),
+}
+
+
+def customer_message(exc: stripe.StripeError) -> str:
+    """A sentence a customer can act on, never the processor's raw text."""
+    code = str(getattr(exc, "code", "") or "")
+    if code in _CUSTOMER_WORDS:
+        return _CUSTOMER_WORDS[code]
+    if isinstance(exc, stripe.CardError):
+        return _CUSTOMER_WORDS["card_declined"]
+    if "No such" in str(exc):
+        return _CUSTOMER_WORDS["resource_missing"]
+    if isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError):
+        return "The card processor could not be reached. Please try again in a few minutes."
+    return (
+        "The card processor refused the request. Please try again, or open a ticket if it "
+        "keeps happening."
+    )
+
+
 def _error(exc: stripe.StripeError) -> GatewayError:
     # Card declines and invalid requests will not improve by retrying; outages might.
     permanent = isinstance(exc, stripe.CardError | stripe.InvalidRequestError)
-    message = getattr(exc, "user_message", None) or str(exc) or exc.__class__.__name__
-    return GatewayError(message, permanent=permanent)
+    log.warning("card processor error: %s", exc)
+    return GatewayError(customer_message(exc), permanent=permanent)
 
 
 def construct_event(*, payload: bytes, signature: str) -> dict[str, Any]:
@@ -186,7 +223,7 @@ class StripeGateway:
                 external_id=str(pi["id"]) if pi else "",
                 amount=amount,
                 currency=currency,
-                error=getattr(exc, "user_message", None) or str(exc),
+                error=customer_message(exc),
             )
         except stripe.StripeError as exc:
             raise _error(exc) from exc

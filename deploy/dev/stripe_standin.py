@@ -12,7 +12,10 @@ the demo take card payments without a network or an account. What it covers:
 - test cards as Stripe documents them: 4242 4242 4242 4242 pays, 4000 0000 0000 0341 is
   saved but every later charge of it is declined, 4000 0000 0000 0002 is declined outright;
 - events signed like Stripe signs them (``t=<unix>,v1=<HMAC-SHA256(secret, "t.payload")>``)
-  and posted to ``--webhook-url`` when given (the demo); tests read ``/v1/events`` instead.
+  and posted to ``--webhook-url`` when given (the demo); tests read ``/v1/events`` instead;
+- with ``--state-dir`` (the demo) its customers, cards, intents and sessions are kept in
+  ``state.json`` there, rewritten atomically after every change, so a card saved before a
+  restart still pays after it.
 
 Run: ``python deploy/dev/stripe_standin.py --port 12111 --webhook-url URL --secret whsec_...``
 """
@@ -24,12 +27,14 @@ import hashlib
 import hmac
 import html
 import json
+import os
 import re
 import secrets
 import threading
 import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -70,7 +75,12 @@ def _listify(node: Any) -> Any:
 class StripeStandin:
     """The state: every object by id, the events in order, answers by idempotency key."""
 
-    def __init__(self, *, webhook_url: str = "", webhook_secret: str = "") -> None:
+    #: Events kept on disk (the newest); objects and idempotent answers are all kept.
+    KEEP_EVENTS = 1000
+
+    def __init__(
+        self, *, webhook_url: str = "", webhook_secret: str = "", state_dir: str = ""
+    ) -> None:
         self.objects: dict[str, dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
         self.idempotent: dict[str, tuple[int, dict[str, Any]]] = {}
@@ -78,6 +88,38 @@ class StripeStandin:
         self.webhook_secret = webhook_secret
         self.base_url = ""
         self.lock = threading.RLock()
+        self.state_path = Path(state_dir) / "state.json" if state_dir else None
+        if self.state_path is not None:
+            self.load()
+
+    # -- state on disk -----------------------------------------------------------------------
+    def load(self) -> None:
+        assert self.state_path is not None
+        try:
+            data = json.loads(self.state_path.read_text())
+        except FileNotFoundError:
+            return
+        self.objects = data.get("objects", {})
+        self.events = data.get("events", [])
+        self.idempotent = {k: (v[0], v[1]) for k, v in data.get("idempotent", {}).items()}
+
+    def save(self) -> None:
+        """Write the whole state to a temporary file, flush it, then rename it over the old
+        one: a crash leaves the previous state or the new one, never half a file."""
+        if self.state_path is None:
+            return
+        with self.lock:  # one writer at a time, so an older state never replaces a newer
+            self.events = self.events[-self.KEEP_EVENTS :]
+            data = json.dumps(
+                {"objects": self.objects, "events": self.events, "idempotent": self.idempotent}
+            )
+            self.state_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.state_path.with_name(".state.json.tmp")
+            with open(tmp, "w") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.state_path)
 
     # -- helpers ---------------------------------------------------------------------------
     def put(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -224,7 +266,11 @@ class StripeStandin:
     def create_payment_intent(self, p: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         method = self.objects.get(p.get("payment_method", ""))
         if method is None:
-            return 400, _err("invalid_request_error", "No such PaymentMethod", code="missing")
+            return 400, _err(
+                "invalid_request_error",
+                f"No such PaymentMethod: '{p.get('payment_method', '')}'",
+                code="resource_missing",
+            )
         amount = int(p.get("amount", 0))
         if amount <= 0:
             return 400, _err("invalid_request_error", "Amount must be at least 1 cent")
@@ -396,6 +442,8 @@ def make_handler(state: StripeStandin) -> type[BaseHTTPRequestHandler]:
                 status, body = state.handle(method, path, params)
                 if method == "POST" and key:
                     state.idempotent[f"{path}:{key}"] = (status, body)
+                if method == "POST":
+                    state.save()
             self._send(status, body)
 
         def _page(self, method: str, sid: str) -> None:
@@ -406,6 +454,7 @@ def make_handler(state: StripeStandin) -> type[BaseHTTPRequestHandler]:
             error = ""
             if method == "POST":
                 status, body = state.complete_session(sid, self._params().get("card", ""))
+                state.save()
                 if status == 200:
                     target = str(session["success_url"]).replace("{CHECKOUT_SESSION_ID}", sid)
                     self.send_response(303)
@@ -444,10 +493,17 @@ def make_handler(state: StripeStandin) -> type[BaseHTTPRequestHandler]:
 
 
 def serve(
-    *, host: str = "127.0.0.1", port: int = 0, webhook_url: str = "", webhook_secret: str = ""
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    webhook_url: str = "",
+    webhook_secret: str = "",
+    state_dir: str = "",
 ) -> tuple[ThreadingHTTPServer, StripeStandin]:
     """Start the stand-in in a background thread; returns the server (``server_address``)."""
-    state = StripeStandin(webhook_url=webhook_url, webhook_secret=webhook_secret)
+    state = StripeStandin(
+        webhook_url=webhook_url, webhook_secret=webhook_secret, state_dir=state_dir
+    )
     server = ThreadingHTTPServer((host, port), make_handler(state))
     server.daemon_threads = True
     state.base_url = f"http://{host}:{server.server_address[1]}"
@@ -461,9 +517,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=12111)
     parser.add_argument("--webhook-url", default="")
     parser.add_argument("--secret", default="whsec_standin")
+    parser.add_argument("--state-dir", default="", help="keep the state in DIR/state.json")
     args = parser.parse_args()
     server, state = serve(
-        host=args.host, port=args.port, webhook_url=args.webhook_url, webhook_secret=args.secret
+        host=args.host,
+        port=args.port,
+        webhook_url=args.webhook_url,
+        webhook_secret=args.secret,
+        state_dir=args.state_dir,
     )
     print(f"Stripe stand-in on {state.base_url} (not Stripe; test cards only)", flush=True)
     try:

@@ -79,3 +79,52 @@ def test_saved_card(client, owner, customer, invoice, stripe_standin):
     invoice.refresh_from_db()
     assert invoice.state == Invoice.State.PAID
     assert invoice.payments.get().external_id.startswith("pi_")
+
+
+def test_a_card_the_processor_no_longer_knows_is_explained_in_plain_words(
+    customer, invoice, stripe_standin
+):
+    # given a saved card the processor has no record of (its state was lost)
+    ref = services.stripe_customer_ref(customer=customer)
+    card = stripe_standin.card_method("4242424242424242", ref)
+    services.payment_method_save(customer=customer, external_id=card["id"], card=card["card"])
+    del stripe_standin.objects[card["id"]]
+
+    # when the invoice is charged to it
+    with pytest.raises(BillingError) as refused:
+        services.invoice_collect(invoice=invoice, gateway="stripe")
+
+    # then the customer reads what to do, not the processor's words
+    message = refused.value.messages[0]
+    assert "No such" not in message and card["id"] not in message
+    assert "no longer on file" in message and "Add the card again" in message
+    assert not Payment.objects.exists()
+
+
+def test_the_stand_in_keeps_saved_cards_across_a_restart(tmp_path):
+    from tests.billing.conftest import standin_module
+
+    # given a stand-in keeping its state on disk, where a customer saved a card
+    server, state = standin_module.serve(state_dir=str(tmp_path))
+    _, customer = state.create_customer({"email": "keep@example.com"})
+    _, session = state.create_session(
+        {"mode": "setup", "customer": customer["id"], "success_url": "/", "cancel_url": "/"}
+    )
+    status, _ = state.complete_session(session["id"], "4242424242424242")
+    state.save()
+    server.shutdown()
+    assert status == 200
+    saved = state.objects[state.objects[session["id"]]["setup_intent"]]["payment_method"]
+
+    # when it starts again from the same directory
+    server, again = standin_module.serve(state_dir=str(tmp_path))
+    try:
+        status, intent = again.create_payment_intent(
+            {"payment_method": saved, "amount": "500", "confirm": "true"}
+        )
+    finally:
+        server.shutdown()
+
+    # then the saved card still pays, and no temporary file is left behind
+    assert status == 200 and intent["status"] == "succeeded"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]

@@ -12,7 +12,7 @@ from django.utils import timezone
 from provisioning import services
 from provisioning.errors import ProvisioningRefused
 from provisioning.models import Node, Operation, OperationEvent, StepRun
-from provisioning.workflow import operations_sweep
+from provisioning.workflow import operations_recover_after_worker_loss, operations_sweep
 from tests.factories import CustomerFactory, PlanFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -110,11 +110,13 @@ def test_admin_retry_refusal_is_shown_as_a_message(client, operation):
     assert "Only failed or rolled-back operations can be retried" in response.content.decode()
 
 
-def test_the_sweeper_runs_on_celery_beat():
+def test_the_sweeper_runs_on_celery_beat(settings):
     from hosting.celery import app
 
     tasks = {entry["task"]: entry["schedule"] for entry in app.conf.beat_schedule.values()}
-    assert tasks["provisioning.operations_sweep"] == 60.0
+    assert tasks["provisioning.operations_sweep"] == settings.PROVISIONING_SWEEP_EVERY
+    # often enough that a lost task of a queued operation is sent again within a minute
+    assert settings.PROVISIONING_SWEEP_EVERY + settings.PROVISIONING_QUEUED_STALE_AFTER <= 60
 
 
 def test_an_operation_paused_on_a_dead_node_is_never_rolled_back(operation, settings):
@@ -179,3 +181,65 @@ def test_staff_can_roll_back_once_the_running_step_is_known_lost(client, operati
     assert op.state == "rolling_back"
     lost = StepRun.objects.get(operation=op)
     assert lost.status == "failed" and "outcome is unknown" in lost.error
+
+
+def test_a_queued_operation_whose_message_was_lost_is_sent_again(operation, settings):
+    # given an operation queued 40 s ago that no worker ever started (its message was lost)
+    Operation.objects.filter(pk=operation.pk).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=40)
+    )
+
+    # when the sweeper runs, with a 30 s patience for queued operations
+    with_patience = operations_sweep(queued_after=30)
+
+    # then it is sent to the workers again, without counting as a resume, and says so
+    assert with_patience["requeued"] == 1 and with_patience["resumed"] == 0
+    op = Operation.objects.get(pk=operation.pk)
+    assert (op.state, op.resumes) == ("queued", 0)
+    assert op.heartbeat_at > timezone.now() - timedelta(seconds=5)
+    assert op.events.filter(actor_label="sweeper", detail__contains="still queued").exists()
+    # and the next sweep leaves it alone: its heartbeat moved
+    assert operations_sweep(queued_after=30)["requeued"] == 0
+
+
+def test_a_queued_operation_waiting_its_turn_is_left_alone(operation):
+    Operation.objects.filter(pk=operation.pk).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=10)
+    )
+    assert operations_sweep(queued_after=30)["requeued"] == 0
+    assert not operation.events.filter(actor_label="sweeper").exists()
+
+
+def test_after_the_only_worker_died_its_operations_resume_at_once(operation):
+    # given an operation whose worker died seconds ago in the middle of a step
+    _stall(operation, minutes=0)
+    assert operations_sweep()["resumed"] == 0  # too fresh for the ordinary sweeper
+
+    # when the supervisor of the only worker says that worker is gone
+    counts = operations_recover_after_worker_loss()
+
+    # then the step is marked unknown and the operation resumes from it
+    assert counts["resumed"] == 1
+    op = Operation.objects.get(pk=operation.pk)
+    assert (op.state, op.current_step, op.resumes) == ("provisioning", 1, 1)
+    assert StepRun.objects.get(operation=op).status == "failed"
+
+
+def test_a_second_copy_of_a_rollback_leaves_a_running_undo_to_its_worker(operation):
+    from provisioning.workflow import BUSY, rollback_execute
+
+    # given a rollback whose undo of step 0 another worker is running right now
+    Operation.objects.filter(pk=operation.pk).update(
+        state="rolling_back", started_at=timezone.now() - timedelta(seconds=5)
+    )
+    StepRun.objects.create(operation=operation, position=0, step="validate", status="succeeded")
+    StepRun.objects.create(
+        operation=operation, position=0, step="validate", direction="undo", status="running"
+    )
+
+    # when a second copy of the rollback task arrives
+    outcome = rollback_execute(operation_id=operation.pk)
+
+    # then it does nothing: the running undo is not marked failed nor run again
+    assert outcome[0] == BUSY
+    assert StepRun.objects.filter(direction="undo", status="running").count() == 1

@@ -1,4 +1,4 @@
-"""Prepare the demo: catalog, a staff administrator, a verified demo customer."""
+"""Prepare the demo: catalog, support desk, a staff administrator, a verified demo customer."""
 
 from __future__ import annotations
 
@@ -14,25 +14,35 @@ from accounts.models import User
 from accounts.roles import ADMINISTRATOR
 from accounts.services import customer_create_for_signup
 from billing.demo import load_demo_catalog
+from support.demo import load_demo_support
 
 DEMO_ADMIN = ("admin@hostwright.test", "demo-admin-password")
 DEMO_CUSTOMER = ("customer@hostwright.test", "demo-customer-password")
 
 
 class Command(BaseCommand):
-    help = "Load the demo catalog and create the demo admin and customer (idempotent)."
+    help = (
+        "Load the demo catalog and support departments, and create the demo admin and "
+        "customer (idempotent)."
+    )
 
     @transaction.atomic
     def handle(self, *args: Any, **options: Any) -> None:
         plans = load_demo_catalog()
+        departments, replies = load_demo_support()
         admin = self._user(*DEMO_ADMIN, staff=True)
         admin.groups.add(Group.objects.get(name=ADMINISTRATOR))
         customer_user = self._user(*DEMO_CUSTOMER, staff=False)
         if not customer_user.memberships.exists():
             customer_create_for_signup(
-                user=customer_user, name="Demo Customer", company="", country="US", currency="EUR"
+                user=customer_user,
+                name="Demo Customer",
+                company="",
+                country=settings.BILLING_SELLER_COUNTRY,
+                currency=settings.DEFAULT_CURRENCY,
             )
         self.stdout.write(self.style.SUCCESS(f"Demo catalog: {len(plans)} plans"))
+        self.stdout.write(f"Support desk: {departments} departments, {replies} canned replies")
         self.stdout.write(
             f"Card payments: Stripe stand-in at {settings.STRIPE_API_BASE} (not Stripe); "
             "card 4242 4242 4242 4242 pays, coupon WELCOME20 takes 20% off"
