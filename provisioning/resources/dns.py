@@ -38,6 +38,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from provisioning.resources.errors import ResourceError, ResourceRefused
+from provisioning.resources.mail import dmarc_text, spf_text
 from provisioning.resources.validation import validate_domain, validate_ip
 
 EDITABLE_TYPES = ("A", "AAAA", "CNAME", "MX", "TXT", "SRV", "CAA")
@@ -219,16 +220,22 @@ def zone_rrsets(
     nameservers: list[str],
     serial: int,
     ttl: int = DEFAULT_TTL,
+    mail_from: list[str] | None = None,
+    dmarc_policy: str = "none",
 ) -> list[RRset]:
     """The records a hosted domain starts with.
 
     SOA and NS from our nameservers; A (and AAAA) for the apex, ``www`` and ``mail``; MX to
-    ``mail.<domain>``; SPF allowing the domain's own A and MX hosts.
+    ``mail.<domain>``; SPF allowing the domain's MX and the addresses its mail leaves from
+    (``mail_from``, by default the domain's own addresses) and nothing else; DMARC with
+    ``dmarc_policy`` and aggregate reports to the domain's postmaster. The DKIM key is added
+    once the node has made it.
     """
     zone = validate_domain(domain)
     ipv4 = validate_ip(ipv4, version=4)
     ipv6 = validate_ip(ipv6, version=6) if ipv6 else None
     ns = [validate_domain(n) for n in nameservers]
+    senders = [validate_ip(a) for a in mail_from] if mail_from else [ipv4, *filter(None, [ipv6])]
     if not ns:
         raise ResourceRefused("A zone needs at least one nameserver.", code="dns_ns")
     apex = fqdn(zone)
@@ -241,7 +248,13 @@ def zone_rrsets(
         ),
         RRset(apex, "NS", ttl, tuple(fqdn(n) for n in ns)),
         RRset(apex, "MX", ttl, (f"10 mail.{apex}",)),
-        RRset(apex, "TXT", ttl, (txt_content("v=spf1 a mx ~all"),)),
+        RRset(apex, "TXT", ttl, (txt_content(spf_text(senders)),)),
+        RRset(
+            f"_dmarc.{apex}",
+            "TXT",
+            ttl,
+            (txt_content(dmarc_text(domain=zone, policy=dmarc_policy)),),
+        ),
     ]
     for host in (apex, f"www.{apex}", f"mail.{apex}"):
         rrsets.append(RRset(host, "A", ttl, (ipv4,)))

@@ -120,7 +120,10 @@ def test_created_zone_is_served_with_soa_ns_a_aaaa_mx_and_spf(pdns, zone_name):
     assert check.answers[f"www.{zone_name}. A"] == ["127.0.0.1"]
     assert check.answers[f"{zone_name}. AAAA"] == ["::1"]
     assert check.answers[f"{zone_name}. MX"] == [f"10 mail.{zone_name}."]
-    assert check.answers[f"{zone_name}. TXT"] == ['"v=spf1 a mx ~all"']
+    assert check.answers[f"{zone_name}. TXT"] == ['"v=spf1 mx ip4:127.0.0.1 ip6:::1 -all"']
+    assert check.answers[f"_dmarc.{zone_name}. TXT"] == [
+        f'"v=DMARC1; p=none; rua=mailto:postmaster@{zone_name}; adkim=r; aspf=r"'
+    ]
     assert sorted(check.answers[f"{zone_name}. NS"]) == [
         "ns1.hostwright.test.",
         "ns2.hostwright.test.",
