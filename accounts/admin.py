@@ -2,15 +2,30 @@ from __future__ import annotations
 
 from typing import Any
 
+from allauth.account.admin import EmailAddressAdmin as BaseEmailAddressAdmin
+from allauth.account.models import EmailAddress
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import UserChangeForm as BaseUserChangeForm
 from django.contrib.auth.forms import UserCreationForm as BaseUserCreationForm
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import URLPattern, path
 
 from accounts.models import AuditLog, Customer, Membership, User
+
+# allauth's e-mail admin offers its action to anyone who can see the list; here it needs the
+# right to change addresses, like every other action (allauth's admin is loaded first).
+admin.site.unregister(EmailAddress)
+
+
+@admin.register(EmailAddress)
+class EmailAddressAdmin(BaseEmailAddressAdmin):
+    @admin.action(description="Mark selected e-mail addresses as verified", permissions=["change"])
+    def make_verified(self, request: HttpRequest, queryset: QuerySet[EmailAddress]) -> None:
+        super().make_verified(request, queryset)
 
 
 class UserCreationForm(BaseUserCreationForm):
@@ -73,15 +88,19 @@ class CustomerAdmin(admin.ModelAdmin):
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
         """The customer page: services, operations, invoices, payments, tickets, activity."""
-        from panel.impersonation import may_impersonate
         from panel.selectors import customer_overview
 
         extra = dict(extra_context or {})
         customer = self.get_object(request, object_id)
         if customer is not None:
             extra.update(customer_overview(customer=customer))
-            extra["may_impersonate"] = may_impersonate(request.user)  # type: ignore[arg-type]
+            extra["may_impersonate"] = self.has_impersonate_permission(request)
         return super().change_view(request, object_id, form_url, extra)
+
+    def has_impersonate_permission(self, request: HttpRequest) -> bool:
+        from panel.impersonation import may_impersonate
+
+        return may_impersonate(request.user)  # type: ignore[arg-type]
 
     def impersonate_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
         """Sign in as the customer's owner (audited); the banner leads back here."""
@@ -90,8 +109,10 @@ class CustomerAdmin(admin.ModelAdmin):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         customer = get_object_or_404(Customer, pk=object_id)
-        if not self.has_view_permission(request, customer):
-            return redirect("admin:index")
+        if not (
+            self.has_view_permission(request, customer) and self.has_impersonate_permission(request)
+        ):
+            raise PermissionDenied
         try:
             impersonation_start(request=request, staff=request.user, customer=customer)  # type: ignore[arg-type]
         except ImpersonationRefused as exc:

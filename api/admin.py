@@ -9,6 +9,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.roles import staff_may
 from api.models import (
     ApiToken,
     ProvisioningClient,
@@ -61,11 +62,17 @@ class ProvisioningClientAdmin(admin.ModelAdmin):
                 "it is not shown again.",
             )
 
-    @admin.action(description="Issue an additional key")
+    def has_issue_key_permission(self, request: HttpRequest) -> bool:
+        return staff_may(request.user, "api.issue_key_provisioningclient")
+
+    @admin.action(description="Issue an additional key", permissions=["issue_key"])
     def issue_key(self, request: HttpRequest, queryset: QuerySet[ProvisioningClient]) -> None:
         self._issue(request, queryset, None)
 
-    @admin.action(description="Rotate: issue a new key, old keys expire in 24 hours")
+    @admin.action(
+        description="Rotate: issue a new key, old keys expire in 24 hours",
+        permissions=["issue_key"],
+    )
     def rotate_key(self, request: HttpRequest, queryset: QuerySet[ProvisioningClient]) -> None:
         self._issue(request, queryset, timedelta(hours=24))
 
@@ -92,7 +99,10 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
                        "next_attempt_at", "response_status", "response_body", "error")  # fmt: skip
     actions = ["replay"]
 
-    @admin.action(description="Deliver again")
+    def has_replay_permission(self, request: HttpRequest) -> bool:
+        return staff_may(request.user, "api.replay_webhookdelivery")
+
+    @admin.action(description="Deliver again", permissions=["replay"])
     def replay(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
         from api.tasks import webhook_deliver
 

@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from accounts.roles import staff_may
 from billing import services
 from billing.errors import BillingError
 from billing.gateways.base import GatewayError
@@ -159,15 +160,26 @@ class InvoiceAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"{invoice}: payment recorded.", messages.SUCCESS)
 
-    @admin.action(description="Mark paid (bank transfer or cash received)")
+    def has_mark_paid_permission(self, request: HttpRequest) -> bool:
+        return staff_may(request.user, "billing.mark_paid_invoice")
+
+    def has_charge_permission(self, request: HttpRequest) -> bool:
+        return staff_may(request.user, "billing.charge_invoice")
+
+    def has_credit_permission(self, request: HttpRequest) -> bool:
+        return staff_may(request.user, "billing.credit_invoice")
+
+    @admin.action(
+        description="Mark paid (bank transfer or cash received)", permissions=["mark_paid"]
+    )
     def mark_paid_manually(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
         self._collect(request, queryset, "manual")
 
-    @admin.action(description="Charge the customer's saved card now")
+    @admin.action(description="Charge the customer's saved card now", permissions=["charge"])
     def charge_saved_card(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
         self._collect(request, queryset, "stripe")
 
-    @admin.action(description="Cancel the unpaid amount by a credit note")
+    @admin.action(description="Cancel the unpaid amount by a credit note", permissions=["credit"])
     def cancel_unpaid_by_credit_note(
         self, request: HttpRequest, queryset: QuerySet[Invoice]
     ) -> None:
@@ -252,7 +264,15 @@ class PaymentAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.action(description="Refund to the card in full (with a credit note)")
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a payment happened; a refund or a credit note answers it
+
+    def has_refund_permission(self, request: HttpRequest) -> bool:
+        return staff_may(request.user, "billing.refund_payment")
+
+    @admin.action(
+        description="Refund to the card in full (with a credit note)", permissions=["refund"]
+    )
     def refund_in_full(self, request: HttpRequest, queryset: QuerySet[Payment]) -> None:
         for payment in queryset:
             try:
@@ -274,6 +294,9 @@ class CreditNoteAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a tax document, numbered without gaps
+
 
 @admin.register(CreditEntry)
 class CreditEntryAdmin(admin.ModelAdmin):
@@ -282,6 +305,9 @@ class CreditEntryAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # the ledger is corrected by a new entry, never by removing one
 
 
 @admin.register(PaymentMethod)

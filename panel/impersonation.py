@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.urls import reverse
 
 from accounts.models import Customer, Membership, User
-from accounts.roles import ADMINISTRATOR, SUPPORT_AGENT
+from accounts.roles import staff_may
 from accounts.services import audit_record
 
 SESSION_KEY = "hw_impersonator"
@@ -27,12 +27,8 @@ class ImpersonationRefused(Exception):
 
 
 def may_impersonate(user: User) -> bool:
-    """Administrators and support agents may; billing staff may not."""
-    if not (user.is_active and user.is_staff):
-        return False
-    if user.is_superuser:
-        return True
-    return user.groups.filter(name__in=[ADMINISTRATOR, SUPPORT_AGENT]).exists()
+    """Staff whose role grants it (administrators and support agents; not billing)."""
+    return staff_may(user, "accounts.impersonate_customer")
 
 
 def impersonation_target(*, customer: Customer) -> User:

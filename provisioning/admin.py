@@ -16,6 +16,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from accounts.models import User
+from accounts.roles import staff_may
 from provisioning import nodes, selectors, services
 from provisioning.models import DriftFinding, IPAddress, Node, Operation, Service, StepRun
 
@@ -103,7 +104,13 @@ class NodeAdmin(admin.ModelAdmin):
             h.get("error", ""),
         )
 
-    @admin.action(description="Check the selected nodes now")
+    def has_check_permission(self, request: HttpRequest) -> bool:
+        return staff_may(request.user, "provisioning.check_node")
+
+    def has_set_status_permission(self, request: HttpRequest) -> bool:
+        return staff_may(request.user, "provisioning.set_status_node")
+
+    @admin.action(description="Check the selected nodes now", permissions=["check"])
     def check_now(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
         for node in queryset:
             report = nodes.node_check_run(node_id=node.pk)
@@ -111,12 +118,12 @@ class NodeAdmin(admin.ModelAdmin):
             missing = ", ".join(report["missing"]) or report["error"] or "nothing"
             self.message_user(request, f"{node.name}: missing {missing}", level)
 
-    @admin.action(description="Drain (no new accounts)")
+    @admin.action(description="Drain (no new accounts)", permissions=["set_status"])
     def drain(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
         for node in queryset:
             nodes.node_set_status(node=node, status=Node.Status.DRAINING, actor=_actor(request))
 
-    @admin.action(description="Make active")
+    @admin.action(description="Make active", permissions=["set_status"])
     def activate(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
         for node in queryset:
             nodes.node_set_status(node=node, status=Node.Status.ACTIVE, actor=_actor(request))
@@ -171,7 +178,16 @@ class ServiceAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # accounts are ordered through the service layer, never typed in
 
-    @admin.action(description="Suspend (staff)")
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # terminate removes an account from its node; deleting the row would not
+
+    def has_suspend_permission(self, request: HttpRequest) -> bool:
+        return staff_may(request.user, "provisioning.suspend_service")
+
+    def has_terminate_permission(self, request: HttpRequest) -> bool:
+        return staff_may(request.user, "provisioning.terminate_service")
+
+    @admin.action(description="Suspend (staff)", permissions=["suspend"])
     def suspend(self, request: HttpRequest, queryset: QuerySet[Service]) -> None:
         _each(
             request,
@@ -180,7 +196,7 @@ class ServiceAdmin(admin.ModelAdmin):
             lambda s: services.service_suspend(service=s, reason="staff", actor=_actor(request)),
         )
 
-    @admin.action(description="Lift the staff suspension")
+    @admin.action(description="Lift the staff suspension", permissions=["suspend"])
     def unsuspend(self, request: HttpRequest, queryset: QuerySet[Service]) -> None:
         _each(
             request,
@@ -189,7 +205,9 @@ class ServiceAdmin(admin.ModelAdmin):
             lambda s: services.service_unsuspend(service=s, reason="staff", actor=_actor(request)),
         )
 
-    @admin.action(description="Terminate (removes the account from its node)")
+    @admin.action(
+        description="Terminate (removes the account from its node)", permissions=["terminate"]
+    )
     def terminate(self, request: HttpRequest, queryset: QuerySet[Service]) -> None:
         _each(
             request,
@@ -246,6 +264,15 @@ class OperationAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # the record of what was done on a node
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return staff_may(request.user, "provisioning.retry_operation")
+
+    def has_rollback_permission(self, request: HttpRequest) -> bool:
+        return staff_may(request.user, "provisioning.rollback_operation")
+
     @admin.display(description="timeline")
     def timeline(self, obj: Operation) -> SafeString:
         rows = []
@@ -267,7 +294,7 @@ class OperationAdmin(admin.ModelAdmin):
             format_html_join("", "<tr><td>{}</td><td>{}</td></tr>", rows),
         )
 
-    @admin.action(description="Retry")
+    @admin.action(description="Retry", permissions=["retry"])
     def retry(self, request: HttpRequest, queryset: QuerySet[Operation]) -> None:
         _each(
             request,
@@ -276,7 +303,7 @@ class OperationAdmin(admin.ModelAdmin):
             lambda o: services.operation_retry(operation=o, actor=_actor(request)),
         )
 
-    @admin.action(description="Roll back")
+    @admin.action(description="Roll back", permissions=["rollback"])
     def rollback(self, request: HttpRequest, queryset: QuerySet[Operation]) -> None:
         _each(
             request,
@@ -306,7 +333,15 @@ class DriftFindingAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.action(description="Repair: run the account's steps again (never undone)")
+    def has_repair_permission(self, request: HttpRequest) -> bool:
+        return staff_may(request.user, "provisioning.repair_driftfinding")
+
+    def has_check_node_permission(self, request: HttpRequest) -> bool:
+        return staff_may(request.user, "provisioning.check_node")
+
+    @admin.action(
+        description="Repair: run the account's steps again (never undone)", permissions=["repair"]
+    )
     def repair(self, request: HttpRequest, queryset: QuerySet[DriftFinding]) -> None:
         from provisioning.drift import drift_repair
 
@@ -317,7 +352,7 @@ class DriftFindingAdmin(admin.ModelAdmin):
             lambda f: drift_repair(finding=f, actor=_actor(request)),
         )
 
-    @admin.action(description="Check these findings' nodes now")
+    @admin.action(description="Check these findings' nodes now", permissions=["check_node"])
     def check_nodes_now(self, request: HttpRequest, queryset: QuerySet[DriftFinding]) -> None:
         from provisioning.tasks import drift_check
 
