@@ -68,6 +68,13 @@ class Plan(models.Model):
     sites = models.PositiveSmallIntegerField(default=1)
     databases = models.PositiveSmallIntegerField(default=1)
     mailboxes = models.PositiveSmallIntegerField(default=5)
+    # Mail the account may send, counted per recipient over a sliding hour (node's policy).
+    mail_per_hour = models.PositiveIntegerField(
+        "mail per hour (account)", default=500, validators=[MinValueValidator(1)]
+    )
+    mail_per_hour_mailbox = models.PositiveIntegerField(
+        "mail per hour (each mailbox)", default=100, validators=[MinValueValidator(1)]
+    )
     php_workers = models.PositiveSmallIntegerField(default=4, validators=[MinValueValidator(1)])
     memory_mb = models.PositiveIntegerField("memory (MB)", default=512)
     cpu_percent = models.PositiveSmallIntegerField(

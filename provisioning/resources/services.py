@@ -185,6 +185,66 @@ def forwarder_delete(*, service: Service, source: str, actor: User | None = None
 
 
 @transaction.atomic
+def mailbox_quota_change(
+    *, service: Service, address: str, quota_mb: int, actor: User | None = None
+) -> Operation:
+    with refusing():
+        address = _own_address(service, address)
+        hwmail.mailbox_quota_script(address=address, quota_mb=quota_mb)  # same checks
+    params = {"address": address, "quota_mb": quota_mb}
+    return _start(service=service, kind="mailbox_quota", params=params, actor=actor)
+
+
+@transaction.atomic
+def catchall_set(*, service: Service, target: str | None, actor: User | None = None) -> Operation:
+    """Send mail for unknown addresses of the domain to ``target`` (``None``: refuse it)."""
+    with refusing():
+        params = {"target": validate_email(target) if target else ""}
+    return _start(service=service, kind="mail_catchall", params=params, actor=actor)
+
+
+@transaction.atomic
+def autoreply_set(
+    *,
+    service: Service,
+    address: str,
+    subject: str = "",
+    body: str = "",
+    days: int = 1,
+    enabled: bool = True,
+    actor: User | None = None,
+) -> Operation:
+    """Turn a mailbox's auto-reply on with this text, or off (``enabled=False``)."""
+    with refusing():
+        address = _own_address(service, address)
+        if enabled:
+            hwmail.autoreply_script_text(subject=subject, body=body, days=days)  # same checks
+    params: dict[str, Any] = {"address": address, "enabled": enabled}
+    if enabled:
+        params |= {"subject": subject.strip(), "body": body.replace("\r\n", "\n").strip()}
+        params["days"] = days
+    return _start(service=service, kind="mail_autoreply", params=params, actor=actor)
+
+
+@transaction.atomic
+def dkim_rotate(*, service: Service, actor: User | None = None) -> Operation:
+    """A new DKIM key: published in the zone first, then signed with; the old one retires."""
+    return _start(service=service, kind="dkim_rotate", params={}, actor=actor)
+
+
+@transaction.atomic
+def dmarc_set(*, service: Service, policy: str, actor: User | None = None) -> Operation:
+    """The domain's DMARC policy (none, quarantine, reject), reports to its postmaster."""
+    with refusing():
+        text = hwmail.dmarc_text(domain=service.domain, policy=policy)
+    return dns_records_change(
+        service=service,
+        replace=[{"name": "_dmarc", "type": "TXT", "contents": [text], "ttl": 3600}],
+        actor=actor,
+    )
+
+
+@transaction.atomic
 def certificate_issue(
     *,
     service: Service,

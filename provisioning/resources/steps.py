@@ -2,18 +2,21 @@
 
 Added to the engine's own kinds:
 
-- ``create`` gains ``dns_zone`` (the domain's zone on the node's PowerDNS) and ``mail_domain``
-  before the site goes live, and ``verify_dns`` after it: the nameserver is asked with
-  dnspython and its answers are stored on the step run, so "was DNS configured?" has a
-  recorded answer.
+- ``create`` gains ``dns_zone`` (the domain's zone on the node's PowerDNS, with SPF and
+  DMARC), ``mail_domain`` (with the plan's sending limits) and ``dkim_key`` (a key made on the
+  node, published in the zone, then signed with) before the site goes live, and
+  ``verify_dns`` after it: the nameserver is asked with dnspython and its answers are stored
+  on the step run, so "was DNS configured?" has a recorded answer.
 - ``terminate`` removes the mail domain (with its mail) and the zone.
+- ``change_plan`` sets the new plan's sending limits (``mail_limits``).
 
 Kinds of their own (params hold validated values and password *hashes* only, never a
 password; ``provisioning.resources.services`` builds them):
 
 ``dns_records``, ``database_create``, ``database_delete``, ``database_password``,
-``mailbox_create``, ``mailbox_delete``, ``mailbox_password``, ``forwarder_set``,
-``forwarder_delete``.
+``mailbox_create``, ``mailbox_delete``, ``mailbox_password``, ``mailbox_quota``,
+``forwarder_set``, ``forwarder_delete``, ``mail_catchall``, ``mail_autoreply``,
+``dkim_rotate``.
 
 The PowerDNS API is called through the node's SSH session with curl on the node: the API
 key stays in a root-only file there and never appears in a command line or a record.
@@ -30,6 +33,7 @@ from typing import Any
 
 from django.conf import settings
 
+from billing.models import Plan
 from provisioning.errors import PermanentStepError, TransientStepError
 from provisioning.models import Operation, StepRun
 from provisioning.resources import (
@@ -41,9 +45,9 @@ from provisioning.resources import databases as hwdb
 from provisioning.resources import dns as hwdns
 from provisioning.resources import mail as hwmail
 from provisioning.resources import wordpress as wp
-from provisioning.resources.errors import ResourceError, check_limit
+from provisioning.resources.errors import ResourceError, ResourceRefused, check_limit
 from provisioning.resources.scripts import NodeScript
-from provisioning.resources.validation import validate_domain, validate_email
+from provisioning.resources.validation import validate_domain, validate_email, validate_ip
 from provisioning.ssh import cmd
 from provisioning.steps import hosting  # noqa: F401  (registers the kinds extended below)
 from provisioning.steps.base import KINDS, OperationKind, Step, StepContext, register_kind
@@ -102,6 +106,20 @@ def pdns(ctx: StepContext) -> hwdns.PowerDNS:
     return hwdns.PowerDNS(NodeApiTransport(ctx))
 
 
+def _mail_from(ctx: StepContext) -> list[str]:
+    """The addresses the account's mail may leave from (SPF): its own and its node's."""
+    found: list[str] = []
+    ip = ctx.service.ip
+    for candidate in (ip.address if ip is not None else None, ctx.node.address):
+        try:
+            address = validate_ip(candidate)
+        except ResourceRefused:
+            continue  # the node is reached by name: its address is not known here
+        if address not in found:
+            found.append(address)
+    return found
+
+
 def _zone_rrsets(ctx: StepContext) -> list[hwdns.RRset]:
     ip = ctx.service.ip
     address = ip.address if ip is not None else ctx.node.address
@@ -110,6 +128,7 @@ def _zone_rrsets(ctx: StepContext) -> list[hwdns.RRset]:
         ipv4=address,
         nameservers=list(settings.DNS_NAMESERVERS),
         serial=hwdns.next_serial(0, dt.datetime.now(dt.UTC).date()),
+        mail_from=_mail_from(ctx),
     )
 
 
@@ -163,11 +182,89 @@ class MailDomain(Step):
     name = "mail_domain"
 
     def apply(self, ctx: StepContext) -> None:
-        run_script(ctx, hwmail.mail_domain_add_script(domain=ctx.service.domain))
+        run_script(
+            ctx,
+            hwmail.mail_domain_add_script(
+                domain=ctx.service.domain,
+                account=_account(ctx),
+                account_hour=ctx.plan.mail_per_hour,
+                mailbox_hour=ctx.plan.mail_per_hour_mailbox,
+            ),
+        )
         ctx.resource("mail_domain", ctx.service.domain)
 
     def undo(self, ctx: StepContext) -> None:
         run_script(ctx, hwmail.mail_domain_remove_script(domain=ctx.service.domain, purge=True))
+
+
+DKIM_TTL = 3600
+
+
+def _dkim_selectors(rrsets: list[hwdns.RRset], domain: str) -> list[str]:
+    suffix = f"._domainkey.{hwdns.fqdn(domain)}"
+    return [r.name[: -len(suffix)] for r in rrsets if r.rtype == "TXT" and r.name.endswith(suffix)]
+
+
+def _selector_age(selector: str) -> int:
+    digits = selector[2:] if selector.startswith("hw") else ""
+    return int(digits) if digits.isdigit() else -1
+
+
+class DkimKey(Step):
+    """Make a DKIM key on the node, publish it in the zone, then sign with it.
+
+    The selector is ``hw<operation id>``, so a retried step finds its own key again and a
+    rotation always gets a new one. The record of the key signed with until now stays in the
+    zone (mail in flight still verifies); older ones are removed.
+    """
+
+    name = "dkim_key"
+
+    def apply(self, ctx: StepContext) -> None:
+        domain = validate_domain(ctx.service.domain)
+        selector = f"hw{ctx.operation.pk}"
+        made = run_script(ctx, hwmail.dkim_key_script(domain=domain, selector=selector))
+        try:
+            name, text = hwmail.dkim_record(selector=selector, public_key=made.stdout)
+            record = hwdns.make_rrset(
+                zone=domain, name=name, rtype="TXT", contents=[text], ttl=DKIM_TTL
+            )
+            client = pdns(ctx)
+            current = client.get_zone(domain)
+            if current is None:
+                raise PermanentStepError(f"the zone {domain} does not exist on the node")
+            older = sorted(
+                (s for s in _dkim_selectors(current, domain) if s != selector), key=_selector_age
+            )
+            stale = [(f"{s}._domainkey.{hwdns.fqdn(domain)}", "TXT") for s in older[:-1]]
+            client.change_rrsets(domain, replace=[record], delete=stale)
+        except ResourceError as exc:
+            _raise(exc)
+        run_script(ctx, hwmail.dkim_activate_script(domain=domain, selector=selector))
+        ctx.resource("dkim_selector", selector)
+
+
+class MailLimits(Step):
+    """The plan's hourly sending limits on the node's policy service."""
+
+    name = "mail_limits"
+
+    def _set(self, ctx: StepContext, plan: Plan) -> None:
+        run_script(
+            ctx,
+            hwmail.mail_limits_script(
+                domain=ctx.service.domain,
+                account=_account(ctx),
+                account_hour=plan.mail_per_hour,
+                mailbox_hour=plan.mail_per_hour_mailbox,
+            ),
+        )
+
+    def apply(self, ctx: StepContext) -> None:
+        self._set(ctx, ctx.plan)
+
+    def undo(self, ctx: StepContext) -> None:
+        self._set(ctx, ctx.previous_plan)
 
 
 class RemoveZone(DnsZone):
@@ -417,6 +514,46 @@ class DeleteForwarder(Step):
         run_script(ctx, hwmail.forwarder_delete_script(source=ctx.params["source"]))
 
 
+class MailboxQuota(Step):
+    name = "mailbox_quota"
+
+    def apply(self, ctx: StepContext) -> None:
+        p = ctx.params
+        run_script(
+            ctx, hwmail.mailbox_quota_script(address=p["address"], quota_mb=int(p["quota_mb"]))
+        )
+
+
+class CatchAll(Step):
+    """Set (``target``) or remove (empty ``target``) the domain's catch-all address."""
+
+    name = "mail_catchall"
+
+    def apply(self, ctx: StepContext) -> None:
+        target = ctx.params.get("target") or ""
+        domain = ctx.service.domain
+        if target:
+            run_script(ctx, hwmail.catchall_set_script(domain=domain, target=target))
+        else:
+            run_script(ctx, hwmail.catchall_delete_script(domain=domain))
+
+
+class AutoReply(Step):
+    """Turn a mailbox's auto-reply on (with its text) or off."""
+
+    name = "mail_autoreply"
+
+    def apply(self, ctx: StepContext) -> None:
+        p = ctx.params
+        if p.get("enabled"):
+            script = hwmail.autoreply_set_script(
+                address=p["address"], subject=p["subject"], body=p["body"], days=int(p["days"])
+            )
+        else:
+            script = hwmail.autoreply_delete_script(address=p["address"])
+        run_script(ctx, script)
+
+
 class WordPress(Step):
     """WordPress from the node's package in the account's docroot, with its own database."""
 
@@ -568,7 +705,8 @@ def _insert(kind: str, steps: list[type[Step]], *, before: str | None = None) ->
     existing[at:at] = steps
 
 
-_insert(Operation.Kind.CREATE, [DnsZone, MailDomain], before="nginx_site")
+_insert(Operation.Kind.CREATE, [DnsZone, MailDomain, DkimKey], before="nginx_site")
+_insert(Operation.Kind.CHANGE_PLAN, [MailLimits])
 _insert(Operation.Kind.CREATE, [VerifyDns], before="measure_disk")
 _insert(
     Operation.Kind.TERMINATE,
@@ -598,6 +736,10 @@ for _kind in (
     OperationKind(
         name="forwarder_delete", steps=[DeleteForwarder], description="Delete a mail forwarder"
     ),
+    OperationKind(name="mailbox_quota", steps=[MailboxQuota], description="Change a mailbox quota"),
+    OperationKind(name="mail_catchall", steps=[CatchAll], description="Set the catch-all address"),
+    OperationKind(name="mail_autoreply", steps=[AutoReply], description="Set an auto-reply"),
+    OperationKind(name="dkim_rotate", steps=[DkimKey], description="Rotate the DKIM key"),
     OperationKind(
         name="wordpress_install",
         steps=[DatabaseLimit, WordPress],

@@ -83,6 +83,7 @@ def test_create_suspend_unsuspend_terminate_on_the_node(worker, hosting_node):
         "database",
         "dns_zone",
         "mail_domain",
+        "dkim_key",
         "nginx_site",
         "verify_dns",
         "measure_disk",

@@ -10,6 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
+import dns.resolver
 import pytest
 
 from provisioning import services as engine
@@ -435,3 +436,76 @@ def test_sftp_upload_is_served_by_the_site_and_the_chroot_holds(account):
     with pytest.raises(paramiko.AuthenticationException):
         refused.connect(username=user, password="sftp-password-123")
     refused.close()
+
+
+def test_mail_settings_through_the_engine(account):
+    """DKIM, DMARC, SPF and limits from create; quota, catch-all, auto-reply, key rotation."""
+    service, create = account
+    domain = service.domain
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers, resolver.port = ["127.0.0.1"], DNS_PORT
+
+    def txt(name: str) -> list[str]:
+        return [b"".join(r.strings).decode() for r in resolver.resolve(name, "TXT")]
+
+    # then create published a DKIM key the node signs with, SPF for the node and DMARC
+    selector = StepRun.objects.get(operation=create, step="dkim_key").resources["dkim_selector"]
+    [dkim_txt] = txt(f"{selector}._domainkey.{domain}")
+    assert dkim_txt.startswith("v=DKIM1; k=rsa; p=")
+    assert f"{selector}._domainkey.{domain}" in Path(hwmail.DKIM_DIR, "signingtable").read_text()
+    assert "v=spf1 mx ip4:127.0.0.1 -all" in txt(domain)
+    assert txt(f"_dmarc.{domain}") == [
+        f"v=DMARC1; p=none; rua=mailto:postmaster@{domain}; adkim=r; aspf=r"
+    ]
+    # and the plan's hourly limits are on the node for the account
+    limits = Path(hwmail.MAIL_ETC, "limits").read_text().splitlines()
+    assert f"{domain} {service.username} {service.plan.mail_per_hour} 100" in limits
+
+    # when the customer sets a quota, a catch-all, an auto-reply, a DMARC policy, a new key
+    address = f"info@{domain}"
+    _completed(services.mailbox_create(service=service, local_part="info", password="pw-123456789"))
+    _completed(services.mailbox_quota_change(service=service, address=address, quota_mb=77))
+    _completed(services.catchall_set(service=service, target=address))
+    _completed(
+        services.autoreply_set(service=service, address=address, subject="Away", body="Back soon")
+    )
+    _completed(services.dmarc_set(service=service, policy="quarantine"))
+    rotate = _completed(services.dkim_rotate(service=service))
+
+    # then the node has them all
+    assert f"{address}:" in Path(hwmail.MAIL_ETC, "passwd").read_text()
+    assert "storage=77M" in next(
+        line
+        for line in Path(hwmail.MAIL_ETC, "passwd").read_text().splitlines()
+        if line.startswith(f"{address}:")
+    )
+    assert f"@{domain} {address}" in Path(hwmail.MAIL_ETC, "catchall").read_text()
+    sieve = Path(hwmail.VHOSTS, domain, "info", ".dovecot.sieve").read_text()
+    assert 'vacation :days 1 :subject "Away" "Back soon";' in sieve
+    assert txt(f"_dmarc.{domain}")[0].startswith("v=DMARC1; p=quarantine;")
+    new = StepRun.objects.get(operation=rotate, step="dkim_key").resources["dkim_selector"]
+    assert new != selector
+    assert f"{new}._domainkey.{domain}" in Path(hwmail.DKIM_DIR, "signingtable").read_text()
+    assert txt(f"{new}._domainkey.{domain}")[0].startswith("v=DKIM1;")
+    assert txt(f"{selector}._domainkey.{domain}")  # kept while mail signed with it travels
+
+    # and a second rotation retires the first key's record
+    _completed(services.dkim_rotate(service=service))
+    with pytest.raises(dns.resolver.NXDOMAIN):
+        txt(f"{selector}._domainkey.{domain}")
+
+    # and turning the auto-reply and the catch-all off removes them
+    _completed(services.autoreply_set(service=service, address=address, enabled=False))
+    _completed(services.catchall_set(service=service, target=None))
+    assert not Path(hwmail.VHOSTS, domain, "info", ".dovecot.sieve").exists()
+    assert f"@{domain} " not in Path(hwmail.MAIL_ETC, "catchall").read_text()
+
+    # and what the customer may not do is refused before any operation
+    for bad in (
+        lambda: services.autoreply_set(service=service, address="x@elsewhere.example", body="x"),
+        lambda: services.mailbox_quota_change(service=service, address=address, quota_mb=0),
+        lambda: services.dmarc_set(service=service, policy="none; rua=mailto:x@evil.example"),
+        lambda: services.catchall_set(service=service, target="not an address"),
+    ):
+        with pytest.raises(ProvisioningRefused):
+            bad()
