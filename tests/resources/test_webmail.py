@@ -1,0 +1,115 @@
+"""Webmail: Roundcube on the node, logged in over HTTP with a mailbox's address and password."""
+
+from __future__ import annotations
+
+import email.message
+import json
+import re
+import smtplib
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from provisioning.resources import mail as hwmail
+
+from .conftest import run_on_node, run_part
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="session")
+def webmail(mail_node) -> str:
+    for part in ("30-nginx.sh", "40-php.sh", "82-webmail.sh"):
+        run_part(part)
+    return Path(hwmail.MAIL_ETC, "server-name").read_text().strip()
+
+
+@pytest.fixture
+def mailbox_address(mail_node):
+    domain = f"w{uuid.uuid4().hex[:10]}.test"
+    run_on_node(hwmail.mail_domain_add_script(domain=domain, account=f"u{uuid.uuid4().hex[:8]}"))
+    run_on_node(
+        hwmail.mailbox_create_script(
+            local_part="reader",
+            domain=domain,
+            password_hash=hwmail.hash_password(PASSWORD),
+            quota_mb=20,
+        )
+    )
+    yield f"reader@{domain}"
+    run_on_node(hwmail.mail_domain_remove_script(domain=domain, purge=True))
+
+
+class Webmail:
+    """A browser's conversation with Roundcube: cookies, the login form's token, AJAX calls."""
+
+    def __init__(self, server_name: str) -> None:
+        self.http = requests.Session()
+        self.http.headers["Host"] = server_name
+        self.base = "http://127.0.0.1/"
+
+    def login(self, user: str, password: str) -> requests.Response:
+        page = self.http.get(self.base, timeout=15)
+        token = re.search(r'name="_token" value="([^"]+)"', page.text)
+        assert token, page.text[:500]
+        return self.http.post(
+            self.base + "?_task=login",
+            data={
+                "_token": token.group(1),
+                "_task": "login",
+                "_action": "login",
+                "_timezone": "UTC",
+                "_url": "",
+                "_user": user,
+                "_pass": password,
+            },
+            timeout=15,
+        )
+
+    def inbox_listing(self, page: requests.Response) -> str:
+        env = re.search(r'"request_token":"([^"]+)"', page.text)
+        assert env, page.text[:500]
+        listing = self.http.get(
+            self.base,
+            params={"_task": "mail", "_action": "list", "_mbox": "INBOX", "_remote": "1"},
+            headers={"X-Roundcube-Request": env.group(1)},
+            timeout=15,
+        )
+        return json.dumps(listing.json())
+
+
+@pytest.mark.node
+def test_roundcube_login_reaches_the_inbox(webmail, mailbox_address):
+    # given a message in the mailbox
+    subject = f"webmail {uuid.uuid4().hex[:6]}"
+    msg = email.message.EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "someone@example.net", mailbox_address, subject
+    msg.set_content("read me in the browser")
+    with smtplib.SMTP("127.0.0.1", 25, timeout=15) as smtp:
+        smtp.send_message(msg)
+
+    # when the customer logs in to webmail with the mailbox's address and password
+    client = Webmail(webmail)
+    page = client.login(mailbox_address, PASSWORD)
+
+    # then the inbox opens and lists the message
+    assert page.status_code == 200
+    assert '"task":"mail"' in page.text and '"mailbox":"INBOX"' in page.text
+    listing = ""
+    for _ in range(100):
+        listing = client.inbox_listing(page)
+        if subject in listing:
+            break
+        time.sleep(0.1)
+    assert subject in listing
+
+
+@pytest.mark.node
+def test_roundcube_refuses_a_wrong_password(webmail, mailbox_address):
+    client = Webmail(webmail)
+    page = client.login(mailbox_address, "not the password")
+    assert '"task":"login"' in page.text
+    assert '"task":"mail"' not in page.text
