@@ -8,6 +8,8 @@ class AccountsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
+        from accounts.middleware import connect_signals
         from accounts.roles import sync_roles
 
         post_migrate.connect(sync_roles, dispatch_uid="accounts.sync_roles")
+        connect_signals()

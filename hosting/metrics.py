@@ -258,13 +258,16 @@ def _authorized(request: HttpRequest) -> bool:
     header = request.META.get("HTTP_AUTHORIZATION", "")
     if token and header.startswith("Bearer "):
         return hmac.compare_digest(header.removeprefix("Bearer ").strip(), token)
-    user = getattr(request, "user", None)
-    return bool(user is not None and user.is_authenticated and user.is_staff)
+    # A staff session counts only once it passed the second factor, as for the admin.
+    from accounts.middleware import staff_session_verified
+
+    return staff_session_verified(request)
 
 
 @never_cache
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """Prometheus text format; a bearer token (METRICS_TOKEN) or a staff session."""
+    """Prometheus text format; a bearer token (METRICS_TOKEN) or a staff session that passed
+    the second factor."""
     if not _authorized(request):
         response = HttpResponse("metrics need a token\n", status=401, content_type="text/plain")
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.urls import reverse
 
+from accounts.middleware import session_mark_second_factor, staff_session_verified
 from accounts.models import Customer, Membership, User
 from accounts.roles import staff_may
 from accounts.services import audit_record
@@ -51,6 +52,10 @@ def impersonation_start(*, request: HttpRequest, staff: User, customer: Customer
     """Sign the request in as the customer's owner and remember who really is there."""
     if not may_impersonate(staff):
         raise ImpersonationRefused("Your role does not allow signing in as a customer.")
+    if request.user != staff or not staff_session_verified(request):
+        raise ImpersonationRefused(
+            "Confirm it is you with your second factor before signing in as a customer."
+        )
     target = impersonation_target(customer=customer)
     with transaction.atomic():
         audit_record(
@@ -65,6 +70,9 @@ def impersonation_start(*, request: HttpRequest, staff: User, customer: Customer
         "id": staff.pk,
         "email": staff.email,
         "customer": customer.pk,
+        # Signing in as the customer starts a new session; the staff member's proof of
+        # their second factor is carried along so that "end" can hand it back.
+        "second_factor": True,
     }
     return target
 
@@ -91,6 +99,8 @@ def impersonation_end(*, request: HttpRequest) -> User | None:
         logout(request)
         return None
     login(request, staff, backend=BACKEND)
+    if data.get("second_factor"):
+        session_mark_second_factor(request, staff)
     return staff
 
 

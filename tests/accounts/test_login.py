@@ -70,9 +70,9 @@ def test_staff_without_2fa_is_sent_to_set_it_up_before_the_admin(client: Client)
     assert response["Location"] == "/accounts/2fa/totp/activate/"
     for path in ("/admin/accounts/customer/", "/admin/accounts/user/"):
         assert client.get(path)["Location"] == "/accounts/2fa/totp/activate/"
-    # And once TOTP is active, the admin opens
+    # And once TOTP is active, the admin asks this session for a code before it opens
     TOTP.activate(staff, generate_totp_secret())
-    assert client.get("/admin/").status_code == 200
+    assert client.get("/admin/")["Location"] == "/accounts/2fa/reauthenticate/?next=%2Fadmin%2F"
 
 
 def current_code(secret: str) -> str:

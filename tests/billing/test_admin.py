@@ -12,6 +12,7 @@ from accounts.roles import BILLING
 from billing import services
 from billing.models import Invoice
 from tests.factories import UserFactory
+from tests.staff import sign_in_staff
 
 pytestmark = pytest.mark.django_db
 
@@ -50,19 +51,19 @@ def invoice(customer, plan, tax_rates):
     ],
 )
 def test_billing_staff_see_the_billing_pages(client, clerk, invoice, page):
-    client.force_login(clerk)
+    sign_in_staff(client, clerk)
     assert client.get(f"/admin/billing/{page}/").status_code == 200
 
 
 def test_invoice_page_is_read_only_and_shows_lines(client, clerk, invoice):
-    client.force_login(clerk)
+    sign_in_staff(client, clerk)
     page = client.get(f"/admin/billing/invoice/{invoice.pk}/change/").content.decode()
     assert invoice.number in page and "Starter" in page
     assert 'name="total"' not in page
 
 
 def test_staff_mark_an_invoice_paid_once(client, clerk, invoice):
-    client.force_login(clerk)
+    sign_in_staff(client, clerk)
     data = {"action": "mark_paid_manually", "_selected_action": [invoice.pk]}
     client.post("/admin/billing/invoice/", data)
     invoice.refresh_from_db()

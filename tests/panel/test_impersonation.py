@@ -11,6 +11,7 @@ from accounts.models import AuditLog
 from accounts.roles import BILLING, SUPPORT_AGENT, sync_roles
 from tests.factories import UserFactory
 from tests.panel.conftest import make_operation, make_service
+from tests.staff import sign_in_staff
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +29,7 @@ def test_customer_page_shows_everything_at_once(client, owner, customer, plan, n
     # given a customer with a service and a failed operation
     service = make_service(customer, plan, node, domain="everything.example.com")
     make_operation(service, state="rolled_back")
-    client.force_login(staff_user(is_superuser=True))
+    sign_in_staff(client, staff_user(is_superuser=True))
     # when staff open the customer in the admin
     body = client.get(reverse("admin:accounts_customer_change", args=[customer.pk])).content
     text = body.decode()
@@ -44,7 +45,7 @@ def test_support_agent_impersonates_and_comes_back(client, owner, customer, plan
     # given a support agent on the customer's admin page
     agent = staff_user(SUPPORT_AGENT)
     make_service(customer, plan, node, domain="helped.example.com")
-    client.force_login(agent)
+    sign_in_staff(client, agent)
     url = reverse("admin:accounts_customer_impersonate", args=[customer.pk])
     # when they log in as the customer
     response = client.post(url)
@@ -75,7 +76,7 @@ def test_support_agent_impersonates_and_comes_back(client, owner, customer, plan
 
 def test_billing_staff_may_not_impersonate(client, owner, customer):
     clerk = staff_user(BILLING)
-    client.force_login(clerk)
+    sign_in_staff(client, clerk)
     client.post(reverse("admin:accounts_customer_impersonate", args=[customer.pk]))
     assert int(client.session["_auth_user_id"]) == clerk.pk
     assert not AuditLog.objects.filter(action="panel.impersonation.started").exists()
@@ -88,14 +89,14 @@ def test_staff_owners_are_never_impersonated(client, customer):
     other_staff = staff_user(is_superuser=True)
     Membership.objects.create(customer=customer, user=other_staff, role="owner")
     agent = staff_user(SUPPORT_AGENT)
-    client.force_login(agent)
+    sign_in_staff(client, agent)
     # when an agent tries to log in as that customer / then they stay themselves
     client.post(reverse("admin:accounts_customer_impersonate", args=[customer.pk]))
     assert int(client.session["_auth_user_id"]) == agent.pk
 
 
 def test_impersonation_is_post_only(client, owner, customer):
-    client.force_login(staff_user(is_superuser=True))
+    sign_in_staff(client, staff_user(is_superuser=True))
     url = reverse("admin:accounts_customer_impersonate", args=[customer.pk])
     assert client.get(url).status_code == 405
 
@@ -103,7 +104,7 @@ def test_impersonation_is_post_only(client, owner, customer):
 def test_staff_acting_as_a_customer_cannot_change_their_sign_in(client, owner, customer):
     # given an agent signed in as the customer
     agent = staff_user(SUPPORT_AGENT)
-    client.force_login(agent)
+    sign_in_staff(client, agent)
     client.post(reverse("admin:accounts_customer_impersonate", args=[customer.pk]))
     password_hash = owner.password
     # when they try to change the customer's password, e-mail or API tokens

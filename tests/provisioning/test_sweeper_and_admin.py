@@ -14,6 +14,7 @@ from provisioning.errors import ProvisioningRefused
 from provisioning.models import Node, Operation, OperationEvent, StepRun
 from provisioning.workflow import operations_recover_after_worker_loss, operations_sweep
 from tests.factories import CustomerFactory, PlanFactory, UserFactory
+from tests.staff import sign_in_staff
 
 pytestmark = pytest.mark.django_db
 
@@ -83,7 +84,7 @@ def test_operation_page_shows_the_timeline_with_commands(client, operation):
     )  # fmt: skip
     staff = UserFactory.create(email="ops@staff.example.com", is_staff=True, is_superuser=True)
     Authenticator.objects.create(user=staff, type=Authenticator.Type.TOTP, data={"secret": "x"})
-    client.force_login(staff)
+    sign_in_staff(client, staff)
 
     # when staff open it
     page = client.get(reverse("admin:provisioning_operation_change", args=[operation.pk]))
@@ -101,7 +102,7 @@ def test_operation_page_shows_the_timeline_with_commands(client, operation):
 def test_admin_retry_refusal_is_shown_as_a_message(client, operation):
     staff = UserFactory.create(email="ops2@staff.example.com", is_staff=True, is_superuser=True)
     Authenticator.objects.create(user=staff, type=Authenticator.Type.TOTP, data={"secret": "x"})
-    client.force_login(staff)
+    sign_in_staff(client, staff)
     response = client.post(
         reverse("admin:provisioning_operation_changelist"),
         {"action": "retry", "_selected_action": [operation.pk]},
@@ -142,7 +143,7 @@ def test_an_operation_paused_on_a_dead_node_is_never_rolled_back(operation, sett
 def _staff_client(client, email):
     staff = UserFactory.create(email=email, is_staff=True, is_superuser=True)
     Authenticator.objects.create(user=staff, type=Authenticator.Type.TOTP, data={"secret": "x"})
-    client.force_login(staff)
+    sign_in_staff(client, staff)
     return staff
 
 

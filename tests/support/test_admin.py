@@ -9,6 +9,7 @@ from accounts.models import AuditLog
 from support import services
 from support.attachments import check_upload
 from support.models import MessageKind, Ticket, TicketState
+from tests.staff import sign_in_staff
 from tests.support.conftest import png_upload
 from tests.support.factories import CannedReplyFactory, DepartmentFactory
 
@@ -25,7 +26,7 @@ def reply_url(ticket):
 
 def test_ticket_page_shows_conversation_notes_and_the_customer(client, ticket, agent, owner):
     services.ticket_add_note(ticket=ticket, user=agent, body="NOTE-FOR-STAFF check node")
-    client.force_login(agent)
+    sign_in_staff(client, agent)
     page = client.get(change_url(ticket))
     assert page.status_code == 200
     html = page.content.decode()
@@ -40,7 +41,7 @@ def test_ticket_page_shows_conversation_notes_and_the_customer(client, ticket, a
 def test_agent_replies_from_the_ticket_page(
     client, ticket, agent, owner, mailoutbox, django_capture_on_commit_callbacks
 ):
-    client.force_login(agent)
+    sign_in_staff(client, agent)
     mailoutbox.clear()
     # when the agent sends a reply with a screenshot and resolves
     with django_capture_on_commit_callbacks(execute=True):
@@ -74,7 +75,7 @@ def test_agent_replies_from_the_ticket_page(
 
 
 def test_agent_adds_an_internal_note_from_the_ticket_page(client, ticket, agent, mailoutbox):
-    client.force_login(agent)
+    sign_in_staff(client, agent)
     mailoutbox.clear()
     response = client.post(reply_url(ticket), {"kind": "note", "body": "Looks like abuse."})
     assert response.status_code == 302
@@ -87,14 +88,14 @@ def test_agent_adds_an_internal_note_from_the_ticket_page(client, ticket, agent,
 
 def test_a_canned_reply_fills_an_empty_message(client, ticket, agent, department):
     canned = CannedReplyFactory.create(department=department)
-    client.force_login(agent)
+    sign_in_staff(client, agent)
     response = client.post(reply_url(ticket), {"kind": "reply", "canned": canned.pk, "body": ""})
     assert response.status_code == 302
     assert ticket.messages.get(kind=MessageKind.STAFF).body == canned.body
 
 
 def test_reply_errors_are_shown_on_the_ticket_page(client, ticket, agent):
-    client.force_login(agent)
+    sign_in_staff(client, agent)
     response = client.post(reply_url(ticket), {"kind": "note", "body": "", "resolve": "on"})
     assert response.status_code == 400
     form = response.context["reply_form"]
@@ -105,7 +106,7 @@ def test_reply_errors_are_shown_on_the_ticket_page(client, ticket, agent):
 
 
 def test_billing_can_view_tickets_but_not_answer(client, ticket, billing_clerk):
-    client.force_login(billing_clerk)
+    sign_in_staff(client, billing_clerk)
     page = client.get(change_url(ticket))
     assert page.status_code == 200
     assert reply_url(ticket).encode() not in page.content
@@ -115,7 +116,7 @@ def test_billing_can_view_tickets_but_not_answer(client, ticket, billing_clerk):
 
 
 def test_administrator_can_answer(client, ticket, administrator):
-    client.force_login(administrator)
+    sign_in_staff(client, administrator)
     response = client.post(reply_url(ticket), {"kind": "reply", "body": "Admin here."})
     assert response.status_code == 302
     assert ticket.messages.filter(kind=MessageKind.STAFF, author=administrator).exists()
@@ -134,7 +135,7 @@ def test_assignment_and_details_from_the_change_form_do_not_touch_the_state(
     client, ticket, agent, owner, department
 ):
     other = DepartmentFactory.create(name="Billing", email="billing@support.example.com")
-    client.force_login(agent)
+    sign_in_staff(client, agent)
     page = client.get(change_url(ticket))
     # meanwhile the customer replies (the form the agent holds is now stale)
     services.ticket_reply_staff(ticket=ticket, user=agent, body="first")
@@ -162,7 +163,7 @@ def test_assignment_and_details_from_the_change_form_do_not_touch_the_state(
 
 
 def test_bulk_actions_resolve_and_assign(client, ticket, agent):
-    client.force_login(agent)
+    sign_in_staff(client, agent)
     changelist = reverse("admin:support_ticket_changelist")
     client.post(changelist, {"action": "assign_to_me", "_selected_action": [ticket.pk]})
     client.post(changelist, {"action": "resolve_tickets", "_selected_action": [ticket.pk]})
@@ -178,14 +179,14 @@ def test_staff_download_attachments_and_billing_views_the_sla(
         ticket=ticket, user=owner, body="pic", files=[check_upload(png_upload())]
     )
     attachment = message.attachments.get()
-    client.force_login(agent)
+    sign_in_staff(client, agent)
     response = client.get(
         reverse("admin:support_ticket_attachment", args=[ticket.pk, attachment.pk])
     )
     assert response.status_code == 200
     assert response["Content-Disposition"].startswith("attachment;")
     services.ticket_reply_staff(ticket=ticket, user=agent, body="ok")
-    client.force_login(billing_clerk)
+    sign_in_staff(client, billing_clerk)
     sla = client.get(reverse("admin:support_ticket_sla"), {"days": "all"})
     assert sla.status_code == 200
     assert b"Technical support" in sla.content

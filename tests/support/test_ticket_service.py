@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from support import services
 from support.models import Ticket
+from tests.staff import sign_in_staff
 from tests.support.factories import ServiceFactory
 
 pytestmark = pytest.mark.django_db
@@ -83,7 +84,7 @@ def test_the_admin_ticket_page_lists_the_customers_services(
         body="b",
         service_id=mine.pk,
     )
-    client.force_login(agent)
+    sign_in_staff(client, agent)
     page = client.get(reverse("admin:support_ticket_change", args=[ticket.pk]))
     assert page.status_code == 200
     assert b"olivia.example.org" in page.content
