@@ -292,6 +292,10 @@ DEFAULT_CURRENCY = env_str("DEFAULT_CURRENCY", "EUR")
 
 # Provisioning engine: the panel's SSH key, retries and the sweeper's patience.
 PROVISIONING_SSH_KEY = env_str("PROVISIONING_SSH_KEY", str(VAR_DIR / "ssh" / "id_ed25519"))
+# The web processes' own key: nodes let it run only the agent's file and log actions.
+PROVISIONING_WEB_SSH_KEY = env_str(
+    "PROVISIONING_WEB_SSH_KEY", str(VAR_DIR / "ssh" / "id_ed25519_web")
+)
 PROVISIONING_USER_PREFIX = env_str("PROVISIONING_USER_PREFIX", "hw")
 PROVISIONING_STEP_RETRIES = env_int("PROVISIONING_STEP_RETRIES", 5)
 PROVISIONING_RETRY_BACKOFF = env_int("PROVISIONING_RETRY_BACKOFF", 5)  # seconds, doubled per try

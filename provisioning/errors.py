@@ -19,9 +19,18 @@ class StepError(Exception):
 
     permanent: bool = True
 
-    def __init__(self, message: str, *, permanent: bool | None = None, clean: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool | None = None,
+        clean: bool = False,
+        code: str = "",
+    ) -> None:
         super().__init__(message)
         self.message = message
+        # The node agent's error code (``invalid``, ``conflict``, ``unsafe_path``...), if any.
+        self.code = code
         # clean: nothing changed on the node before the failure, so no undo is needed.
         self.clean = clean
         if permanent is not None:

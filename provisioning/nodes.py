@@ -25,24 +25,6 @@ from provisioning.models import IPAddress, Node
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 
-# (label, argv) checked on every node; a non-zero exit means "missing".
-PREREQUISITES: list[tuple[str, tuple[str, ...]]] = [
-    ("nginx", ("nginx", "-t", "-q")),
-    ("nginx sites directory", ("test", "-d", "/etc/nginx/hostwright/sites")),
-    ("suspended page", ("test", "-f", "/var/lib/hostwright/suspended/index.html")),
-    ("PHP-FPM 8.2", ("php-fpm8.2", "-t")),
-    ("PHP-FPM running", ("test", "-s", "/run/php/php8.2-fpm.pid")),
-    ("PHP cgroup helper", ("test", "-f", "/usr/local/lib/hostwright/cgroup-join.php")),
-    ("MariaDB answering", ("mysqladmin", "--protocol=socket", "-uroot", "ping")),
-    ("useradd", ("command", "-v", "useradd")),
-    ("flock", ("command", "-v", "flock")),
-    ("cgroups (cpu, memory, pids)", ("hw_cg_available",)),
-]
-
-ssh.register_shell_functions(
-    "hw_cg_available() { [ -f /sys/fs/cgroup/cgroup.controllers ] || [ -d /sys/fs/cgroup/pids ]; }"
-)
-
 
 def each_active_node(job: Callable[[Node], R], *, what: str) -> dict[str, R | str]:
     """Run ``job`` for every active node with a pinned key, by node name.
@@ -70,9 +52,10 @@ def node_target(node: Node) -> ssh.Target:
     )
 
 
-def panel_public_key(*, create: bool = False) -> str:
-    """The panel's public key (generated with ssh-keygen when ``create`` and missing)."""
-    path = Path(settings.PROVISIONING_SSH_KEY)
+def panel_public_key(*, create: bool = False, web: bool = False) -> str:
+    """The panel's public key (generated with ssh-keygen when ``create`` and missing): the
+    workers' key, or with ``web`` the web processes' key."""
+    path = Path(settings.PROVISIONING_WEB_SSH_KEY if web else settings.PROVISIONING_SSH_KEY)
     if not path.exists():
         if not create:
             raise ProvisioningRefused(f"The panel's SSH key {path} does not exist.")
@@ -86,7 +69,7 @@ def panel_public_key(*, create: bool = False) -> str:
                 "-N",
                 "",
                 "-C",
-                "hostwright-panel",
+                "hostwright-panel-web" if web else "hostwright-panel",
                 "-f",
                 str(path),
             ],
@@ -153,36 +136,28 @@ def node_register(
 
 
 def node_check_run(*, node_id: int) -> dict[str, Any]:
-    """Look at a node over SSH: prerequisites, disk, load. Stores and returns the report."""
+    """Ask a node's agent what it lacks, its free disk and load. Stores and returns the report."""
     node = Node.objects.get(pk=node_id)
     report: dict[str, Any] = {"ok": False, "missing": [], "error": ""}
-    commands = [ssh.cmd(*argv, check=False) for _, argv in PREREQUISITES]
-    commands += [
-        ssh.cmd("df", "-Pm", "/home", check=False),
-        ssh.cmd("cat", "/proc/loadavg", check=False),
-    ]
     try:
-        result = ssh.run(
+        result = ssh.call(
             node_target(node),
-            commands,
+            [ssh.action("node.check")],
             key_path=settings.PROVISIONING_SSH_KEY,
             timeout=30,
         )
     except StepError as exc:
         report["error"] = str(exc)
     else:
-        report["missing"] = [
-            label for i, (label, _) in enumerate(PREREQUISITES) if result.exit_of(i) != 0
-        ]
-        for line in result.stdout.splitlines():
-            fields = line.split()
-            # df -Pm: "filesystem blocks used available capacity mountpoint"
-            if len(fields) == 6 and fields[5].startswith("/") and fields[3].isdigit():
-                report["disk_free_mb"] = int(fields[3])
-            # /proc/loadavg: "0.10 0.20 0.30 1/234 5678"
-            if len(fields) == 5 and "/" in fields[3]:
-                report["load"] = fields[0]
-        report["ok"] = not report["missing"]
+        failure = result.failure()
+        if failure is not None:
+            report["error"] = str(failure[1].get("message", "the node check failed"))
+        else:
+            data = result.results[0].data
+            report["missing"] = list(data.get("missing", []))
+            report["disk_free_mb"] = data.get("free_mb")
+            report["load"] = str((data.get("load") or [""])[0])
+            report["ok"] = not report["missing"]
     report["fingerprint"] = (
         ssh.fingerprint(ssh.parse_host_key(node.host_key)) if node.host_key else ""
     )

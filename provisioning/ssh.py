@@ -1,6 +1,14 @@
 """The SSH executor: the only module that talks paramiko.
 
-One connection per node per worker process, and on it one long-lived remote ``bash -s``.
+One connection per node (and key) per worker process. On it, ``call`` speaks the node agent's
+protocol (``deploy/node/agent``): one exec channel running ``hostwright-agent`` for the whole
+life of the connection (the key's forced command runs whatever is asked), one JSON line per
+request with all of a step's actions, one JSON line back. A request on the open channel costs
+a few milliseconds; timeouts apply to the connect and to every request, and a channel found
+broken is reopened once.
+
+Until every caller speaks to the agent, ``run`` keeps the older protocol on the same
+connection: one long-lived remote ``bash -s``.
 A step sends all its commands as one script over that shell and reads back one line: the
 exit code, the tails of stdout and stderr, and a trace with every command's exit code and
 duration. A new exec channel costs about 80 ms; a script on the open shell about 4 ms.
@@ -15,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import secrets
 import shlex
@@ -23,6 +32,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import paramiko
 
@@ -36,6 +46,9 @@ from provisioning.errors import (
 
 TAIL_BYTES = 4096
 CONNECT_TIMEOUT = 10.0
+AGENT = "/usr/local/sbin/hostwright-agent"
+# Codes of agent errors raised before the action touched anything.
+REFUSED_BEFORE_ACTING = frozenset({"invalid", "unknown_action", "forbidden", "bad_request"})
 
 # Defined once per remote shell. hw_run records each command's exit code and duration in
 # the trace file; hw_put writes a file through a temporary name so readers never see half.
@@ -112,6 +125,69 @@ def redact(text: str, secrets_: tuple[str, ...] | list[str]) -> str:
         if s:
             text = text.replace(s, "***")
     return text
+
+
+@dataclass(frozen=True)
+class AgentAction:
+    """One node agent action: its name, its arguments, and which arguments are secret.
+
+    Secret arguments (passwords, keys) are sent to the node but replaced by ``***`` wherever
+    the action is recorded.
+    """
+
+    name: str
+    args: dict[str, Any]
+    secret: tuple[str, ...] = ()
+
+    def wire(self) -> dict[str, Any]:
+        return {"action": self.name, "args": self.args}
+
+    def secret_values(self) -> list[str]:
+        return [str(self.args[k]) for k in self.secret if self.args.get(k)]
+
+    def display(self) -> str:
+        shown = {k: ("***" if k in self.secret else v) for k, v in self.args.items()}
+        text = json.dumps(shown, sort_keys=True, ensure_ascii=False, default=str)
+        if len(text) > 500:
+            text = text[:500] + "..."
+        return f"{self.name} {text}"
+
+
+def action(name: str, *, secret: tuple[str, ...] = (), **args: Any) -> AgentAction:
+    """``action("user.ensure", user="hwt1", ...)``: an agent action for ``call``."""
+    return AgentAction(name=name, args=args, secret=secret)
+
+
+@dataclass
+class ActionResult:
+    """One action's answer. ``error`` is the agent's structured error (code, message,
+    permanent, changed, detail) when ``ok`` is false; ``skipped`` when an earlier action of
+    the same request failed."""
+
+    action: str
+    ok: bool
+    changed: bool = False
+    data: dict[str, Any] = field(default_factory=dict)
+    error: dict[str, Any] | None = None
+    skipped: bool = False
+    ms: int = 0
+
+
+@dataclass
+class AgentResult:
+    ok: bool
+    results: list[ActionResult]
+    ms: int = 0
+    error: dict[str, Any] | None = None
+
+    def failure(self) -> tuple[ActionResult | None, dict[str, Any]] | None:
+        """The failed action and its error, or None when everything succeeded."""
+        if self.error is not None:
+            return None, self.error
+        for r in self.results:
+            if not r.ok and not r.skipped:
+                return r, r.error or {}
+        return None
 
 
 @dataclass
@@ -232,7 +308,7 @@ def load_panel_key(path: str) -> paramiko.PKey:
 
 
 class NodeSession:
-    """An authenticated connection to one node with one open remote shell."""
+    """An authenticated connection to one node: the agent's channel (and the older shell)."""
 
     def __init__(self, target: Target, key_path: str) -> None:
         self.target = target
@@ -241,12 +317,17 @@ class NodeSession:
         self._transport: paramiko.Transport | None = None
         self._chan: paramiko.Channel | None = None
         self._buf = b""
+        self._agent: paramiko.Channel | None = None
+        self._agent_buf = b""
 
     @property
     def connected(self) -> bool:
         return bool(self._transport and self._transport.is_active() and self._chan)
 
-    def connect(self) -> None:
+    def _transport_up(self) -> paramiko.Transport:
+        if self._transport is not None and self._transport.is_active():
+            return self._transport
+        self.close()
         t = self.target
         pinned = parse_host_key(t.host_key)
         transport = _open_transport(t.address, t.port, pinned.get_name())
@@ -271,19 +352,107 @@ class NodeSession:
             transport.close()
             raise TransientStepError(f"SSH authentication did not finish: {exc}") from None
         transport.set_keepalive(30)
+        self._transport = transport
+        return transport
+
+    def _open_channel(self, command: str) -> paramiko.Channel:
+        transport = self._transport_up()
         try:
             chan = transport.open_session(timeout=CONNECT_TIMEOUT)
-            chan.exec_command("exec bash --noprofile --norc -s")
+            chan.exec_command(command)
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            transport.close()
-            raise TransientStepError(f"cannot open a shell on the node: {exc}") from None
-        self._transport, self._chan, self._buf = transport, chan, b""
+            self.close()
+            raise TransientStepError(f"cannot open a channel on the node: {exc}") from None
+        return chan
+
+    def connect(self) -> None:
+        chan = self._open_channel("exec bash --noprofile --norc -s")
+        self._chan, self._buf = chan, b""
         chan.sendall((_PREAMBLE + "\n".join(_EXTRA_FUNCTIONS) + "\n").encode())
 
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
         self._transport, self._chan, self._buf = None, None, b""
+        self._agent, self._agent_buf = None, b""
+
+    def call(self, actions: list[AgentAction], *, tier: str, timeout: float) -> AgentResult:
+        """Send the actions as one request to the node agent and read its answer.
+
+        A channel that turns out to be closed before anything was answered (the node restarted
+        sshd, the agent exited) is reopened and the request sent once more: actions are
+        idempotent. A request that gets no answer in ``timeout`` drops the connection and
+        raises ``OutcomeUnknown``.
+        """
+        request_id = secrets.token_hex(8)
+        line = (
+            json.dumps(
+                {"id": request_id, "actions": [a.wire() for a in actions]},
+                separators=(",", ":"),
+                ensure_ascii=True,
+            )
+            + "\n"
+        ).encode()
+        with self.lock:
+            for attempt in (1, 2):
+                reused = self._agent is not None and not self._agent.closed
+                if not reused:
+                    self._agent = self._open_channel(f"{AGENT} --tier {tier}")
+                    self._agent_buf = b""
+                started = time.monotonic()
+                try:
+                    answer = self._agent_round_trip(line, started + timeout)
+                except _ChannelClosed as exc:
+                    self.close()
+                    if reused and attempt == 1:
+                        continue
+                    raise OutcomeUnknown(f"the node agent closed the channel{exc}") from None
+                except OutcomeUnknown:
+                    self.close()
+                    raise
+                except (OSError, EOFError, paramiko.SSHException) as exc:
+                    self.close()
+                    if reused and attempt == 1:
+                        continue
+                    raise OutcomeUnknown(
+                        f"the connection dropped during a request: {exc}"
+                    ) from None
+                return _parse_answer(answer, request_id, int((time.monotonic() - started) * 1000))
+        raise OutcomeUnknown("the node agent's channel could not be reopened")
+
+    def _agent_round_trip(self, line: bytes, deadline: float) -> bytes:
+        chan = self._agent
+        assert chan is not None
+        chan.sendall(line)
+        while True:
+            end = self._agent_buf.find(b"\n")
+            if end >= 0:
+                answer = self._agent_buf[:end]
+                self._agent_buf = self._agent_buf[end + 1 :]
+                return answer
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise OutcomeUnknown("the node did not answer in time; the outcome is unknown")
+            chan.settimeout(remaining)
+            try:
+                chunk = chan.recv(1 << 20)
+            except TimeoutError:
+                raise OutcomeUnknown(
+                    "the node did not answer in time; the outcome is unknown"
+                ) from None
+            if not chunk:
+                err = b""
+                while chan.recv_stderr_ready():
+                    err += chan.recv_stderr(65536)
+                status = chan.recv_exit_status() if chan.exit_status_ready() else None
+                if status == 127 and not self._agent_buf:
+                    raise PermanentStepError(
+                        "the node agent is not installed on this node: run "
+                        "deploy/node/bootstrap.sh on it"
+                    )
+                detail = err.decode(errors="replace").strip()[-300:]
+                raise _ChannelClosed(f" (exit {status}): {detail}" if detail else "")
+            self._agent_buf += chunk
 
     def run(self, commands: list[Command], timeout: float) -> ScriptResult:
         """Run commands as one script; raises OutcomeUnknown when the result did not come back."""
@@ -336,6 +505,33 @@ class NodeSession:
             self._buf += chunk
 
 
+class _ChannelClosed(Exception):
+    """The agent's channel ended without an answer."""
+
+
+def _parse_answer(raw: bytes, request_id: str, ms: int) -> AgentResult:
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        raise OutcomeUnknown(f"unreadable answer from the node agent: {raw[:200]!r}") from None
+    if not isinstance(answer, dict) or answer.get("id") not in (request_id, None):
+        raise OutcomeUnknown("the node agent answered another request")
+    results = []
+    for r in answer.get("results") or []:
+        results.append(
+            ActionResult(
+                action=str(r.get("action", "")),
+                ok=bool(r.get("ok")),
+                changed=bool(r.get("changed")),
+                data=r.get("data") or {},
+                error=r.get("error"),
+                skipped=bool(r.get("skipped")),
+                ms=int(r.get("ms") or 0),
+            )
+        )
+    return AgentResult(ok=bool(answer.get("ok")), results=results, ms=ms, error=answer.get("error"))
+
+
 def _b64(field_: bytes) -> str:
     return base64.b64decode(field_.lstrip(b":") or b"").decode(errors="replace")
 
@@ -370,19 +566,19 @@ class _Pool:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.pid = os.getpid()
-        self.sessions: dict[int, NodeSession] = {}
+        self.sessions: dict[tuple[int, str], NodeSession] = {}
 
     def get(self, target: Target, key_path: str) -> NodeSession:
         with self.lock:
             if self.pid != os.getpid():
                 # Inherited across fork: the sockets belong to the parent.
                 self.sessions, self.pid = {}, os.getpid()
-            session = self.sessions.get(target.node_id)
-            if session is None or session.target != target or session.key_path != key_path:
+            session = self.sessions.get((target.node_id, key_path))
+            if session is None or session.target != target:
                 if session is not None:
                     session.close()
                 session = NodeSession(target, key_path)
-                self.sessions[target.node_id] = session
+                self.sessions[(target.node_id, key_path)] = session
             return session
 
     def close_all(self) -> None:
@@ -398,3 +594,17 @@ pool = _Pool()
 def run(target: Target, commands: list[Command], *, key_path: str, timeout: float) -> ScriptResult:
     """Run commands on a node through this process's session for it."""
     return pool.get(target, key_path).run(commands, timeout)
+
+
+def call(
+    target: Target,
+    actions: list[AgentAction],
+    *,
+    key_path: str,
+    timeout: float,
+    tier: str = "worker",
+) -> AgentResult:
+    """Send actions to a node's agent through this process's connection to it."""
+    if not actions:
+        return AgentResult(ok=True, results=[])
+    return pool.get(target, key_path).call(actions, tier=tier, timeout=timeout)

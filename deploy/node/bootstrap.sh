@@ -9,7 +9,10 @@
 #
 #   NODE_PROFILE   production (default) or test: a test node listens on loopback only and
 #                  runs its own sshd on HW_SSH_PORT, leaving the system's sshd alone
-#   PANEL_PUBKEY   the panel's public SSH key (or --panel-key FILE), authorized for root
+#   PANEL_PUBKEY   the workers' public SSH key (or --panel-key FILE), authorized for root
+#                  to run the node agent (every action)
+#   PANEL_WEB_PUBKEY  the web processes' key (or --panel-web-key FILE): the node agent's
+#                  file and log actions only
 #   HW_SSH_PORT    SSH port the panel uses [22; 2222 on a test node]
 #   NODE_PARTS     only run parts whose names start with one of these prefixes ("10 20 30")
 #
@@ -21,8 +24,9 @@ while [ $# -gt 0 ]; do
   case $1 in
     --profile) export NODE_PROFILE=$2; shift 2 ;;
     --panel-key) PANEL_PUBKEY=$(cat "$2"); export PANEL_PUBKEY; shift 2 ;;
+    --panel-web-key) PANEL_WEB_PUBKEY=$(cat "$2"); export PANEL_WEB_PUBKEY; shift 2 ;;
     --parts) export NODE_PARTS=$2; shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "bootstrap: unknown argument $1" >&2; exit 2 ;;
   esac
 done

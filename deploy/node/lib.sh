@@ -18,8 +18,11 @@ hw_apt_install() {
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # Wait for another apt run (unattended upgrades, a parallel bootstrap) instead of failing.
+  flags+=(-o DPkg::Lock::Timeout=300)
   apt-get install -y -q "${flags[@]}" "${missing[@]}" >/dev/null 2>&1 \
-    || { apt-get update -q >/dev/null && apt-get install -y -q "${flags[@]}" "${missing[@]}" >/dev/null; }
+    || { apt-get -o DPkg::Lock::Timeout=300 update -q >/dev/null \
+         && apt-get install -y -q "${flags[@]}" "${missing[@]}" >/dev/null; }
 }
 
 # hw_install_file PATH MODE < content: replace PATH only when the content differs.

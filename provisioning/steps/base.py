@@ -13,13 +13,17 @@ A **step** is a subclass of ``Step`` with a unique ``name``, a ``phase`` (``vali
     order, when the operation finally fails. It must not fail because the resource is
     missing.
 
-Both talk to the node only through ``ctx.run(commands)``, where commands are built with
-``provisioning.ssh.cmd(*argv)`` / ``put_file(...)`` from values that went through
-``provisioning.validators`` first. Each ``ctx.run`` is one script over the node's open shell
-(about 4 ms), so send commands together. Raise ``TransientStepError`` for what a retry can
-fix and ``PermanentStepError`` for what it cannot; a failed command raises one for you
-(exit 75, ``EX_TEMPFAIL``, means "busy, try again"). Pass ``clean=True`` when the failure
-happened before anything changed on the node, so the rollback can skip this step.
+Both talk to the node through ``ctx.agent([...])``: node agent actions built with
+``provisioning.ssh.action(name, **args)`` from values that went through
+``provisioning.validators`` first (the agent checks them again). Each ``ctx.agent`` call is
+one request on the node's open channel (a few milliseconds), so send a step's actions
+together; they run in order and the first failure stops the rest. ``ctx.run(commands)`` is
+the older protocol (a shell script per call), kept until every step uses the agent.
+Raise ``TransientStepError`` for what a retry can fix and ``PermanentStepError`` for what it
+cannot; a failed action or command raises one for you (exit 75, ``EX_TEMPFAIL``, means
+"busy, try again"). Pass ``clean=True`` when the failure happened before anything changed on
+the node, so the rollback can skip this step.
+
 
 An **operation kind** is an ordered list of steps plus what happens to the service when the
 operation completes or is rolled back::
@@ -110,6 +114,56 @@ class StepContext:
                 raise TransientStepError(f"the node is busy: {message}")
             raise PermanentStepError(message)
         return result
+
+    def agent(
+        self, actions: list[ssh.AgentAction], *, check: bool = True
+    ) -> list[ssh.ActionResult]:
+        """Send actions to the node agent as one request and record each on the step run.
+
+        Each action is recorded with its arguments (secret ones as ``***``), its outcome and
+        its duration. With ``check`` the first failed action raises: ``TransientStepError``
+        when the agent says a retry can help, ``PermanentStepError`` otherwise, carrying the
+        agent's code and its message (written for customers; the operator's detail goes to
+        the step run's output).
+        """
+        result = ssh.call(
+            self.target(),
+            actions,
+            key_path=settings.PROVISIONING_SSH_KEY,
+            timeout=settings.PROVISIONING_COMMAND_TIMEOUT,
+        )
+        secrets_ = [v for a in actions for v in a.secret_values()]
+        sr = self.step_run
+        records = []
+        details = []
+        for a, r in zip(actions, result.results, strict=False):
+            outcome = 0 if r.ok else (-1 if r.skipped else 1)
+            records.append({"cmd": a.display(), "exit": outcome, "ms": r.ms})
+            if r.error:
+                details.append(f"{a.name}: {r.error.get('code')}: {r.error.get('message')}")
+                if r.error.get("detail"):
+                    details.append(str(r.error["detail"]))
+        if result.error:
+            details.append(f"request refused: {result.error.get('message')}")
+        sr.commands = [*sr.commands, *records]
+        if details:
+            text = ssh.redact("\n".join(details) + "\n", secrets_)
+            sr.stderr_tail = (sr.stderr_tail + text)[-TAIL_CHARS:]
+        failure = result.failure()
+        if check and failure is not None:
+            failed, error = failure
+            code = str(error.get("code") or "failed")
+            message = ssh.redact(str(error.get("message") or "the node agent failed"), secrets_)
+            clean = code in ssh.REFUSED_BEFORE_ACTING or (
+                not error.get("changed")
+                and failed is not None
+                and all(not r.changed for r in result.results[: result.results.index(failed)])
+                and code in ("not_found", "conflict", "unsafe_path", "not_prepared")
+            )
+            if error.get("permanent", True):
+                raise PermanentStepError(message, clean=clean, code=code)
+            raise TransientStepError(message, clean=clean, code=code)
+        return result.results
 
     def resource(self, key: str, value: Any) -> None:
         """Note a resource id this step created (shown in the admin timeline)."""

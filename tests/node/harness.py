@@ -7,8 +7,10 @@ Fixtures
 ``test_node`` (session)
     Runs ``deploy/node/bootstrap.sh`` on this machine with ``NODE_PROFILE=test`` (needs root):
     nginx on port 80, PHP-FPM 8.2, MariaDB, and an sshd of its own on 127.0.0.1:2222 that
-    authorizes a panel key generated under ``var/test-node/``. Returns a ``TestNode`` with
-    ``address``, ``port``, ``host_key`` (pinned), ``key_path``. The engine's settings in this
+    authorizes two panel keys generated under ``var/test-node/``, each forced to run the node
+    agent (the worker's for every action, the web tier's for file and log actions). Returns a
+    ``TestNode`` with ``address``, ``port``, ``host_key`` (pinned), ``key_path``,
+    ``web_key_path``. The engine's settings in this
     process point at that key, and accounts are named ``hwt<tag>...`` (a tag per session), so
     test accounts never collide with system users or with another session running at the
     same time; this session's accounts, and those of sessions that died, are removed at
@@ -68,6 +70,7 @@ class TestNode:
     port: int
     host_key: str
     key_path: str
+    web_key_path: str = ""
     user_prefix: str = USER_PREFIX
 
 
@@ -220,28 +223,22 @@ def test_node() -> Iterator[TestNode]:
         pytest.skip("the test node needs root (it creates users, pools and server blocks)")
     KEY_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = KEY_DIR / "id_ed25519"
-    if not key.exists():
-        subprocess.run(
-            [
-                "ssh-keygen",
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                "hostwright-test",
-                "-f",
-                str(key),
-            ],
-            check=True,
-        )
+    web_key = KEY_DIR / "id_ed25519_web"
+    for path, comment in ((key, "hostwright-test"), (web_key, "hostwright-test-web")):
+        if not path.exists():
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+                check=True,
+            )
     env = {
         **os.environ,
         "NODE_PROFILE": "test",
         "NODE_ACME": "pebble",
         "PANEL_PUBKEY": Path(f"{key}.pub").read_text().strip(),
+        "PANEL_WEB_PUBKEY": Path(f"{web_key}.pub").read_text().strip(),
         "HW_SSH_PORT": str(SSH_PORT),
+        # Steps not yet moved to the node agent still open a shell with the worker key.
+        "HW_PANEL_KEY_UNRESTRICTED": "1",
     }
     if os.environ.get("HW_TEST_NODE_PARTS"):
         env["NODE_PARTS"] = os.environ["HW_TEST_NODE_PARTS"]
@@ -260,8 +257,13 @@ def test_node() -> Iterator[TestNode]:
         if not _session_alive(t)
     )
     (SESSIONS / tag).write_text(str(os.getpid()))
-    saved = (settings.PROVISIONING_SSH_KEY, settings.PROVISIONING_USER_PREFIX)
+    saved = (
+        settings.PROVISIONING_SSH_KEY,
+        settings.PROVISIONING_WEB_SSH_KEY,
+        settings.PROVISIONING_USER_PREFIX,
+    )
     settings.PROVISIONING_SSH_KEY = str(key)
+    settings.PROVISIONING_WEB_SSH_KEY = str(web_key)
     settings.PROVISIONING_USER_PREFIX = USER_PREFIX + tag
     cleanup_test_accounts(own_tag=tag)
     yield TestNode(
@@ -269,12 +271,17 @@ def test_node() -> Iterator[TestNode]:
         port=SSH_PORT,
         host_key=host_key,
         key_path=str(key),
+        web_key_path=str(web_key),
         user_prefix=USER_PREFIX + tag,
     )
     ssh.pool.close_all()
     cleanup_test_accounts(own_tag=tag)
     (SESSIONS / tag).unlink(missing_ok=True)
-    settings.PROVISIONING_SSH_KEY, settings.PROVISIONING_USER_PREFIX = saved
+    (
+        settings.PROVISIONING_SSH_KEY,
+        settings.PROVISIONING_WEB_SSH_KEY,
+        settings.PROVISIONING_USER_PREFIX,
+    ) = saved
 
 
 @pytest.fixture
@@ -325,6 +332,7 @@ class Worker:
             "DATABASE_URL": _test_database_url(),
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "PROVISIONING_SSH_KEY": self.key_path,
+            "PROVISIONING_WEB_SSH_KEY": settings.PROVISIONING_WEB_SSH_KEY,
             "PROVISIONING_USER_PREFIX": settings.PROVISIONING_USER_PREFIX,
         }
         name = f"hwtest{os.getpid()}-{self.starts}@localhost"

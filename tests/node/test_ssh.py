@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -87,3 +89,88 @@ def test_a_closed_port_is_a_transient_error(test_node):
     )
     with pytest.raises(TransientStepError, match="cannot connect"):
         ssh.run(t, [ssh.cmd("true")], key_path="/nonexistent", timeout=5)
+
+
+def call(test_node, actions, *, key_path=None, tier="worker", node_id=9100, timeout=20.0):
+    return ssh.call(
+        target(test_node, node_id=node_id),
+        actions,
+        key_path=key_path or test_node.key_path,
+        timeout=timeout,
+        tier=tier,
+    )
+
+
+def test_the_agent_answers_a_batch_on_one_channel(test_node):
+    result = call(test_node, [ssh.action("node.ping"), ssh.action("node.check")])
+    assert result.ok
+    ping, check = result.results
+    assert ping.data["version"] >= 1 and check.data["missing"] == []
+    # the second request goes over the same channel
+    session = ssh.pool.get(target(test_node, node_id=9100), test_node.key_path)
+    channel = session._agent
+    assert call(test_node, [ssh.action("node.ping")]).ok
+    assert session._agent is channel
+
+
+def test_agent_errors_are_structured(test_node):
+    result = call(
+        test_node,
+        [ssh.action("node.ping", cmd="id"), ssh.action("node.ping")],
+        node_id=9101,
+    )
+    assert not result.ok
+    failed, skipped = result.results
+    assert failed.error and failed.error["code"] == "invalid"
+    assert "unknown argument" in failed.error["message"] and skipped.skipped
+
+
+def test_a_broken_agent_channel_is_reopened_once(test_node):
+    assert call(test_node, [ssh.action("node.ping")], node_id=9102).ok
+    session = ssh.pool.get(target(test_node, node_id=9102), test_node.key_path)
+    assert session._agent is not None
+    # the agent sees the end of its input and exits: the channel is dead but not yet known so
+    session._agent.shutdown_write()
+    assert call(test_node, [ssh.action("node.ping")], node_id=9102).ok
+
+
+def test_the_web_key_reaches_only_web_actions_and_runs_no_shell(test_node):
+    # given the web tier's key, which the node forces to run the agent for the web tier
+    ok = call(
+        test_node,
+        [ssh.action("node.ping")],
+        key_path=test_node.web_key_path,
+        tier="web",
+        node_id=9103,
+    )
+    assert ok.ok
+    # a worker action is refused by the agent
+    refused = call(
+        test_node,
+        [ssh.action("node.check")],
+        key_path=test_node.web_key_path,
+        tier="web",
+        node_id=9103,
+    )
+    assert refused.results[0].error and refused.results[0].error["code"] == "forbidden"
+    # asking for the worker tier, or for a shell, with that key gets an agent error
+    asked = call(
+        test_node,
+        [ssh.action("node.ping")],
+        key_path=test_node.web_key_path,
+        tier="worker",
+        node_id=9104,
+    )
+    assert not asked.ok and asked.error and asked.error["code"] == "forbidden"
+    shell = ssh_command(test_node, test_node.web_key_path, "id")
+    assert "uid=" not in shell.stdout
+    assert json.loads(shell.stdout)["error"]["code"] == "forbidden"
+
+
+def ssh_command(test_node, key_path, *command):
+    return subprocess.run(
+        ["ssh", "-T", "-p", str(test_node.port), "-i", key_path, "-o", "BatchMode=yes",
+         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+         f"root@{test_node.address}", *command],
+        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip

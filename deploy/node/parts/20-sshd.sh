@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Node part: SSH for the panel. The panel logs in as root with its own key, kept apart from
-# root's personal keys in /etc/hostwright/authorized_keys/root. Passwords are never accepted.
+# Node part: SSH for the panel. The panel logs in as root with its own keys, kept apart from
+# root's personal keys in /etc/hostwright/authorized_keys/root, and each key runs only the node
+# agent (15-agent.sh): PANEL_PUBKEY for the workers (every action), PANEL_WEB_PUBKEY for the
+# web processes (file and log actions only). Passwords are never accepted.
 #
 # production: a drop-in for the system's sshd (port HW_SSH_PORT, default 22), reloaded.
 # test:       a separate sshd on 127.0.0.1:HW_SSH_PORT (default 2222) with its own config, so
@@ -17,14 +19,28 @@ ssh-keygen -A >/dev/null
 keys=/etc/hostwright/authorized_keys/root
 install -d -m 0700 /etc/hostwright/authorized_keys
 [ -e "$keys" ] || install -m 0600 /dev/null "$keys"
-if [ -n "${PANEL_PUBKEY:-}" ]; then
-  key=$(printf '%s' "$PANEL_PUBKEY" | head -n1)
-  key_re='^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( [A-Za-z0-9@._:+-]*)?$'
+key_re='^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( [A-Za-z0-9@._:+-]*)?$'
+
+# authorize_key KEY TIER: the key may run the node agent for TIER and nothing else: sshd runs
+# the forced command whatever the client asks for, with no pty and no forwarding. A line for
+# the same key with other options is replaced.
+authorize_key() {
+  local key=$1 tier=$2 blob line
+  key=$(printf '%s' "$key" | head -n1)
   if ! [[ $key =~ $key_re ]]; then
-    echo "20-sshd: PANEL_PUBKEY is not an SSH public key" >&2; exit 1
+    echo "20-sshd: the $tier key is not an SSH public key" >&2; exit 1
   fi
-  grep -qxF "$key" "$keys" || printf '%s\n' "$key" >>"$keys"
-fi
+  blob=$(printf '%s' "$key" | cut -d' ' -f2)
+  line="restrict,command=\"/usr/local/sbin/hostwright-agent --tier $tier\" $key"
+  if [ "$tier" = worker ] && [ "${HW_PANEL_KEY_UNRESTRICTED:-}" = 1 ]; then line=$key; fi
+  grep -qxF "$line" "$keys" && return 0
+  grep -vF " $blob" "$keys" >"$keys.new" || true
+  printf '%s\n' "$line" >>"$keys.new"
+  chmod 0600 "$keys.new" && mv -f "$keys.new" "$keys"
+}
+[ -z "${PANEL_PUBKEY:-}" ] || authorize_key "$PANEL_PUBKEY" worker
+# The web processes' key reaches only the per-account file and log actions.
+[ -z "${PANEL_WEB_PUBKEY:-}" ] || authorize_key "$PANEL_WEB_PUBKEY" web
 
 common="PermitRootLogin prohibit-password
 PasswordAuthentication no

@@ -1,9 +1,9 @@
 """manage.py node_local_setup: make this machine a hosting node for the demo (idempotent).
 
-As root: creates the panel's SSH key if missing, runs deploy/node/bootstrap.sh with the
-test profile (sshd on 127.0.0.1:2222, loopback only) and registers the node "local" with
-its host key pinned and 127.0.0.1 as its shared IP. Without root it only registers a node
-that is already bootstrapped.
+As root: creates the panel's SSH keys (workers', web processes') if missing, runs
+deploy/node/bootstrap.sh with the test profile (sshd on 127.0.0.1:2222, loopback only) and
+registers the node "local" with its host key pinned and 127.0.0.1 as its shared IP. Without
+root it only registers a node that is already bootstrapped.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **opts: Any) -> None:
         public_key = nodes.panel_public_key(create=True)
+        web_key = nodes.panel_public_key(create=True, web=True)
         if not opts["skip_bootstrap"]:
             if os.geteuid() != 0:
                 raise CommandError("run as root to bootstrap this machine, or --skip-bootstrap")
@@ -42,6 +43,9 @@ class Command(BaseCommand):
                 # A local node has no public name: Pebble stands in for Let's Encrypt.
                 "NODE_ACME": "pebble",
                 "PANEL_PUBKEY": public_key,
+                "PANEL_WEB_PUBKEY": web_key,
+                # Steps not yet moved to the node agent still open a shell with this key.
+                "HW_PANEL_KEY_UNRESTRICTED": "1",
                 "HW_SSH_PORT": str(opts["port"]),
             }
             if opts["parts"]:

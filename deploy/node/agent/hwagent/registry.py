@@ -36,3 +36,20 @@ def action(name: str, *, web: bool = False) -> Callable[[ActionFunc], ActionFunc
         return func
 
     return register
+
+
+# Modules of the agent's machinery, not of resource kinds.
+CORE_MODULES = frozenset({"errors", "registry", "protocol", "validate", "safefs", "system"})
+
+
+def load_all() -> dict[str, Action]:
+    """Import every resource module of the package, so each registers its actions."""
+    import importlib
+    import pkgutil
+
+    import hwagent
+
+    for info in pkgutil.iter_modules(hwagent.__path__):
+        if not info.name.startswith("_") and info.name not in CORE_MODULES:
+            importlib.import_module(f"hwagent.{info.name}")
+    return ACTIONS
