@@ -26,6 +26,13 @@ RESOURCE_KINDS = (
     "database_delete",
     "mailbox_create",
     "mailbox_delete",
+    "mailbox_quota",
+    "forwarder_set",
+    "forwarder_delete",
+    "mail_catchall",
+    "mail_autoreply",
+    "dkim_rotate",
+    "create",
     "certificate_issue",
     "backup_create",
     "wordpress_install",
@@ -39,6 +46,11 @@ class Resources:
     records: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     databases: dict[str, str] = field(default_factory=dict)  # name -> user
     mailboxes: dict[str, int] = field(default_factory=dict)  # address -> quota
+    forwarders: dict[str, list[str]] = field(default_factory=dict)  # source -> targets
+    autoreplies: set[str] = field(default_factory=set)  # mailboxes answering by themselves
+    catchall: str = ""
+    dkim_selector: str = ""
+    dmarc_policy: str = "none"
     certificate: str = ""  # "", "issued", "failed", "pending"
     backups: list[str] = field(default_factory=list)  # backup ids, newest first
     wordpress: bool = False
@@ -55,9 +67,9 @@ def service_resources(*, service: Service) -> Resources:
     rows = (
         Operation.objects.filter(service=service, kind__in=RESOURCE_KINDS)
         .order_by("created_at", "id")
-        .values_list("kind", "state", "params")
+        .values_list("pk", "kind", "state", "params")
     )
-    for kind, state, params in rows:
+    for pk, kind, state, params in rows:
         if kind == "certificate_issue":
             found.certificate = {
                 "completed": "issued",
@@ -87,7 +99,56 @@ def service_resources(*, service: Service) -> Resources:
             found.mailboxes[params["address"]] = params.get("quota_mb", 0)
         elif kind == "mailbox_delete":
             found.mailboxes.pop(params["address"], None)
+            found.autoreplies.discard(params["address"])
+        elif kind == "mailbox_quota" and params["address"] in found.mailboxes:
+            found.mailboxes[params["address"]] = params["quota_mb"]
+        elif kind == "forwarder_set":
+            found.forwarders[params["source"]] = list(params["targets"])
+        elif kind == "forwarder_delete":
+            found.forwarders.pop(params["source"], None)
+        elif kind == "mail_catchall":
+            found.catchall = params.get("target") or ""
+        elif kind == "mail_autoreply":
+            if params.get("enabled"):
+                found.autoreplies.add(params["address"])
+            else:
+                found.autoreplies.discard(params["address"])
+        elif kind in ("create", "dkim_rotate"):
+            found.dkim_selector = f"hw{pk}"  # the DkimKey step's selector
+    dmarc = found.records.pop((f"_dmarc.{hwdns.fqdn(service.domain)}", "TXT"), None)
+    if dmarc:
+        text = " ".join(dmarc["contents"]).strip('"')
+        policy = next((t.strip()[2:] for t in text.split(";") if t.strip().startswith("p=")), "")
+        found.dmarc_policy = policy or "none"
     return found
+
+
+@dataclass(frozen=True)
+class MailClientSettings:
+    """What a mail client needs, as the node really serves it."""
+
+    server: str
+    webmail: str
+    rows: tuple[tuple[str, int, str], ...]
+
+
+def mail_client_settings(*, service: Service) -> MailClientSettings | None:
+    node = service.node
+    if node is None:
+        return None
+    server = f"mail.{node.name}"
+    return MailClientSettings(
+        server=server,
+        webmail=f"https://{server}/",
+        rows=(
+            ("IMAP (incoming)", 993, "SSL/TLS"),
+            ("IMAP (incoming)", 143, "STARTTLS"),
+            ("POP3 (incoming)", 995, "SSL/TLS"),
+            ("POP3 (incoming)", 110, "STARTTLS"),
+            ("SMTP (outgoing)", 465, "SSL/TLS"),
+            ("SMTP (outgoing)", 587, "STARTTLS"),
+        ),
+    )
 
 
 # Which form field an engine refusal is about, by its code.
@@ -102,6 +163,9 @@ _FIELD_BY_CODE = {
     "password": "password",
     "mailbox": "local_part",
     "mail_quota": "quota_mb",
+    "forward": "targets",
+    "autoreply": "body",
+    "dmarc": "policy",
     "wp_title": "title",
     "wp_admin": "admin_user",
     "email": "admin_email",
@@ -218,6 +282,119 @@ class MailboxDeleteForm(ResourceForm):
         )
 
 
+class MailboxPasswordForm(ResourceForm):
+    address = forms.EmailField(max_length=254)
+    password = forms.CharField(
+        label="New password", min_length=10, max_length=128, widget=forms.PasswordInput
+    )
+
+    def apply(self, *, service: Service, actor: User) -> Operation:
+        d = self.cleaned_data
+        return resources.mailbox_password_change(
+            service=service, address=d["address"], password=d["password"], actor=actor
+        )
+
+
+class MailboxQuotaForm(ResourceForm):
+    address = forms.EmailField(max_length=254)
+    quota_mb = forms.IntegerField(label="Quota (MB)", min_value=1, max_value=102400)
+
+    def apply(self, *, service: Service, actor: User) -> Operation:
+        d = self.cleaned_data
+        return resources.mailbox_quota_change(
+            service=service, address=d["address"], quota_mb=d["quota_mb"], actor=actor
+        )
+
+
+class AutoReplyForm(ResourceForm):
+    address = forms.EmailField(max_length=254)
+    enabled = forms.BooleanField(label="Answer incoming mail automatically", required=False)
+    subject = forms.CharField(label="Subject", max_length=200, required=False)
+    body = forms.CharField(label="Text", max_length=4000, required=False, widget=forms.Textarea)
+    days = forms.IntegerField(
+        label="Answer the same sender again after (days)", min_value=1, max_value=30, initial=1
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("enabled") and not (data.get("subject") and data.get("body")):
+            raise ValidationError("An auto-reply needs a subject and a text.")
+        return data
+
+    def apply(self, *, service: Service, actor: User) -> Operation:
+        d = self.cleaned_data
+        return resources.autoreply_set(
+            service=service,
+            address=d["address"],
+            subject=d.get("subject") or "",
+            body=d.get("body") or "",
+            days=d.get("days") or 1,
+            enabled=bool(d.get("enabled")),
+            actor=actor,
+        )
+
+
+class ForwarderForm(ResourceForm):
+    local_part = forms.CharField(
+        label="Address", max_length=64, help_text="The part before @ (an alias or a mailbox)"
+    )
+    targets = forms.CharField(
+        label="Deliver to", max_length=2000, help_text="One or more addresses, comma-separated"
+    )
+
+    def apply(self, *, service: Service, actor: User) -> Operation:
+        d = self.cleaned_data
+        targets = [t.strip() for t in d["targets"].replace(";", ",").split(",") if t.strip()]
+        return resources.forwarder_set(
+            service=service,
+            source=f"{d['local_part'].strip()}@{service.domain}",
+            targets=targets,
+            actor=actor,
+        )
+
+
+class ForwarderDeleteForm(ResourceForm):
+    source = forms.EmailField(max_length=254)
+
+    def apply(self, *, service: Service, actor: User) -> Operation:
+        return resources.forwarder_delete(
+            service=service, source=self.cleaned_data["source"], actor=actor
+        )
+
+
+class CatchAllForm(ResourceForm):
+    target = forms.EmailField(
+        label="Catch-all address",
+        max_length=254,
+        required=False,
+        help_text="Mail to addresses that do not exist goes here; empty: it is refused",
+    )
+
+    def apply(self, *, service: Service, actor: User) -> Operation:
+        return resources.catchall_set(
+            service=service, target=self.cleaned_data.get("target") or None, actor=actor
+        )
+
+
+class DkimRotateForm(ResourceForm):
+    def apply(self, *, service: Service, actor: User) -> Operation:
+        return resources.dkim_rotate(service=service, actor=actor)
+
+
+class DmarcForm(ResourceForm):
+    policy = forms.ChoiceField(
+        label="DMARC policy",
+        choices=[
+            ("none", "none: only reports"),
+            ("quarantine", "quarantine: failing mail to spam"),
+            ("reject", "reject: failing mail refused"),
+        ],
+    )
+
+    def apply(self, *, service: Service, actor: User) -> Operation:
+        return resources.dmarc_set(service=service, policy=self.cleaned_data["policy"], actor=actor)
+
+
 class CertificateForm(ResourceForm):
     def apply(self, *, service: Service, actor: User) -> Operation:
         return resources.certificate_issue(service=service, actor=actor)
@@ -283,6 +460,14 @@ RESOURCE_ACTIONS: dict[str, tuple[type[ResourceForm], str]] = {
     "database-delete": (DatabaseDeleteForm, "database_form"),
     "mailbox-add": (MailboxForm, "mailbox_form"),
     "mailbox-delete": (MailboxDeleteForm, "mailbox_form"),
+    "mailbox-password": (MailboxPasswordForm, "mailbox_form"),
+    "mailbox-quota": (MailboxQuotaForm, "mailbox_form"),
+    "mailbox-autoreply": (AutoReplyForm, "mailbox_form"),
+    "forwarder-add": (ForwarderForm, "forwarder_form"),
+    "forwarder-delete": (ForwarderDeleteForm, "forwarder_form"),
+    "mail-catchall": (CatchAllForm, "mailbox_form"),
+    "mail-dkim-rotate": (DkimRotateForm, "mailbox_form"),
+    "mail-dmarc": (DmarcForm, "mailbox_form"),
     "certificate": (CertificateForm, "certificate_form"),
     "backup-add": (BackupForm, "backup_form"),
     "backup-restore": (RestoreForm, "backup_form"),

@@ -60,6 +60,9 @@ def _service_page(
         "dns_form": resources.DnsRecordForm(),
         "database_form": resources.DatabaseForm(),
         "mailbox_form": resources.MailboxForm(),
+        "forwarder_form": resources.ForwarderForm(),
+        "mail_settings": resources.mail_client_settings(service=service),
+        "dmarc_choices": resources.DmarcForm.base_fields["policy"].choices,  # type: ignore[attr-defined]
         "wordpress_form": resources.WordPressForm(),
         "sftp_form": resources.SftpForm(),
         "log_kinds": [("access", "Access log"), ("error", "Error log")],

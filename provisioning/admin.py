@@ -10,7 +10,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -141,6 +141,25 @@ class OperationInline(admin.TabularInline):
         return False
 
 
+class MailLimitFilter(admin.SimpleListFilter):
+    """Accounts whose mail the plan's hourly limit refused (in the last two days)."""
+
+    title = "mail sending limit"
+    parameter_name = "mail_limit"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("reached", "reached"), ("near", "80% or more used now")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Service]) -> QuerySet[Service]:
+        if self.value() == "reached":
+            return queryset.filter(mail_refused_count__gt=0)
+        if self.value() == "near":
+            return queryset.filter(
+                mail_sent_last_hour__gte=F("plan__mail_per_hour") * 8 / 10
+            ).exclude(mail_sent_last_hour=0)
+        return queryset
+
+
 @admin.register(Service)
 class ServiceAdmin(admin.ModelAdmin):
     list_display = (
@@ -152,8 +171,10 @@ class ServiceAdmin(admin.ModelAdmin):
         "state",
         "suspension_reasons",
         "disk_used_mb",
+        "mail_sending",
     )
-    list_filter = ("state", "node")
+    list_filter = ("state", "node", MailLimitFilter)
+    list_select_related = ("customer", "plan__product", "node")
     search_fields = ("domain", "username", "customer__name")
     readonly_fields = (
         "customer",
@@ -169,10 +190,22 @@ class ServiceAdmin(admin.ModelAdmin):
         "bandwidth_used_bytes",
         "cpu_used_percent",
         "usage_measured_at",
+        "mail_sending",
+        "mail_refused_at",
         "created_at",
         "updated_at",
     )
     inlines = [OperationInline]
+
+    @admin.display(description="mail sent (last hour)")
+    def mail_sending(self, obj: Service) -> str:
+        if obj.mail_sent_last_hour is None:
+            return "-"
+        text = f"{obj.mail_sent_last_hour} of {obj.plan.mail_per_hour}"
+        if obj.mail_refused_count:
+            text += f"; {obj.mail_refused_count} refused by the limit"
+        return text
+
     actions = ["suspend", "unsuspend", "terminate"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

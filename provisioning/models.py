@@ -111,6 +111,13 @@ class Service(models.Model):
     cpu_time_ns = models.PositiveBigIntegerField(null=True, blank=True)
     cpu_used_percent = models.PositiveIntegerField(null=True, blank=True)
     usage_measured_at = models.DateTimeField(null=True, blank=True)
+    # Mail sent through the node's submission in the last hour (each recipient counts), and
+    # messages the plan's hourly limit refused in the last two days (the last one when).
+    mail_sent_last_hour = models.PositiveIntegerField(null=True, blank=True)
+    mail_refused_count = models.PositiveIntegerField(
+        "mail refused by the limit", null=True, blank=True
+    )
+    mail_refused_at = models.DateTimeField("mail last refused", null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -1,4 +1,5 @@
-"""What each hosting account uses on its node: disk, memory and this month's web traffic.
+"""What each hosting account uses on its node: disk, memory, this month's web traffic, and
+the mail it sent in the last hour against its plan's limit.
 
 The nodes' kernels may have no disk quotas, so disk usage is measured (``du``) and shown
 against the plan. Memory is what the account's memory cgroup holds now (its processes and
@@ -11,6 +12,7 @@ however many accounts it carries.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -51,6 +53,12 @@ hw_usage() {
     echo "$u ${disk:--} $mem ${traffic:-0} ${cpu:--}"
   done
 }
+# hw_mail_sending: the mail policy service's report, one JSON object per account (nothing on
+# a node without mail).
+hw_mail_sending() {
+  [ -x /usr/local/lib/hostwright/mail-policy.py ] || return 0
+  runuser -u hwmailpolicy -- /usr/bin/python3 /usr/local/lib/hostwright/mail-policy.py report
+}
 """
 )
 
@@ -78,7 +86,7 @@ def parse_usage(stdout: str) -> dict[str, Measured]:
     found: dict[str, Measured] = {}
     for line in stdout.splitlines():
         parts = line.split()
-        if len(parts) != 5 or not parts[3].isdigit():
+        if len(parts) != 5 or not parts[3].isdigit() or line.startswith("{"):
             continue
         user, disk, memory, traffic, cpu = parts
         memory_bytes = _number(memory)
@@ -91,7 +99,35 @@ def parse_usage(stdout: str) -> dict[str, Measured]:
     return found
 
 
+@dataclass(frozen=True)
+class MailSending:
+    sent_last_hour: int
+    refused: int  # messages refused by the limit in the last two days
+    last_refused: dt.datetime | None
+
+
+def parse_mail_sending(stdout: str) -> dict[str, MailSending]:
+    """The policy service's report lines (JSON), by account name; others are left out."""
+    found: dict[str, MailSending] = {}
+    for line in stdout.splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            entry = json.loads(line)
+            account = str(entry["account"])
+            sent, refused = int(entry.get("sent", 0)), int(entry.get("refused", 0))
+            last = entry.get("last_refused")
+            last_at = dt.datetime.fromtimestamp(int(last), tz=dt.UTC) if last else None
+        except (ValueError, KeyError, TypeError, OverflowError):
+            continue
+        found[account] = MailSending(sent_last_hour=sent, refused=refused, last_refused=last_at)
+    return found
+
+
 USAGE_FIELDS = [
+    "mail_sent_last_hour",
+    "mail_refused_count",
+    "mail_refused_at",
     "disk_used_mb",
     "memory_used_mb",
     "bandwidth_used_bytes",
@@ -126,13 +162,14 @@ def usage_collect_node(*, node_id: int) -> int:
     users = [validators.validate_username(s.username) for s in live]
     result = ssh.run(
         nodes.node_target(node),
-        [ssh.cmd("hw_usage", nginx_month(), *users)],
+        [ssh.cmd("hw_usage", nginx_month(), *users), ssh.cmd("hw_mail_sending", check=False)],
         key_path=settings.PROVISIONING_SSH_KEY,
         timeout=settings.PROVISIONING_COMMAND_TIMEOUT,
     )
     if not result.ok:
         raise StepError(f"measuring usage failed on {node.name}: {result.stderr.strip()[-300:]}")
     measured = parse_usage(result.stdout)
+    sending = parse_mail_sending(result.stdout)
     now = timezone.now()
     changed = []
     for service in live:
@@ -151,6 +188,10 @@ def usage_collect_node(*, node_id: int) -> int:
             else 0,
         )
         service.cpu_time_ns = figures.cpu_ns
+        mail = sending.get(service.username)
+        service.mail_sent_last_hour = mail.sent_last_hour if mail else 0
+        service.mail_refused_count = mail.refused if mail else 0
+        service.mail_refused_at = mail.last_refused if mail else None
         service.usage_measured_at = now
         changed.append(service)
     Service.objects.bulk_update(changed, USAGE_FIELDS, batch_size=500)

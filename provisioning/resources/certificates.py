@@ -28,6 +28,7 @@ from django.conf import settings
 from provisioning.errors import PermanentStepError, TransientStepError
 from provisioning.models import StepRun
 from provisioning.resources import acme as hwacme
+from provisioning.resources import mail as hwmail
 from provisioning.resources.errors import ResourceError
 from provisioning.resources.validation import validate_domain
 from provisioning.ssh import cmd, put_file
@@ -154,6 +155,8 @@ class Certificate(Step):
         )
         label = f"install the certificate for {domain} (key not recorded)"
         ctx.run([cmd("bash", "-c", script.script, secrets=script.secrets, label=label)])
+        # Mail clients asking for the domain by name (SNI) get this certificate too.
+        ctx.run([cmd("bash", "-c", hwmail.mail_sni_refresh_script().script)])
         ctx.resource("names", list(issued.names))
         ctx.resource("not_after", issued.not_after.isoformat())
 
@@ -167,6 +170,7 @@ class Certificate(Step):
             return  # a renewal: the certificate in place keeps serving
         script = hwacme.remove_certificate_script(domain=_names(ctx)[0])
         ctx.run([cmd("bash", "-c", script.script)])
+        ctx.run([cmd("bash", "-c", hwmail.mail_sni_refresh_script().script)])
 
 
 class Https(Step):

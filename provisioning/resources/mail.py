@@ -515,7 +515,8 @@ def mail_sni_refresh_script() -> NodeScript:
     certificate's subject alternative names.
     """
     script = (
-        _PRELUDE
+        f"[ -s {MAIL_ETC}/domains ] || exit 0  # no mail on this node\n"
+        + _PRELUDE
         + f"""sni=$(mktemp) dov=$(mktemp)
 while read -r domain _; do
   dir={CERTS_DIR}/$domain

@@ -195,6 +195,7 @@ class MailDomain(Step):
 
     def undo(self, ctx: StepContext) -> None:
         run_script(ctx, hwmail.mail_domain_remove_script(domain=ctx.service.domain, purge=True))
+        run_script(ctx, hwmail.mail_sni_refresh_script())
 
 
 DKIM_TTL = 3600

@@ -244,3 +244,27 @@ def test_a_second_copy_of_a_rollback_leaves_a_running_undo_to_its_worker(operati
     # then it does nothing: the running undo is not marked failed nor run again
     assert outcome[0] == BUSY
     assert StepRun.objects.filter(direction="undo", status="running").count() == 1
+
+
+def test_admin_lists_accounts_that_reached_their_mail_limit(client, operation):
+    # given two accounts: one whose mail the hourly limit refused, one sending quietly
+    limited = operation.service
+    limited.mail_sent_last_hour, limited.mail_refused_count = 500, 7
+    limited.mail_refused_at = timezone.now()
+    limited.save()
+    quiet = services.service_order(
+        customer=CustomerFactory.create(), plan=PlanFactory.create(), domain="quiet.example.com"
+    )
+    quiet.mail_sent_last_hour, quiet.mail_refused_count = 3, 0
+    quiet.save()
+    _staff_client(client, "mail-ops@staff.example.com")
+
+    # when staff filter the accounts by the mail sending limit
+    changelist = reverse("admin:provisioning_service_changelist")
+    html = client.get(changelist, {"mail_limit": "reached"}).content.decode()
+
+    # then only the limited one is listed, with what it sent against its plan
+    assert "sweep.example.com" in html and "quiet.example.com" not in html
+    assert f"500 of {limited.plan.mail_per_hour}; 7 refused by the limit" in html
+    near = client.get(changelist, {"mail_limit": "near"}).content.decode()
+    assert "sweep.example.com" in near and "quiet.example.com" not in near

@@ -284,8 +284,8 @@ PEBBLE = "https://127.0.0.1:14000/dir"
 PEBBLE_CERT = "/etc/hostwright/pebble/cert.pem"
 
 
-def _served_certificate_names(host: str) -> list[str]:
-    """The names in the certificate nginx serves for ``host`` on 127.0.0.1:443."""
+def _served_certificate_names(host: str, port: int = 443) -> list[str]:
+    """The names in the certificate served for ``host`` on 127.0.0.1 (nginx's 443 by default)."""
     import socket
     import ssl
 
@@ -295,7 +295,7 @@ def _served_certificate_names(host: str) -> list[str]:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # Pebble's roots change on every start
     with (
-        socket.create_connection(("127.0.0.1", 443), timeout=10) as raw,
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
         context.wrap_socket(raw, server_hostname=host) as tls,
     ):
         der = tls.getpeercert(binary_form=True)
@@ -331,6 +331,15 @@ def test_certificate_is_issued_from_pebble_and_served_over_https(account):
     assert key.strip() not in _recorded(Operation.objects.get(pk=op.pk))
     step = StepRun.objects.get(operation=op, step="certificate", direction="apply")
     assert step.resources["names"] == [domain, f"www.{domain}"]
+    # and mail clients asking for the domain by name get the same certificate (SNI) on
+    # IMAPS, POP3S and SMTPS; others still get the node's own
+    for port in (993, 995, 465):
+        for _ in range(50):  # Dovecot's reload finishes after the step
+            if _served_certificate_names(domain, port) == sorted([domain, f"www.{domain}"]):
+                break
+            time.sleep(0.1)
+        assert _served_certificate_names(domain, port) == sorted([domain, f"www.{domain}"])
+    assert domain not in _served_certificate_names("other.example", 993)
 
 
 def test_certificate_for_a_domain_that_does_not_point_here_fails_before_the_ca(account):

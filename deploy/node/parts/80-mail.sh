@@ -56,7 +56,10 @@ DKIM_DIR=$MAIL_ETC/dkim
 POLICY_DIR=/var/lib/hostwright/mail-policy
 POLICY=/usr/local/lib/hostwright/mail-policy.py
 
-echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+# (debconf only when Postfix is still to be installed: its database may be locked by another
+# package run, and an installed node has nothing to ask)
+dpkg-query -W -f='${Status}' postfix 2>/dev/null | grep -q 'install ok installed' \
+  || echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 hw_apt_install --no-recommends postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd \
   dovecot-sieve opendkim opendkim-tools openssl python3
 

@@ -21,7 +21,8 @@ node_name=${server_name#mail.}
 tls_cert=$(postconf -h smtpd_tls_chain_files | awk '{print $2}')
 tls_key=$(postconf -h smtpd_tls_chain_files | awk '{print $1}')
 
-echo "roundcube-core roundcube/dbconfig-install boolean false" | debconf-set-selections
+dpkg-query -W -f='${Status}' roundcube-core 2>/dev/null | grep -q 'install ok installed' \
+  || echo "roundcube-core roundcube/dbconfig-install boolean false" | debconf-set-selections
 hw_apt_install --no-recommends roundcube-core roundcube-sqlite3 php8.2-fpm python3
 
 install -d -o www-data -g www-data -m 0750 "$DATA"
