@@ -28,10 +28,9 @@ from django.conf import settings
 from provisioning.errors import PermanentStepError, TransientStepError
 from provisioning.models import StepRun
 from provisioning.resources import acme as hwacme
-from provisioning.resources import mail as hwmail
 from provisioning.resources.errors import ResourceError
 from provisioning.resources.validation import validate_domain
-from provisioning.ssh import cmd, put_file
+from provisioning.ssh import action, cmd, put_file
 from provisioning.steps.base import OperationKind, Step, StepContext, register_kind
 
 TLS_DIR = "/etc/nginx/hostwright/tls"
@@ -156,7 +155,7 @@ class Certificate(Step):
         label = f"install the certificate for {domain} (key not recorded)"
         ctx.run([cmd("bash", "-c", script.script, secrets=script.secrets, label=label)])
         # Mail clients asking for the domain by name (SNI) get this certificate too.
-        ctx.run([cmd("bash", "-c", hwmail.mail_sni_refresh_script().script)])
+        ctx.agent([action("mail.sni.refresh")])
         ctx.resource("names", list(issued.names))
         ctx.resource("not_after", issued.not_after.isoformat())
 
@@ -170,7 +169,7 @@ class Certificate(Step):
             return  # a renewal: the certificate in place keeps serving
         script = hwacme.remove_certificate_script(domain=_names(ctx)[0])
         ctx.run([cmd("bash", "-c", script.script)])
-        ctx.run([cmd("bash", "-c", hwmail.mail_sni_refresh_script().script)])
+        ctx.agent([action("mail.sni.refresh")])
 
 
 class Https(Step):

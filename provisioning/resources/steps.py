@@ -48,7 +48,7 @@ from provisioning.resources import wordpress as wp
 from provisioning.resources.errors import ResourceError, ResourceRefused, check_limit
 from provisioning.resources.scripts import NodeScript
 from provisioning.resources.validation import validate_domain, validate_email, validate_ip
-from provisioning.ssh import cmd
+from provisioning.ssh import action, cmd
 from provisioning.steps import hosting  # noqa: F401  (registers the kinds extended below)
 from provisioning.steps.base import KINDS, OperationKind, Step, StepContext, register_kind
 
@@ -182,20 +182,24 @@ class MailDomain(Step):
     name = "mail_domain"
 
     def apply(self, ctx: StepContext) -> None:
-        run_script(
-            ctx,
-            hwmail.mail_domain_add_script(
-                domain=ctx.service.domain,
-                account=_account(ctx),
-                account_hour=ctx.plan.mail_per_hour,
-                mailbox_hour=ctx.plan.mail_per_hour_mailbox,
-            ),
+        ctx.agent(
+            [
+                action(
+                    "mail.domain.ensure",
+                    domain=validate_domain(ctx.service.domain),
+                    account=_account(ctx),
+                    account_hour=ctx.plan.mail_per_hour,
+                    mailbox_hour=ctx.plan.mail_per_hour_mailbox,
+                )
+            ]
         )
         ctx.resource("mail_domain", ctx.service.domain)
 
     def undo(self, ctx: StepContext) -> None:
-        run_script(ctx, hwmail.mail_domain_remove_script(domain=ctx.service.domain, purge=True))
-        run_script(ctx, hwmail.mail_sni_refresh_script())
+        domain = validate_domain(ctx.service.domain)
+        ctx.agent(
+            [action("mail.domain.remove", domain=domain, purge=True), action("mail.sni.refresh")]
+        )
 
 
 DKIM_TTL = 3600
@@ -224,9 +228,11 @@ class DkimKey(Step):
     def apply(self, ctx: StepContext) -> None:
         domain = validate_domain(ctx.service.domain)
         selector = f"hw{ctx.operation.pk}"
-        made = run_script(ctx, hwmail.dkim_key_script(domain=domain, selector=selector))
+        [made] = ctx.agent([action("mail.dkim.key", domain=domain, selector=selector)])
         try:
-            name, text = hwmail.dkim_record(selector=selector, public_key=made.stdout)
+            name, text = hwmail.dkim_record(
+                selector=selector, public_key=str(made.data.get("public_key", ""))
+            )
             record = hwdns.make_rrset(
                 zone=domain, name=name, rtype="TXT", contents=[text], ttl=DKIM_TTL
             )
@@ -241,7 +247,7 @@ class DkimKey(Step):
             client.change_rrsets(domain, replace=[record], delete=stale)
         except ResourceError as exc:
             _raise(exc)
-        run_script(ctx, hwmail.dkim_activate_script(domain=domain, selector=selector))
+        ctx.agent([action("mail.dkim.activate", domain=domain, selector=selector)])
         ctx.resource("dkim_selector", selector)
 
 
@@ -251,14 +257,16 @@ class MailLimits(Step):
     name = "mail_limits"
 
     def _set(self, ctx: StepContext, plan: Plan) -> None:
-        run_script(
-            ctx,
-            hwmail.mail_limits_script(
-                domain=ctx.service.domain,
-                account=_account(ctx),
-                account_hour=plan.mail_per_hour,
-                mailbox_hour=plan.mail_per_hour_mailbox,
-            ),
+        ctx.agent(
+            [
+                action(
+                    "mail.limits.set",
+                    domain=validate_domain(ctx.service.domain),
+                    account=_account(ctx),
+                    account_hour=plan.mail_per_hour,
+                    mailbox_hour=plan.mail_per_hour_mailbox,
+                )
+            ]
         )
 
     def apply(self, ctx: StepContext) -> None:
@@ -440,18 +448,8 @@ class MailboxLimit(Step):
     def apply(self, ctx: StepContext) -> None:
         domain = validate_domain(ctx.service.domain)
         address = validate_email(ctx.params["address"])
-        result = ctx.run(
-            [
-                cmd(
-                    "awk",
-                    "-v",
-                    f"d=@{domain}",
-                    "index($1, d) { print $1 }",
-                    hwmail.MAIL_ETC + "/mailboxes",
-                )
-            ]
-        )
-        existing = [a for a in result.stdout.split() if a.endswith("@" + domain) and a != address]
+        [listed] = ctx.agent([action("mail.mailbox.list", domain=domain)])
+        existing = [a for a in listed.data.get("mailboxes", []) if a != address]
         try:
             check_limit(what="mailboxes", used=len(existing), allowed=ctx.plan.mailboxes)
         except ResourceError as exc:
@@ -463,27 +461,28 @@ class Mailbox(Step):
 
     def apply(self, ctx: StepContext) -> None:
         p = ctx.params
-        local, domain = validate_email(p["address"]).split("@")
-        run_script(
-            ctx,
-            hwmail.mailbox_create_script(
-                local_part=local,
-                domain=domain,
-                password_hash=p["password_hash"],
-                quota_mb=int(p["quota_mb"]),
-            ),
+        ctx.agent(
+            [
+                action(
+                    "mail.mailbox.ensure",
+                    secret=("password_hash",),
+                    address=validate_email(p["address"]),
+                    password_hash=p["password_hash"],
+                    quota_mb=int(p["quota_mb"]),
+                )
+            ]
         )
         ctx.resource("mailbox", p["address"])
 
     def undo(self, ctx: StepContext) -> None:
-        run_script(ctx, hwmail.mailbox_delete_script(address=ctx.params["address"]))
+        ctx.agent([action("mail.mailbox.remove", address=validate_email(ctx.params["address"]))])
 
 
 class DeleteMailbox(Step):
     name = "delete_mailbox"
 
     def apply(self, ctx: StepContext) -> None:
-        run_script(ctx, hwmail.mailbox_delete_script(address=ctx.params["address"]))
+        ctx.agent([action("mail.mailbox.remove", address=validate_email(ctx.params["address"]))])
 
 
 class MailboxPassword(Step):
@@ -491,9 +490,15 @@ class MailboxPassword(Step):
 
     def apply(self, ctx: StepContext) -> None:
         p = ctx.params
-        run_script(
-            ctx,
-            hwmail.mailbox_password_script(address=p["address"], password_hash=p["password_hash"]),
+        ctx.agent(
+            [
+                action(
+                    "mail.mailbox.password",
+                    secret=("password_hash",),
+                    address=validate_email(p["address"]),
+                    password_hash=p["password_hash"],
+                )
+            ]
         )
 
 
@@ -502,17 +507,25 @@ class Forwarder(Step):
 
     def apply(self, ctx: StepContext) -> None:
         p = ctx.params
-        run_script(ctx, hwmail.forwarder_set_script(source=p["source"], targets=p["targets"]))
+        ctx.agent(
+            [
+                action(
+                    "mail.forwarder.set",
+                    source=validate_email(p["source"]),
+                    targets=[validate_email(t) for t in p["targets"]],
+                )
+            ]
+        )
 
     def undo(self, ctx: StepContext) -> None:
-        run_script(ctx, hwmail.forwarder_delete_script(source=ctx.params["source"]))
+        ctx.agent([action("mail.forwarder.remove", source=validate_email(ctx.params["source"]))])
 
 
 class DeleteForwarder(Step):
     name = "delete_forwarder"
 
     def apply(self, ctx: StepContext) -> None:
-        run_script(ctx, hwmail.forwarder_delete_script(source=ctx.params["source"]))
+        ctx.agent([action("mail.forwarder.remove", source=validate_email(ctx.params["source"]))])
 
 
 class MailboxQuota(Step):
@@ -520,8 +533,14 @@ class MailboxQuota(Step):
 
     def apply(self, ctx: StepContext) -> None:
         p = ctx.params
-        run_script(
-            ctx, hwmail.mailbox_quota_script(address=p["address"], quota_mb=int(p["quota_mb"]))
+        ctx.agent(
+            [
+                action(
+                    "mail.mailbox.quota",
+                    address=validate_email(p["address"]),
+                    quota_mb=int(p["quota_mb"]),
+                )
+            ]
         )
 
 
@@ -532,11 +551,15 @@ class CatchAll(Step):
 
     def apply(self, ctx: StepContext) -> None:
         target = ctx.params.get("target") or ""
-        domain = ctx.service.domain
-        if target:
-            run_script(ctx, hwmail.catchall_set_script(domain=domain, target=target))
-        else:
-            run_script(ctx, hwmail.catchall_delete_script(domain=domain))
+        ctx.agent(
+            [
+                action(
+                    "mail.catchall.set",
+                    domain=validate_domain(ctx.service.domain),
+                    target=validate_email(target) if target else "",
+                )
+            ]
+        )
 
 
 class AutoReply(Step):
@@ -546,13 +569,19 @@ class AutoReply(Step):
 
     def apply(self, ctx: StepContext) -> None:
         p = ctx.params
+        address = validate_email(p["address"])
         if p.get("enabled"):
-            script = hwmail.autoreply_set_script(
-                address=p["address"], subject=p["subject"], body=p["body"], days=int(p["days"])
+            hwmail.autoreply_script_text(subject=p["subject"], body=p["body"], days=int(p["days"]))
+            act = action(
+                "mail.autoreply.set",
+                address=address,
+                subject=p["subject"],
+                body=p["body"],
+                days=int(p["days"]),
             )
         else:
-            script = hwmail.autoreply_delete_script(address=p["address"])
-        run_script(ctx, script)
+            act = action("mail.autoreply.set", address=address, enabled=False)
+        ctx.agent([act])
 
 
 class WordPress(Step):
