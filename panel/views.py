@@ -81,7 +81,13 @@ def _service_page(
 @require_GET
 def service_detail(request: AuthedHttpRequest, service_id: int) -> HttpResponse:
     customer, service = _service(request, service_id)
-    return _service_page(request, customer, service)
+    password = request.session.pop(_wordpress_password_key(service), None)
+    extra = {"wordpress_password": password} if password else None
+    return _service_page(request, customer, service, extra=extra)
+
+
+def _wordpress_password_key(service: Service) -> str:
+    return f"hw_wordpress_password_{service.pk}"
 
 
 @login_required
@@ -89,8 +95,9 @@ def service_detail(request: AuthedHttpRequest, service_id: int) -> HttpResponse:
 def resource_action(request: AuthedHttpRequest, service_id: int, action: str) -> HttpResponse:
     """Add or remove a DNS record, database or mailbox, or issue a certificate.
 
-    The change runs as an operation; the page then shows its progress. A refusal is shown
-    next to the field it concerns, on the service page, with what was typed kept.
+    The change runs as an operation; the answer is a redirect to the service page, which
+    shows its progress (so reloading that page never posts the form again). A refusal is
+    shown next to the field it concerns, on the service page, with what was typed kept.
     """
     customer, service = _service(request, service_id)
     entry = resources.RESOURCE_ACTIONS.get(action)
@@ -102,13 +109,12 @@ def resource_action(request: AuthedHttpRequest, service_id: int, action: str) ->
         form.add_error(None, "Changes can be made while the account is active.")
     elif form.is_valid() and form.save(service=service, actor=request.user) is not None:
         if isinstance(form, resources.WordPressForm):
-            # The admin password is shown on this one answer and kept nowhere (no redirect,
-            # so it is not put in a message cookie either).
+            # The admin password is shown once, on the page this redirect leads to: it waits
+            # in the server-side session (never in a cookie) and is removed when shown.
+            request.session[_wordpress_password_key(service)] = form.password
             messages.success(request, "WordPress is being installed; follow it below.")
-            return _service_page(
-                request, customer, service, extra={"wordpress_password": form.password}
-            )
-        messages.success(request, "Your change is on its way; follow it below.")
+        else:
+            messages.success(request, "Your change is on its way; follow it below.")
         return redirect(f"{reverse('panel:service', args=[service.pk])}#progress-title")
     if slot == "certificate_form" or not action.endswith("-add"):
         for text in [str(e) for errors in form.errors.values() for e in errors]:

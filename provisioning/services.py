@@ -30,8 +30,16 @@ def _label(actor: User | None) -> str:
     return actor.email if actor is not None else "system"
 
 
-def _refuse_if_busy(service: Service) -> None:
+def _refuse_if_busy(service: Service, kind: str = "") -> None:
     running = selectors.running_operation(service=service)
+    if running is not None and running.kind == kind:
+        # The same request again (a reload, a double click, a script retrying): never twice.
+        raise ProvisioningRefused(
+            f"This is already under way on {service.domain} ({kind.replace('_', ' ')} "
+            f"#{running.pk}, {running.get_state_display().lower()}): it was not started a "
+            "second time. Follow it on the service page.",
+            code="busy",
+        )
     if running is not None:
         raise ProvisioningRefused(
             f"Another operation is running on {service.domain} ({running.kind} "
@@ -55,14 +63,15 @@ def operation_start(
     """Create an operation of a registered kind on a service and queue its chain after commit.
 
     Refused when another operation is running on the service: one at a time, also enforced
-    by a unique constraint so two racing requests cannot both start one.
+    by a unique constraint so two racing requests cannot both start one. The same kind asked
+    again while it runs (a reloaded form, a retrying script) is told so in those words.
     """
     try:
         get_kind(kind)
     except PermanentStepError as exc:
         raise ProvisioningRefused(str(exc), code="kind") from None
     service = _lock_service(service)
-    _refuse_if_busy(service)
+    _refuse_if_busy(service, kind)
     try:
         with transaction.atomic():
             operation = Operation.objects.create(

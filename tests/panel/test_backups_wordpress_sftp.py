@@ -43,18 +43,40 @@ def test_wordpress_password_is_shown_once_and_only_its_hash_is_kept(
 ) -> None:
     service = make_service(customer, plan, node, domain="wp.example.com")
     client.force_login(owner)
+    # the form answers with a redirect (reloading the page never posts it again)
     response = post(client, service, "wordpress-add", title="My Shop", admin_user="shopadmin",
                     admin_email="owner@example.com")  # fmt: skip
-    assert response.status_code == 200
-    assert response["Cache-Control"] == "no-store"
-    password = response.context["wordpress_password"]
+    assert response.status_code == 302
+    shown = client.get(response["Location"])
+    assert shown["Cache-Control"] == "no-store"
+    password = shown.context["wordpress_password"]
     assert len(password) >= 16
-    assert password in response.content.decode()
+    assert password in shown.content.decode()
     op = Operation.objects.get(service=service, kind="wordpress_install")
     assert password not in str(op.params)
     # Reloading the page does not show it again
-    again = client.get(reverse("panel:service", args=[service.pk])).content.decode()
-    assert password not in again
+    again = client.get(reverse("panel:service", args=[service.pk]))
+    assert password not in again.content.decode()
+    assert "no-store" not in again.get("Cache-Control", "")
+
+
+def test_the_same_request_again_while_it_runs_is_refused_and_never_queued_twice(
+    client, owner, customer, plan, node
+) -> None:
+    # given a WordPress install under way
+    service = make_service(customer, plan, node, domain="twice.example.com")
+    client.force_login(owner)
+    data = {"title": "Shop", "admin_user": "shopadmin", "admin_email": "owner@example.com"}
+    assert post(client, service, "wordpress-add", **data).status_code == 302
+
+    # when the form is sent again (a resubmitted page, a script) while it runs
+    again = post(client, service, "wordpress-add", **data)
+
+    # then it is refused in words, and there is still one operation
+    assert again.status_code == 400
+    errors = again.context["wordpress_form"].non_field_errors()
+    assert "already under way" in errors[0] and "not started a second time" in errors[0]
+    assert Operation.objects.filter(service=service, kind="wordpress_install").count() == 1
 
 
 def test_bad_wordpress_and_sftp_input_is_refused_next_to_the_field(

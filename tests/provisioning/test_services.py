@@ -65,6 +65,9 @@ def test_a_second_request_while_an_operation_runs_is_refused(customer, node, pla
     # then the refusal says why, and there is still only one operation
     assert "pending" in exc.value.messages[0] or "running" in exc.value.messages[0]
     with pytest.raises(ProvisioningRefused, match="Another operation is running"):
+        services.operation_start(service=service, kind="suspend")
+    # and the same request again is told it is already under way
+    with pytest.raises(ProvisioningRefused, match="already under way .* not started a second"):
         services.operation_start(service=service, kind="create")
     assert service.operations.count() == 1
 
