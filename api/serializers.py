@@ -100,6 +100,21 @@ class OperationDetailSerializer(OperationSerializer):
         fields = [*OperationSerializer.Meta.fields, "steps"]
 
 
+class CustomerStepRunSerializer(StepRunSerializer):
+    """A step as its customer sees it: what and when, not the commands or their output
+    (why the operation stopped is its ``reason``, in the customer's words)."""
+
+    class Meta(StepRunSerializer.Meta):
+        fields = [f for f in StepRunSerializer.Meta.fields if f not in ("error", "resources")]
+
+
+class CustomerOperationDetailSerializer(OperationSerializer):
+    steps = CustomerStepRunSerializer(many=True, read_only=True, source="step_runs")
+
+    class Meta(OperationSerializer.Meta):
+        fields = [*OperationSerializer.Meta.fields, "steps"]
+
+
 class ServiceSerializer(serializers.ModelSerializer):
     plan: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
         slug_field="slug", read_only=True

@@ -131,7 +131,9 @@ class ServiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, CustomerS
 
 class OperationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, CustomerScopedViewSet):
     def get_serializer_class(self) -> type[s.OperationSerializer]:
-        return s.OperationDetailSerializer if self.action == "retrieve" else s.OperationSerializer
+        if self.action == "retrieve":
+            return s.CustomerOperationDetailSerializer
+        return s.OperationSerializer
 
     def get_queryset(self) -> QuerySet[Operation]:
         if getattr(self, "swagger_fake_view", False):

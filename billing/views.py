@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from django import forms
@@ -223,12 +224,28 @@ def invoice_list(request: AuthedHttpRequest) -> HttpResponse:
     )
 
 
+PAYMENT_PROCESSING_SECONDS = 15 * 60
+
+
 @login_required
 def invoice_detail(request: AuthedHttpRequest, pk: int) -> HttpResponse:
     invoice = _invoice_for(request, pk)
     returned = request.GET.get("paid") == "1"
-    # Back from the card page: once the payment is in, a new order's hosting is being set up;
-    # the customer goes on to watch it.
+    # Back from the card page, the payment is on its way (the processor's webhook confirms
+    # it): the invoice reads "Payment processing" without Pay buttons, also on a later visit,
+    # for PAYMENT_PROCESSING_SECONDS, so nobody pays twice while it arrives.
+    key = f"hw_invoice_processing_{invoice.pk}"
+    if returned and invoice.is_open:
+        request.session[key] = time.time()
+    elif not invoice.is_open:
+        request.session.pop(key, None)
+    since = request.session.get(key)
+    processing = bool(
+        invoice.is_open
+        and (returned or (since and time.time() - float(since) < PAYMENT_PROCESSING_SECONDS))
+    )
+    # Once the payment is in, a new order's hosting is being set up; the customer goes on to
+    # watch it.
     ordered = None
     if returned and invoice.order_id and not invoice.is_open:
         ordered = (
@@ -243,6 +260,7 @@ def invoice_detail(request: AuthedHttpRequest, pk: int) -> HttpResponse:
             "payments": invoice.payments.all(),
             "credit_notes": invoice.credit_notes.all(),
             "returned": returned,
+            "processing": processing,
             "ordered_service": ordered.service if ordered else None,
             # Poll until the payment is in and, for an order, its hosting account exists.
             "waiting": returned and (invoice.is_open or bool(invoice.order_id and not ordered)),

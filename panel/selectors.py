@@ -385,23 +385,33 @@ def operation_progress(*, operation: Operation) -> Progress:
 
 
 def failure_in_words(progress: Progress) -> str:
-    """What a customer reads when an operation failed: what, and what state things are in."""
+    """What a customer reads when an operation failed: what, why, and what state things are in.
+
+    The why is the operation's reason, which the engine keeps in the customer's words (the
+    commands and their output are in the admin's step record only).
+    """
     op = progress.operation
     where = (
         f" while {progress.failed_step[0].lower()}{progress.failed_step[1:]}"
         if (progress.failed_step)
         else ""
     )
+    why = op.reason.strip()
+    if why and not why.endswith((".", "!", "?")):
+        why = f"{why}."
     if op.state == Operation.State.ROLLED_BACK:
+        if "undone" not in why:
+            why = f"{why} Everything it had done was undone.".strip()
         return (
-            f"{progress.title} stopped{where}. Everything it had done was undone, so nothing "
-            "is left half-finished. Support can see the details; open a ticket if you need "
-            "help."
+            f"{progress.title} stopped{where}. {why} Nothing is left half-finished; open a "
+            "ticket if you need help."
         )
+    why = why.replace("Everything it had done was undone.", "").strip()
     return (
-        f"{progress.title} stopped{where} and could not be undone automatically. Support "
-        "can see what happened and will finish or clean it up; open a ticket if it is urgent."
-    )
+        f"{progress.title} stopped{where}. {why} It could not be undone automatically: "
+        "support can see what happened and will finish or clean it up; open a ticket if it "
+        "is urgent."
+    ).replace(".  ", ". ")
 
 
 @dataclass

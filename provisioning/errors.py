@@ -15,9 +15,15 @@ class ProvisioningRefused(ValidationError):
 
 
 class StepError(Exception):
-    """A step could not do its work. ``permanent`` errors are not retried."""
+    """A step could not do its work. ``permanent`` errors are not retried.
+
+    ``message`` is what the customer reads (the operation's reason, the panel, the API): say
+    what went wrong and what to do, never a command. ``detail`` is the technical account for
+    staff (the command, its exit code, the output), kept in the admin's step record only.
+    """
 
     permanent: bool = True
+    detail: str = ""
 
     def __init__(
         self,

@@ -18,7 +18,9 @@ from django.utils import timezone
 from accounts.models import User
 from provisioning import breaker
 from provisioning.errors import (
+    HostKeyRefused,
     NodeUnreachable,
+    OutcomeUnknown,
     PermanentStepError,
     ProvisioningRefused,
     StepError,
@@ -122,12 +124,35 @@ def _enter_phase(operation: Operation, step: type[Step]) -> None:
 
 
 def _as_step_error(exc: Exception) -> StepError:
-    if isinstance(exc, StepError):
-        return exc
     if isinstance(exc, ProvisioningRefused):
         return PermanentStepError("; ".join(exc.messages), clean=True)
+    if isinstance(exc, NodeUnreachable | OutcomeUnknown | HostKeyRefused):
+        # The SSH layer's words name hosts, keys and ports: for staff, not for customers.
+        connection = exc.__class__(
+            "our hosting server did not answer as expected", permanent=exc.permanent
+        )
+        connection.detail = exc.detail or exc.message
+        connection.clean = exc.clean
+        return connection
+    if isinstance(exc, StepError):
+        return exc
     log.exception("unexpected error in a provisioning step")
-    return PermanentStepError(f"unexpected error: {exc!r}")
+    error = PermanentStepError("an unexpected error stopped it on our side; support is told")
+    error.detail = f"unexpected error: {exc!r}"
+    return error
+
+
+def _staff_text(error: StepError) -> str:
+    """The technical account of an error, for the step record and the operation's error."""
+    return f"{error.message} ({error.detail})" if error.detail else error.message
+
+
+def _customer_sentence(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else f"{text}."
 
 
 def backoff(attempt: int) -> int:
@@ -188,14 +213,14 @@ def step_execute(*, operation_id: int, position: int) -> tuple[str, int]:
 
     if node_id is not None:
         if isinstance(error, NodeUnreachable):
-            breaker.breaker_record_failure(node_id=node_id, error=error.message)
+            breaker.breaker_record_failure(node_id=node_id, error=_staff_text(error))
         elif error is None:
             breaker.breaker_record_success(node_id=node_id)
 
     with transaction.atomic():
         step_run.finished_at = timezone.now()
         step_run.status = StepRun.Status.SUCCEEDED if error is None else StepRun.Status.FAILED
-        step_run.error = "" if error is None else error.message
+        step_run.error = "" if error is None else _staff_text(error)
         step_run.nothing_changed = bool(error is not None and error.clean)
         step_run.save()
         # Only the row itself: what the step needed from related rows was loaded at claim.
@@ -225,7 +250,7 @@ def step_execute(*, operation_id: int, position: int) -> tuple[str, int]:
             countdown = min(backoff(attempt), 60)
             note(
                 operation,
-                f"{error.message}; step {step_cls.name} waits for the node (try {attempt})",
+                f"{_staff_text(error)}; step {step_cls.name} waits for the node (try {attempt})",
                 actor_label="worker",
             )
             operation.heartbeat_at = timezone.now()
@@ -235,7 +260,7 @@ def step_execute(*, operation_id: int, position: int) -> tuple[str, int]:
             countdown = backoff(attempt)
             note(
                 operation,
-                f"step {step_cls.name} attempt {attempt} failed ({error.message}); "
+                f"step {step_cls.name} attempt {attempt} failed ({_staff_text(error)}); "
                 f"retrying in {countdown} s",
                 actor_label="worker",
             )
@@ -243,8 +268,13 @@ def step_execute(*, operation_id: int, position: int) -> tuple[str, int]:
             operation.save(update_fields=["heartbeat_at"])
             return RETRY, countdown
         tries = f" after {attempt} attempts" if attempt > 1 else ""
-        reason = f"Step {step_cls.name} failed{tries}: {error.message}"
-        begin_rollback(operation, reason=reason, error=error.message)
+        # The reason is the customer's (panel, API, webhooks); which step, how often and the
+        # command's output are staff's, in the operation's error and the step record.
+        begin_rollback(
+            operation,
+            reason=_customer_sentence(error.message),
+            error=f"Step {step_cls.name} failed{tries}: {_staff_text(error)}",
+        )
         return FAILED, 0
 
 
@@ -355,7 +385,7 @@ def rollback_execute(*, operation_id: int) -> tuple[str, int]:
         with transaction.atomic():
             step_run.finished_at = timezone.now()
             step_run.status = StepRun.Status.SUCCEEDED if error is None else StepRun.Status.FAILED
-            step_run.error = "" if error is None else error.message
+            step_run.error = "" if error is None else _staff_text(error)
             step_run.save()
             operation = _locked(operation_id)
             operation.heartbeat_at = timezone.now()
@@ -365,17 +395,20 @@ def rollback_execute(*, operation_id: int) -> tuple[str, int]:
             if not error.permanent and attempt <= settings.PROVISIONING_STEP_RETRIES:
                 return RETRY, backoff(attempt)
             reason = (
-                f"{operation.reason} The undo of step {step_cls.name} then failed: "
-                f"{error.message}. The node may hold leftovers of this operation: fix the "
-                "cause and roll back again."
+                f"{operation.reason} Undoing it did not finish either; support will clean up "
+                "what is left."
+            )
+            staff = (
+                f"The undo of step {step_cls.name} failed: {_staff_text(error)}. The node may "
+                "hold leftovers of this operation: fix the cause and roll back again."
             )
             record_transition(
                 operation,
                 "fail",
                 actor_label="worker",
-                detail=reason,
+                detail=staff,
                 reason=reason,
-                error=error.message,
+                error=f"{operation.error} {staff}".strip(),
             )
             return FAILED, 0
 
@@ -387,9 +420,11 @@ def rollback_execute(*, operation_id: int) -> tuple[str, int]:
         reason = operation.reason or "Rolled back."
         if "undone" not in reason:
             reason = reason if reason.endswith(".") else f"{reason}."
-            reason = f"{reason} Everything it had done was undone ({undone})."
+            reason = f"{reason} Everything it had done was undone."
         operation.reason = reason
-        record_transition(operation, "finish_rollback", actor_label="worker", detail=reason)
+        record_transition(
+            operation, "finish_rollback", actor_label="worker", detail=f"{reason} ({undone})"
+        )
         _service_hook(operation, get_kind(operation.kind).on_rolled_back)
         return DONE, 0
 

@@ -140,8 +140,10 @@ echo "installed\\n";
     script = f"""set -euo pipefail
 cd {q(docroot)}
 if [ ! -e wp-config.php ]; then
-  if ls -A | grep -vqx 'index.html'; then
-    echo "the site already has files: WordPress is only installed into an empty site" >&2
+  others=$(ls -A | grep -vx 'index.html' | head -n 4 | paste -sd, - | sed 's/,/, /g') || true
+  if [ -n "$others" ]; then
+    printf '%s\n' "public_html has files other than the default index.html ($others):\
+ move or delete them, then install WordPress again" >&2
     exit 3
   fi
   rm -f index.html

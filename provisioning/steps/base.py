@@ -21,8 +21,11 @@ together; they run in order and the first failure stops the rest. ``ctx.run(comm
 the older protocol (a shell script per call), kept until every step uses the agent.
 Raise ``TransientStepError`` for what a retry can fix and ``PermanentStepError`` for what it
 cannot; a failed action or command raises one for you (exit 75, ``EX_TEMPFAIL``, means
-"busy, try again"). Pass ``clean=True`` when the failure happened before anything changed on
-the node, so the rollback can skip this step.
+"busy, try again"; exit 3, ``EX_REFUSED``, means "refused", with a sentence for the customer
+as the last line of stderr). An error's ``message`` is what the customer reads; its
+``detail`` (the command, exit code and output) stays in the admin's step record. Pass
+``clean=True`` when the failure happened before anything changed on the node, so the
+rollback can skip this step.
 
 
 An **operation kind** is an ordered list of steps plus what happens to the service when the
@@ -54,11 +57,14 @@ from django.conf import settings
 
 from billing.models import Plan
 from provisioning import nodes, ssh
-from provisioning.errors import PermanentStepError, TransientStepError
+from provisioning.errors import PermanentStepError, StepError, TransientStepError
 from provisioning.models import Node, Operation, Service, StepRun
 
 TAIL_CHARS = 4000
 EX_TEMPFAIL = 75
+# A script that refuses (the site has other files, no such mailbox) exits 3 with a sentence
+# for the customer as the last line of its stderr.
+EX_REFUSED = 3
 
 
 class StepContext:
@@ -108,11 +114,21 @@ class StepContext:
         sr.stderr_tail = (sr.stderr_tail + result.stderr)[-TAIL_CHARS:]
         if check and not result.ok:
             failed = result.commands[-1].cmd if result.commands else "the script"
-            detail = (result.stderr or result.stdout).strip()[-500:]
-            message = f"`{failed}` exited with {result.exit}" + (f": {detail}" if detail else "")
+            output = (result.stderr or result.stdout).strip()[-500:]
+            error: StepError
             if result.exit == EX_TEMPFAIL:
-                raise TransientStepError(f"the node is busy: {message}")
-            raise PermanentStepError(message)
+                error = TransientStepError("the server was busy with another change")
+            elif result.exit == EX_REFUSED and _last_line(result.stderr):
+                # The script refused with a sentence written for the customer.
+                error = PermanentStepError(_last_line(result.stderr))
+            else:
+                error = PermanentStepError(
+                    "the server could not complete this step; support can see what happened"
+                )
+            error.detail = f"`{failed}` exited with {result.exit}" + (
+                f": {output}" if output else ""
+            )
+            raise error
         return result
 
     def agent(
@@ -168,6 +184,11 @@ class StepContext:
     def resource(self, key: str, value: Any) -> None:
         """Note a resource id this step created (shown in the admin timeline)."""
         self.step_run.resources = {**self.step_run.resources, key: value}
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
 
 
 class Step:

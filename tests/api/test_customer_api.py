@@ -109,3 +109,35 @@ def test_schema_and_docs_are_served(client: Client) -> None:
     assert schema.status_code == 200
     assert b"/api/v1/provisioning/accounts" in schema.content
     assert client.get("/api/docs/").status_code == 200
+
+
+def test_a_failed_operation_reads_in_the_customers_words(
+    client: Client, owner_token: str, customer
+) -> None:
+    from provisioning.models import Operation, StepRun
+
+    # given a WordPress install rolled back because the site had other files
+    service = make_service(customer, "words.example.com")
+    op = Operation.objects.create(
+        service=service,
+        kind="wordpress_install",
+        state="rolled_back",
+        reason="Public_html has files other than the default index.html (shop.php): move or "
+        "delete them, then install WordPress again. Everything it had done was undone.",
+        error="Step wordpress failed: ... (`bash -c set -euo pipefail\ncd /home/x` exited with 3)",
+    )
+    StepRun.objects.create(
+        operation=op,
+        position=0,
+        step="wordpress",
+        status="failed",
+        error="public_html has files ... (`bash -c set -euo pipefail ...` exited with 3)",
+    )
+
+    # when the customer reads it through the API
+    body = client.get(f"/api/v1/operations/{op.pk}/", headers=bearer(owner_token)).json()
+
+    # then the reason says what blocks the install, and no command or script is in the answer
+    assert "other than the default index.html (shop.php)" in body["reason"]
+    assert body["steps"][0]["status"] == "failed"
+    assert "bash" not in str(body) and "exited with" not in str(body)

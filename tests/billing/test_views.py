@@ -179,6 +179,12 @@ def test_the_page_back_from_the_card_processor_waits_for_the_payment_then_leads_
     page = client.get(url).content.decode()
     assert "We are waiting for the card processor" in page
     assert 'hx-trigger="every 2s"' in page and "Watch it being set up" not in page
+    # and it reads "Payment processing", with no Pay button, not "Open"
+    assert "Payment processing" in page and ">Open<" not in page
+    assert "/pay/" not in page and "by card</button>" not in page
+    # also when the customer opens the invoice again without coming back from the card page
+    again = client.get(f"/billing/invoices/{invoice.pk}/").content.decode()
+    assert "Payment processing" in again and "by card</button>" not in again
     # when the payment arrives and the order becomes a hosting account
     with django_capture_on_commit_callbacks(execute=True):
         services.payment_record(

@@ -75,9 +75,11 @@ def test_a_step_failing_at_any_position_rolls_back_everything(worker, hosting_no
     # when the worker runs it
     op = create_of(service)
 
-    # then the operation is rolled back with a reason naming the step, the service failed
+    # then the operation is rolled back, its error naming the step for staff and its reason
+    # in the customer's words, the service failed
     assert op.state == Operation.State.ROLLED_BACK
-    assert f"Step {step} failed" in op.reason and "undone" in op.reason
+    assert f"Step {step} failed" in op.error and "undone" in op.reason
+    assert step not in op.reason
     assert Service.objects.get(pk=service.pk).state == Service.State.FAILED
     # and the undo ran for every step that had run, last first
     undone = list(
@@ -106,7 +108,7 @@ def test_nginx_check_failing_keeps_the_web_server_up_and_rolls_back(worker, host
 
     # then its nginx step failed on the check, and everything was undone
     assert op.state == Operation.State.ROLLED_BACK
-    assert "nginx_site" in op.reason and "configuration check failed" in op.reason
+    assert "nginx_site" in op.error and "configuration check failed" in op.error
     assert node_leftovers(service.username) == []
     # and nginx never took the bad configuration: the other site is still served
     assert http_get(live.domain)[0] == 200
@@ -125,7 +127,7 @@ def test_mariadb_down_rolls_back_after_retries(worker, hosting_node):
 
     # then the database step was retried, failed cleanly, and everything before it was undone
     assert op.state == Operation.State.ROLLED_BACK
-    assert "database failed after 3 attempts" in op.reason and "does not answer" in op.reason
+    assert "database failed after 3 attempts" in op.error and "does not answer" in op.error
     attempts = StepRun.objects.filter(operation=op, step="database", direction="apply")
     assert attempts.count() == 3 and all(a.nothing_changed for a in attempts)
     assert node_leftovers(service.username) == []
@@ -190,10 +192,12 @@ def test_changed_host_key_is_refused_before_anything_runs(worker, hosting_node):
     service = order("host-key.example")
     op = create_of(service)
 
-    # then nothing was sent, the operation is rolled back, and the reason shows the fingerprint
+    # then nothing was sent, the operation is rolled back, and staff see the fingerprint
+    # (the customer reads that the server did not answer as expected)
     assert op.state == Operation.State.ROLLED_BACK
     presented = ssh.fingerprint(ssh.fetch_host_key("127.0.0.1", hosting_node.port))
-    assert "does not match the pinned key" in op.reason and presented in op.reason
+    assert "does not match the pinned key" in op.error and presented in op.error
+    assert presented not in op.reason and "did not answer" in op.reason
     assert not StepRun.objects.filter(operation=op, direction="undo").exists()
     assert node_leftovers(service.username) == []
 

@@ -71,7 +71,8 @@ def test_failed_operation_explains_in_plain_words(client, owner, customer, plan,
     op = make_operation(
         service,
         state="rolled_back",
-        reason="Step database failed after 3 tries: `mysql ...` exited with 1",
+        reason="The database shop_wp already exists: delete it or rename it first. "
+        "Everything it had done was undone.",
     )
     make_run(op, "validate", StepRun.Status.SUCCEEDED)
     make_run(op, "database", StepRun.Status.FAILED, position=4)
@@ -79,9 +80,10 @@ def test_failed_operation_explains_in_plain_words(client, owner, customer, plan,
     client.force_login(owner)
     # when the service page is shown
     body = client.get(reverse("panel:service", args=[service.pk])).content.decode()
-    # then the failure is told in words, without the command that failed
+    # then the failure is told in words, with its reason, without the command that failed
     assert "stopped while creating the MySQL database" in body
-    assert "Everything it had done was undone" in body
+    assert "The database shop_wp already exists: delete it or rename it first." in body
+    assert body.count("Everything it had done was undone") == 1
     assert "exited with" not in body
     assert "step step-failed" in body and "step step-undone" in body
 

@@ -67,7 +67,7 @@ def test_a_second_request_while_an_operation_runs_is_refused(customer, node, pla
     with pytest.raises(ProvisioningRefused, match="Another operation is running"):
         services.operation_start(service=service, kind="suspend")
     # and the same request again is told it is already under way
-    with pytest.raises(ProvisioningRefused, match="already under way .* not started a second"):
+    with pytest.raises(ProvisioningRefused, match=r"already under way .* not started a second"):
         services.operation_start(service=service, kind="create")
     assert service.operations.count() == 1
 
