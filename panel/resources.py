@@ -184,6 +184,14 @@ def refusal_to_form(form: forms.Form, exc: ValidationError) -> None:
 
 class ResourceForm(forms.Form):
     prefix_name = ""
+    #: Its fields' ids on the service page (``id_<slot>_<field>``), where several forms share
+    #: field names (name, password): each label must point at its own form's input.
+    slot = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if self.slot:
+            kwargs.setdefault("auto_id", f"id_{self.slot}_%s")
+        super().__init__(*args, **kwargs)
 
     def apply(self, *, service: Service, actor: User) -> Operation:
         raise NotImplementedError
@@ -198,6 +206,8 @@ class ResourceForm(forms.Form):
 
 
 class DnsRecordForm(ResourceForm):
+    slot = "dns"
+
     name = forms.CharField(
         label="Name", max_length=253, initial="@", help_text="@ for the domain itself, or www"
     )
@@ -222,6 +232,8 @@ class DnsRecordForm(ResourceForm):
 
 
 class DnsDeleteForm(ResourceForm):
+    slot = "dns_delete"
+
     name = forms.CharField(max_length=254)
     rtype = forms.ChoiceField(choices=[(t, t) for t in hwdns.EDITABLE_TYPES])
 
@@ -233,6 +245,8 @@ class DnsDeleteForm(ResourceForm):
 
 
 class DatabaseForm(ResourceForm):
+    slot = "database"
+
     name = forms.CharField(label="Database name", max_length=32, help_text="Letters, digits, _")
     password = forms.CharField(
         label="Password", min_length=10, max_length=128, widget=forms.PasswordInput
@@ -246,6 +260,8 @@ class DatabaseForm(ResourceForm):
 
 
 class DatabaseDeleteForm(ResourceForm):
+    slot = "database_delete"
+
     name = forms.CharField(max_length=64)
 
     def apply(self, *, service: Service, actor: User) -> Operation:
@@ -256,6 +272,8 @@ class DatabaseDeleteForm(ResourceForm):
 
 
 class MailboxForm(ResourceForm):
+    slot = "mailbox"
+
     local_part = forms.CharField(label="Address", max_length=64, help_text="The part before @")
     password = forms.CharField(
         label="Password", min_length=10, max_length=128, widget=forms.PasswordInput
@@ -274,6 +292,8 @@ class MailboxForm(ResourceForm):
 
 
 class MailboxDeleteForm(ResourceForm):
+    slot = "mailbox_delete"
+
     address = forms.EmailField(max_length=254)
 
     def apply(self, *, service: Service, actor: User) -> Operation:
@@ -406,6 +426,8 @@ class BackupForm(ResourceForm):
 
 
 class RestoreForm(ResourceForm):
+    slot = "restore"
+
     backup_id = forms.CharField(max_length=40)
 
     def apply(self, *, service: Service, actor: User) -> Operation:
@@ -415,6 +437,8 @@ class RestoreForm(ResourceForm):
 
 
 class WordPressForm(ResourceForm):
+    slot = "wordpress"
+
     title = forms.CharField(label="Site title", max_length=100)
     admin_user = forms.CharField(
         label="Admin user name", max_length=60, help_text="Letters, digits, . _ -"
@@ -437,6 +461,8 @@ class WordPressForm(ResourceForm):
 
 
 class SftpForm(ResourceForm):
+    slot = "sftp"
+
     password = forms.CharField(
         label="SFTP password", min_length=12, max_length=128, widget=forms.PasswordInput
     )

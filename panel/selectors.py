@@ -17,6 +17,7 @@ from django.http import Http404
 from accounts.models import AuditLog, Customer, Membership, User
 from billing.models import Invoice, Subscription
 from billing.selectors import credit_balance
+from hosting.lib.units import format_mb, format_quantity
 from provisioning.errors import PermanentStepError as _UnknownKind
 from provisioning.models import Operation, Service, StepRun
 from provisioning.steps.base import get_kind
@@ -434,6 +435,52 @@ class Usage:
         pct = self.percent or 0
         return "bad" if pct >= 90 else "warn" if pct >= 75 else "ok"
 
+    @property
+    def text(self) -> str:
+        """``12 MB of 5,000 MB``, or ``not measured yet`` (never a limit alone)."""
+        limit = format_quantity(self.limit, self.unit)
+        if self.used is None:
+            return f"not measured yet · {limit} included"
+        return f"{self.used_text or format_quantity(self.used, self.unit)} of {limit}"
+
+
+def sftp_path(*, service: Service, home_relative: str = "") -> str:
+    """A path in the account's home as its SFTP session shows it (the one place that knows).
+
+    Today's SFTP jail is /home, where a session starts in /<account>: the web root reads
+    /<account>/public_html. When the jail becomes the account's own home this returns
+    /public_html, and every page follows.
+    """
+    base = f"/{service.username}"
+    rel = home_relative.strip("/")
+    return f"{base}/{rel}" if rel else base
+
+
+@dataclass(frozen=True)
+class DatabaseLine:
+    name: str  # as MariaDB and the customer's tools know it
+    user: str
+    note: str = ""
+    short: str = ""  # the name the delete form takes; empty: not deletable here
+
+
+def service_databases(*, service: Service, resources: Any) -> list[DatabaseLine]:
+    """Every database of the account under its real name: the one made with the account,
+    WordPress's, and those the customer created."""
+    u = service.username
+    lines = []
+    if service.plan.databases >= 1:
+        lines.append(
+            DatabaseLine(f"{u}_main", u, "made with the account; its login is in ~/.my.cnf")
+        )
+    if resources.wordpress:
+        lines.append(DatabaseLine(f"{u}_wp", f"{u}_wp", "used by WordPress"))
+    for name, db_user in resources.databases.items():
+        if name == "wp" and resources.wordpress:
+            continue
+        lines.append(DatabaseLine(f"{u}_{name}", f"{u}_{db_user or name}", short=name))
+    return lines
+
 
 def service_usage(*, service: Service) -> list[Usage]:
     """Usage against the plan's limits. Only measured values are shown as used."""
@@ -447,9 +494,7 @@ def service_usage(*, service: Service) -> list[Usage]:
             traffic_gb,
             plan.bandwidth_gb,
             "GB",
-            used_text=f"{traffic / 2**20:.0f} MB"
-            if traffic is not None and traffic < 2**30
-            else "",
+            used_text=format_mb(traffic / 2**20) if traffic is not None and traffic < 2**30 else "",
         ),
         Usage("Memory in use", service.memory_used_mb, plan.memory_mb, "MB"),
         Usage("CPU, recent average", service.cpu_used_percent, plan.cpu_percent, "% of a core"),

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import Customer
 from hosting.lib.http import AuthedHttpRequest
+from hosting.lib.units import format_mb
 from panel import files, forms, resources, selectors
 from panel.impersonation import impersonation_end
 from provisioning.models import Service
@@ -55,7 +56,10 @@ def _service_page(
         "failure": selectors.failure_in_words(progress) if progress and progress.failed else "",
         "subscription": selectors.subscription_for_service(service=service),
         "suspension": [selectors.suspension_label(r) for r in service.suspension_reasons or []],
-        "resources": resources.service_resources(service=service),
+        "resources": (found := resources.service_resources(service=service)),
+        "databases": selectors.service_databases(service=service, resources=found),
+        "sftp_home": selectors.sftp_path(service=service),
+        "sftp_webroot": selectors.sftp_path(service=service, home_relative="public_html"),
         "busy": current is not None,
         "dns_form": resources.DnsRecordForm(),
         "database_form": resources.DatabaseForm(),
@@ -252,7 +256,7 @@ def _files_page(
         "touch_form": forms.NewFileForm(prefix="touch"),
         "upload_form": forms.UploadForm(),
         "max_upload_mb": files.MAX_UPLOAD // (1024 * 1024),
-        "max_upload_mb_text": f"{files.MAX_UPLOAD // (1024 * 1024)} MB",
+        "max_upload_mb_text": format_mb(files.MAX_UPLOAD // (1024 * 1024)),
     }
     context.update(bound or {})
     return render(request, "panel/files.html", context, status=status)

@@ -60,7 +60,7 @@ def test_bad_dns_input_is_shown_next_to_its_field(
     response = post(client, service, "dns-add", **data)
     assert response.status_code == 400
     body = response.content.decode()
-    errors = body[body.index(f'id="id_{field}-errors"') :][:400]
+    errors = body[body.index(f'id="id_dns_{field}-errors"') :][:400]
     assert text in errors
     assert not Operation.objects.filter(kind="dns_records").exists()
 
@@ -78,7 +78,7 @@ def test_mailbox_with_a_bad_name_is_refused_next_to_the_field(client, owner, cus
     )
     assert response.status_code == 400
     body = response.content.decode()
-    assert 'id="id_local_part-errors"' in body
+    assert 'id="id_mailbox_local_part-errors"' in body
     assert not Operation.objects.filter(kind="mailbox_create").exists()
     # and the password typed is never sent back into the page
     assert "a long password" not in body

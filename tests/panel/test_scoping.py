@@ -134,4 +134,4 @@ def test_owner_actions_with_the_same_posts_reach_the_views(client, owner, custom
     response = client.post(url, {"name": "www", "rtype": "A", "content": "not-an-ip", "ttl": 3600})
     assert response.status_code == 400
     body = response.content.decode()
-    assert 'id="id_content-errors"' in body and "not valid A data" in body
+    assert 'id="id_dns_content-errors"' in body and "not valid A data" in body

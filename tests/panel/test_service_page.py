@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.urls import reverse
 
+from panel import selectors
 from provisioning.models import StepRun
 from tests.panel.conftest import make_operation, make_run, make_service
 
@@ -17,12 +20,44 @@ def test_service_page_shows_plan_usage_and_sftp_details(client, owner, customer,
     client.force_login(owner)
     # when the owner opens its page
     body = client.get(reverse("panel:service", args=[service.pk])).content.decode()
-    # then plan, usage against the limit and the SFTP login are there
+    # then plan, usage against the limit (one number format) and the SFTP login are there
     assert "shop.example.com" in body
-    assert "250 of 1000 MB" in body
+    assert "250 MB of 1,000 MB" in body
     assert 'aria-valuenow="25"' in body
     assert service.username in body
     assert "127.0.0.1" in body
+    # and what is not measured yet says so, rather than showing a limit with no value
+    assert "not measured yet · 256 MB included" in body
+    # and the SFTP paths are those the SFTP session shows (one helper decides them)
+    webroot = selectors.sftp_path(service=service, home_relative="public_html")
+    assert f"<code>{webroot}</code>" in body and webroot.endswith("/public_html")
+    # and the domain wraps after its dots only
+    assert "shop.<wbr>example.<wbr>com" in body
+    # and every id on the page is unique (each label points at its own form's field)
+    ids = re.findall(r'\sid="([^"]+)"', body)
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+
+
+def test_the_databases_box_lists_every_database_under_its_real_name(
+    client, owner, customer, plan, node
+):
+    # given an account with WordPress installed and a database the customer created
+    service = make_service(customer, plan, node, domain="dbs.example.com")
+    make_operation(service, kind="wordpress_install", state="completed", params={"name": "wp"})
+    make_operation(
+        service, kind="database_create", state="completed", params={"name": "shop", "user": "shop"}
+    )
+    client.force_login(owner)
+
+    # when the owner opens the service page
+    body = client.get(reverse("panel:service", args=[service.pk])).content.decode()
+
+    # then the main, WordPress and own databases are listed as MariaDB knows them
+    u = service.username
+    listed = re.findall(r'data-database="([^"]+)"', body)
+    assert listed == [f"{u}_main", f"{u}_wp", f"{u}_shop"]
+    # and only the customer's own database can be deleted from here
+    assert body.count("Delete database") == 1 and 'value="shop"' in body
 
 
 def test_teammate_sees_the_service_too(client, teammate, customer, plan, node):
