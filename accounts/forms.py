@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pycountry
 from django import forms
 from django.conf import settings
 from django.http import HttpRequest
@@ -10,23 +11,34 @@ from accounts.models import User, country_code
 from accounts.services import customer_create_for_signup
 
 
+def country_choices() -> list[tuple[str, str]]:
+    """Every ISO 3166 country by its name, for a select (the code is what is stored)."""
+    return sorted(
+        ((c.alpha_2, getattr(c, "common_name", None) or c.name) for c in pycountry.countries),
+        key=lambda pair: pair[1],
+    )
+
+
 class SignupForm(forms.Form):
     """Extra signup fields: who the customer is. allauth handles e-mail and password."""
 
     full_name = forms.CharField(label="Your name", max_length=150)
     company = forms.CharField(label="Company (optional)", max_length=200, required=False)
-    country = forms.CharField(
+    country = forms.ChoiceField(
         label="Country",
-        max_length=2,
-        min_length=2,
-        initial="US",
-        help_text="Two-letter code, e.g. US, DE, FR.",
+        choices=country_choices,
+        help_text="Where you or your company are based: it decides the tax on your invoices.",
     )
 
     field_order = ["full_name", "email", "password1", "password2", "company", "country"]
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The seller's own country is the likeliest one (and the one without tax surprises).
+        self.fields["country"].initial = settings.BILLING_SELLER_COUNTRY
+
     def clean_country(self) -> str:
-        value = self.cleaned_data["country"].strip().upper()
+        value = str(self.cleaned_data["country"]).strip().upper()
         country_code(value)
         return value
 

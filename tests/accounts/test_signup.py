@@ -17,7 +17,7 @@ def signup(client: Client, **overrides: str):
         "password1": "analytical-engine-42",
         "password2": "analytical-engine-42",
         "company": "",
-        "country": "gb",
+        "country": "GB",
     }
     data.update(overrides)
     return client.post("/accounts/signup/", data)
@@ -75,7 +75,7 @@ def test_signup_rejects_bad_email_and_bad_country(client: Client) -> None:
     body = response.content.decode()
     assert response.status_code == 200
     assert "Enter a valid email address." in body
-    assert "Ensure this value has at most 2 characters" in body
+    assert "Select a valid choice. Germany is not one of the available choices." in body
     assert not User.objects.exists()
 
 
@@ -88,3 +88,29 @@ def test_email_is_stored_lowercase_and_unique_in_the_database() -> None:
         user = User(email="other@example.com")
         user.save()
         User.objects.filter(pk=user.pk).update(email="GRACE@example.com")
+
+
+def test_signup_during_a_checkout_keeps_the_steps_and_the_order(client: Client, settings) -> None:
+    from tests.factories import PlanFactory
+
+    # given a visitor who picked a plan and a domain
+    PlanFactory.create(name="Starter", slug="starter")
+    session = client.session
+    session["billing_cart"] = {"plan": "starter", "cycle": "monthly", "domain": "ada.example"}
+    session.save()
+
+    # when they go on to sign up
+    page = client.get("/accounts/signup/?next=/checkout/").content.decode()
+
+    # then the checkout steps and their order are still in view
+    assert 'aria-label="Checkout steps"' in page and 'aria-current="step">Your account' in page
+    assert "Starter" in page and "ada.example" in page
+    # and the country is a list of countries, starting at the seller's, not a text box
+    assert '<select name="country"' in page
+    assert f'<option value="{settings.BILLING_SELLER_COUNTRY}" selected>' in page
+    assert '<option value="US">United States</option>' in page
+
+
+def test_signup_without_a_checkout_shows_no_steps(client: Client) -> None:
+    page = client.get("/accounts/signup/").content.decode()
+    assert "Checkout steps" not in page and '<select name="country"' in page
