@@ -29,7 +29,9 @@ def test_change_plan_applies_the_new_limits_on_the_node(worker, hosting_node):
     user = service.username
 
     # when it moves to a bigger plan
-    big = PlanFactory.create(php_workers=6, processes=120)
+    big = PlanFactory.create(
+        php_workers=6, processes=120, mail_per_hour=2000, mail_per_hour_mailbox=300
+    )
     op = wait_for_operation(services.service_change_plan(service=service, plan=big))
 
     # then the pool and the cgroup carry the new limits and the service is on the new plan
@@ -41,6 +43,9 @@ def test_change_plan_applies_the_new_limits_on_the_node(worker, hosting_node):
         assert pids.read_text().strip() == "120"
     assert Service.objects.get(pk=service.pk).plan == big
     assert http_get(service.domain)[0] == 200
+    # and the node's mail policy sends by the new plan's hourly limits
+    limits = Path("/etc/hostwright/mail/limits").read_text().splitlines()
+    assert f"{service.domain} {user} 2000 300" in limits
 
 
 @pytest.mark.worker

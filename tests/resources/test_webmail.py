@@ -52,7 +52,11 @@ class Webmail:
         self.base = "http://127.0.0.1/"
 
     def login(self, user: str, password: str) -> requests.Response:
-        page = self.http.get(self.base, timeout=15)
+        for _ in range(50):
+            page = self.http.get(self.base, timeout=15)
+            if page.status_code != 502:
+                break
+            time.sleep(0.1)  # PHP-FPM is being reloaded (another account's pool changed)
         token = re.search(r'name="_token" value="([^"]+)"', page.text)
         assert token, page.text[:500]
         return self.http.post(

@@ -88,6 +88,19 @@ def wait_for(address: str, subject: str) -> bytes:
     raise AssertionError(f"{subject!r} never arrived in {address}")
 
 
+def accepted(address: str) -> bool:
+    """Whether Postfix accepts ``address`` yet (its reload reaches new smtpd processes only)."""
+    for _ in range(50):
+        with smtplib.SMTP("127.0.0.1", 25, timeout=15) as smtp:
+            smtp.mail("probe@example.net")
+            code, _ = smtp.rcpt(address)
+            smtp.rset()
+        if code == 250:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def submit(login: str, sender: str, to: str, subject: str) -> None:
     msg = email.message.EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = sender, to, subject
@@ -117,6 +130,7 @@ def test_mailboxes_send_signed_mail_to_each_other(domain: str) -> None:
     ok("mail.dkim.activate", domain=domain, selector="hwt1")
 
     # when alice sends to bob through submission
+    assert accepted(bob)
     subject = f"agent {uuid.uuid4().hex[:6]}"
     submit(alice, alice, bob, subject)
 
