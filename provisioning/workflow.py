@@ -337,6 +337,9 @@ def _undo_positions(operation: Operation) -> list[int]:
 def rollback_execute(*, operation_id: int) -> tuple[str, int]:
     """Undo the operation's steps in reverse order; idempotent, resumable.
 
+    A node that does not answer pauses the undo (its circuit breaker paces the tries), as it
+    pauses steps: a rollback never fails for an outage, it waits for the node.
+
     An undo another worker is running (started within PROVISIONING_STALE_AFTER) is left to
     it: a second copy of this task then does nothing, so no undo ever runs twice at once.
     """
@@ -368,6 +371,15 @@ def rollback_execute(*, operation_id: int) -> tuple[str, int]:
                 error="the worker stopped during this undo; it is run again",
                 finished_at=timezone.now(),
             )
+            node_id = operation.service.node_id
+            if node_id is not None:
+                verdict = breaker.breaker_allow(node_id=node_id)
+                if not verdict.allowed:
+                    # Nothing is undone against a node that cannot answer: wait for it.
+                    note(operation, verdict.message, actor_label="worker")
+                    operation.heartbeat_at = timezone.now()
+                    operation.save(update_fields=["heartbeat_at"])
+                    return RETRY, verdict.retry_in
             attempt = undo_runs.count() + 1
             step_run = StepRun.objects.create(
                 operation=operation,
@@ -382,6 +394,11 @@ def rollback_execute(*, operation_id: int) -> tuple[str, int]:
             step_cls().undo(StepContext(operation=operation, step_run=step_run))
         except Exception as exc:
             error = _as_step_error(exc)
+        if node_id is not None:
+            if isinstance(error, NodeUnreachable):
+                breaker.breaker_record_failure(node_id=node_id, error=error.message)
+            elif error is None:
+                breaker.breaker_record_success(node_id=node_id)
         with transaction.atomic():
             step_run.finished_at = timezone.now()
             step_run.status = StepRun.Status.SUCCEEDED if error is None else StepRun.Status.FAILED
@@ -392,6 +409,16 @@ def rollback_execute(*, operation_id: int) -> tuple[str, int]:
             operation.save(update_fields=["heartbeat_at"])
             if error is None:
                 continue
+            if isinstance(error, NodeUnreachable):
+                # The node did not answer, so nothing was undone yet: wait for it (the
+                # breaker paces the tries) instead of failing the rollback.
+                note(
+                    operation,
+                    f"{error.message}; the undo of {step_cls.name} waits for the node "
+                    f"(try {attempt})",
+                    actor_label="worker",
+                )
+                return RETRY, min(backoff(attempt), 60)
             if not error.permanent and attempt <= settings.PROVISIONING_STEP_RETRIES:
                 return RETRY, backoff(attempt)
             reason = (

@@ -12,7 +12,12 @@ from django.utils import timezone
 from provisioning import services
 from provisioning.errors import ProvisioningRefused
 from provisioning.models import Node, Operation, OperationEvent, StepRun
-from provisioning.workflow import operations_recover_after_worker_loss, operations_sweep
+from provisioning.workflow import (
+    RETRY,
+    operations_recover_after_worker_loss,
+    operations_sweep,
+    rollback_execute,
+)
 from tests.factories import CustomerFactory, PlanFactory, UserFactory
 from tests.staff import sign_in_staff
 
@@ -268,3 +273,42 @@ def test_admin_lists_accounts_that_reached_their_mail_limit(client, operation):
     assert f"500 of {limited.plan.mail_per_hour}; 7 refused by the limit" in html
     near = client.get(changelist, {"mail_limit": "near"}).content.decode()
     assert "sweep.example.com" in near and "quiet.example.com" not in near
+
+
+def _rolling_back_on(operation, *, port: int) -> None:
+    """The operation's second step succeeded, then it failed and its rollback began."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    key = Ed25519PrivateKey.generate().public_key()
+    host_key = key.public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
+    Node.objects.filter(pk=operation.service.node_id).update(port=port, host_key=host_key)
+    StepRun.objects.create(
+        operation=operation, position=1, step="linux_user", status="succeeded",
+        finished_at=timezone.now(),
+    )  # fmt: skip
+    Operation.objects.filter(pk=operation.pk).update(
+        state="rolling_back", current_step=2, reason="Step 3 failed."
+    )
+
+
+def test_a_rollback_waits_for_a_node_that_does_not_answer(operation, settings):
+    # given a rollback whose node does not answer (nothing listens on its SSH port)
+    _rolling_back_on(operation, port=1)
+
+    # when the rollback task runs again and again, longer than any retry budget
+    outcomes = [
+        rollback_execute(operation_id=operation.pk)[0]
+        for _ in range(settings.PROVISIONING_STEP_RETRIES + 4)
+    ]
+
+    # then it only ever waits: nothing failed, the breaker opened and paces the tries
+    assert set(outcomes) == {RETRY}
+    op = Operation.objects.get(pk=operation.pk)
+    assert op.state == "rolling_back"
+    node = Node.objects.get(services=op.service)
+    assert node.health["breaker"]["state"] == "open"
+    tries = StepRun.objects.filter(operation=op, direction="undo")
+    assert tries.count() == settings.PROVISIONING_BREAKER_FAILURES
+    assert op.events.filter(detail__contains="waits for the node").exists()
+    assert op.events.filter(detail__contains="work on it is paused").exists()
