@@ -310,6 +310,22 @@ for port in 993 995 110; do hw_port_open "$port" || dovecot_changed=yes; done
 for port in 587 465; do hw_port_open "$port" || after=listeners-missing; done
 
 if hw_have_systemd; then
+  # Debian's unit takes its socket from /etc/default/opendkim (a unix socket Postfix's
+  # submission would not find): run it with this part's configuration instead. The name sorts
+  # after the override Debian generates, so its ExecStart wins.
+  unit_changed=$(hw_install_file /etc/systemd/system/opendkim.service.d/zz-hostwright.conf 0644 <<'UNIT'
+# Managed by Hostwright (deploy/node/parts/80-mail.sh).
+[Service]
+RuntimeDirectory=opendkim
+RuntimeDirectoryPreserve=yes
+ExecStart=
+ExecStart=/usr/sbin/opendkim -x /etc/opendkim.conf
+UNIT
+  )
+  if [ -n "$unit_changed" ]; then
+    systemctl daemon-reload
+    dkim_changed=changed
+  fi
   systemctl enable -q postfix dovecot opendkim
   systemctl start postfix dovecot opendkim
   [ "$before" = "$after" ] || systemctl reload postfix
