@@ -70,6 +70,34 @@ class CustomerAdmin(admin.ModelAdmin):
     inlines = [MembershipInline]
     change_form_template = "admin/accounts/customer/change_form.html"
 
+    def save_model(self, request: HttpRequest, obj: Customer, form: Any, change: bool) -> None:
+        """Country and VAT id go through the billing rule (format, check digits, VIES); staff
+        may change the country after invoices exist, customers may not."""
+        from billing.errors import BillingError
+        from billing.vat import customer_tax_identity_change
+
+        tax_fields = {"country", "tax_id"} & set(form.changed_data)
+        if not change or not tax_fields:
+            super().save_model(request, obj, form, change)
+            return
+        country, tax_id = obj.country, obj.tax_id
+        before = Customer.objects.get(pk=obj.pk)
+        obj.country, obj.tax_id = before.country, before.tax_id
+        super().save_model(request, obj, form, change)
+        try:
+            check = customer_tax_identity_change(
+                customer=obj,
+                country=country,
+                tax_id=tax_id,
+                actor=request.user if request.user.is_authenticated else None,
+                by_staff=True,
+            )
+        except BillingError as exc:
+            messages.error(request, f"Country and VAT id were not changed: {exc}")
+            return
+        if check is not None:
+            messages.info(request, f"VAT id {check.tax_id}: {check.get_status_display()}.")
+
     def get_urls(self) -> list[URLPattern]:
         return [
             path(

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from billing.models import trim_amount
 from provisioning.models import Operation, Service, StepRun
 
 
@@ -148,11 +150,21 @@ class PingSerializer(serializers.Serializer):
     time = serializers.IntegerField(help_text="Server time, Unix seconds.")
 
 
+class AmountField(serializers.DecimalField):
+    """An amount as a string with its currency's decimals (up to three: KWD), e.g. "10.00"."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_digits=15, decimal_places=3, **kwargs)
+
+    def to_representation(self, value: Any) -> str:
+        return str(trim_amount(Decimal(value)))
+
+
 class InvoiceLineSerializer(serializers.Serializer):
     description = serializers.CharField()
     quantity = serializers.DecimalField(max_digits=10, decimal_places=2)
-    unit_amount = serializers.DecimalField(max_digits=12, decimal_places=2)
-    amount = serializers.DecimalField(max_digits=12, decimal_places=2)
+    unit_amount = AmountField()
+    amount = AmountField()
 
 
 class InvoiceSerializer(serializers.Serializer):
@@ -161,10 +173,10 @@ class InvoiceSerializer(serializers.Serializer):
     kind = serializers.CharField()
     state = serializers.CharField()
     currency = serializers.CharField()
-    subtotal = serializers.DecimalField(max_digits=12, decimal_places=2)
-    tax_total = serializers.DecimalField(max_digits=12, decimal_places=2)
-    total = serializers.DecimalField(max_digits=12, decimal_places=2)
-    amount_paid = serializers.DecimalField(max_digits=12, decimal_places=2)
+    subtotal = AmountField()
+    tax_total = AmountField()
+    total = AmountField()
+    amount_paid = AmountField()
     reverse_charge = serializers.BooleanField()
     issue_date = serializers.DateField(allow_null=True)
     due_date = serializers.DateField(allow_null=True)

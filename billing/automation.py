@@ -54,9 +54,10 @@ from billing.services import (
     subscription_terminate,
 )
 from billing.taxes import tax_decide, tax_rates_by_country
+from billing.vat import tax_id_recheck_run
 from provisioning import services as provisioning
 from provisioning.errors import ProvisioningRefused
-from provisioning.models import Service
+from provisioning.models import Service, SuspensionHold
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,8 @@ def billing_run(*, today: dt.date | None = None, force: bool = False) -> Billing
         counts: Counter[str] = Counter()
         try:
             config = BillingSettings.load()
+            # Before invoicing: an id VIES could not confirm yesterday may be confirmed today.
+            counts["vat_ids_checked"] = tax_id_recheck_run(today=today)
             counts["renewal_invoices"] = renewals_issue(today=today, config=config)
             counts["cancelled_at_term_end"] = term_end_cancellations(today=today)
             counts.update(charges_run(today=today, config=config))
@@ -116,6 +119,9 @@ def billing_run(*, today: dt.date | None = None, force: bool = False) -> Billing
             counts["suspended"] = suspensions_run(today=today, config=config)
             counts["terminated"] = terminations_run(today=today, config=config)
             counts["unsuspended"] = unsuspensions_run(today=today)
+            # Suspensions and unsuspensions whose operation failed, or that waited for one
+            # that never reported its end, start again here.
+            counts["holds_enforced"] = provisioning.services_holds_catch_up()
             counts["orders_fulfilled"] = orders_sweep()
             counts["orders_expired"] = unpaid_orders_expire(today=today, config=config)
             counts["plan_changes_applied"] = plan_changes_sweep()
@@ -212,8 +218,8 @@ def _renewal_batch(ids: list[int], *, today: dt.date, rates: dict[str, TaxRate])
                 plan_amount,
             ),
         )
-        subtotal = money(sum((a for _, a in sub_lines), ZERO))
-        tax_total = money(subtotal * tax.rate / 100)
+        subtotal = money(sum((a for _, a in sub_lines), ZERO), sub.currency)
+        tax_total = money(subtotal * tax.rate / 100, sub.currency)
         invoices.append(
             Invoice(
                 customer=sub.customer,
@@ -226,7 +232,8 @@ def _renewal_batch(ids: list[int], *, today: dt.date, rates: dict[str, TaxRate])
                 tax_total=tax_total,
                 total=subtotal + tax_total,
                 reverse_charge=tax.reverse_charge,
-                tax_note=tax.note,
+                tax_note=tax.note[:300],
+                tax_check=tax.check,
                 bill_to=bill_to(sub.customer),
                 issue_date=today,
                 due_date=sub.next_due_date,
@@ -506,7 +513,13 @@ def suspensions_run(*, today: dt.date, config: BillingSettings) -> int:
         Subscription.objects.filter(state=Subscription.State.ACTIVE)
         .filter(Exists(unpaid))
         .filter(service__state__in=[Service.State.ACTIVE, Service.State.SUSPENDED])
-        .exclude(service__suspension_reasons__icontains="non_payment")
+        .exclude(
+            Exists(
+                SuspensionHold.objects.filter(
+                    service=OuterRef("service"), reason="non_payment", lifted_at__isnull=True
+                )
+            )
+        )
         .values_list("id", flat=True)
     )
     done = 0
@@ -589,9 +602,13 @@ def unsuspensions_run(*, today: dt.date) -> int:
         subscription=OuterRef("pk"), state__in=Invoice.OPEN_STATES, due_date__lt=today
     )
     ids = list(
-        Subscription.objects.filter(
-            state=Subscription.State.ACTIVE,
-            service__suspension_reasons__icontains="non_payment",
+        Subscription.objects.filter(state=Subscription.State.ACTIVE)
+        .filter(
+            Exists(
+                SuspensionHold.objects.filter(
+                    service=OuterRef("service"), reason="non_payment", lifted_at__isnull=True
+                )
+            )
         )
         .filter(~Exists(late))
         .values_list("id", flat=True)

@@ -1,6 +1,7 @@
 """Billing: the catalog with prices, orders, invoices, payments, credit and automation records.
 
-Money is always a ``Decimal`` with two places next to a three-letter currency. Documents that
+Money is always a ``Decimal`` next to a three-letter currency, rounded to that currency's own
+decimals (``billing.money``). Documents that
 left the building (issued invoices, credit notes) never change; corrections are new documents.
 """
 
@@ -22,8 +23,33 @@ from accounts.models import Customer, currency_code
 ZERO = Decimal("0.00")
 
 
-def money_field(**kwargs: Any) -> models.DecimalField[Decimal, Decimal]:
-    return models.DecimalField(max_digits=12, decimal_places=2, **kwargs)
+class MoneyField(models.DecimalField):
+    """An amount in the currency of its row, stored with three decimals (enough for KWD).
+
+    Read back, an amount whose third decimal is zero comes with two (10.000 as 10.00), so the
+    two-decimal currencies most customers pay in show as they are written. Rounding never
+    depends on this: services round with ``billing.money.money`` and the row's currency.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max_digits", 15)
+        kwargs.setdefault("decimal_places", 3)
+        super().__init__(*args, **kwargs)
+
+    def from_db_value(self, value: Decimal | None, expression: Any, connection: Any) -> Any:
+        if value is None:
+            return value
+        return trim_amount(value)
+
+
+def trim_amount(value: Decimal) -> Decimal:
+    """10.000 as 10.00, 1.250 as 1.25, 1.234 as 1.234: never fewer than two decimals."""
+    two = value.quantize(Decimal("0.01"))
+    return two if two == value else value
+
+
+def money_field(**kwargs: Any) -> MoneyField:
+    return MoneyField(**kwargs)
 
 
 class BillingCycle(models.TextChoices):
@@ -162,7 +188,7 @@ class Coupon(models.Model):
 
     code = models.CharField(max_length=40, unique=True, help_text="Stored in capitals.")
     kind = models.CharField(max_length=10, choices=Kind.choices)
-    value = models.DecimalField(max_digits=12, decimal_places=2, validators=[MinValueValidator(0)])
+    value = money_field(validators=[MinValueValidator(0)])
     currency = models.CharField(
         max_length=3, blank=True, help_text="Required for fixed amounts; empty for percentages."
     )
@@ -205,6 +231,45 @@ class TaxRate(models.Model):
 
     def __str__(self) -> str:
         return f"{self.country} {self.name} {self.rate}%"
+
+
+class TaxIdCheck(models.Model):
+    """One check of a customer's VAT id: its format and check digits (python-stdnum), then
+    the EU's VIES service. Reverse charge applies only on the strength of a valid check of
+    the id the customer has now; invoices name the check they relied on."""
+
+    class Status(models.TextChoices):
+        VALID = "valid", "Valid (confirmed by VIES)"
+        INVALID = "invalid", "Not registered (VIES)"
+        MALFORMED = "malformed", "Wrong format or check digits"
+        UNAVAILABLE = "unavailable", "VIES did not answer"
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="tax_checks")
+    country = models.CharField(max_length=2, help_text="The customer's country when checked.")
+    tax_id = models.CharField(max_length=40, help_text="The id in its compact form, e.g. DE…")
+    status = models.CharField(max_length=12, choices=Status.choices)
+    checked_at = models.DateTimeField(default=timezone.now)
+    request_date = models.DateField(null=True, blank=True, help_text="VIES's date of the check.")
+    consultation_number = models.CharField(
+        max_length=60, blank=True, help_text="VIES's request identifier: proof of the check."
+    )
+    registered_name = models.CharField(max_length=300, blank=True)
+    registered_address = models.TextField(blank=True)
+    message = models.CharField(max_length=300, blank=True, help_text="Why, when not valid.")
+    checked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-checked_at", "-id"]
+        indexes = [models.Index(fields=["customer", "country", "tax_id", "-checked_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.tax_id} {self.status} on {self.checked_at:%Y-%m-%d}"
+
+    @property
+    def is_valid(self) -> bool:
+        return self.status == self.Status.VALID
 
 
 class DocumentSeries(models.Model):
@@ -290,7 +355,7 @@ class Invoice(FSMModelMixin, models.Model):
     OPEN_STATES: ClassVar[tuple[str, ...]] = (State.ISSUED, State.OVERDUE)
     # Fields that may still change once issued: how much is paid and the payment state.
     MUTABLE_AFTER_ISSUE: ClassVar[frozenset[str]] = frozenset(
-        {"state", "amount_paid", "amount_credited", "paid_at", "overdue_at"}
+        {"state", "amount_paid", "amount_credited", "paid_at", "overdue_at", "superseded"}
     )
 
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="invoices")
@@ -305,7 +370,15 @@ class Invoice(FSMModelMixin, models.Model):
     amount_paid = money_field(default=ZERO, help_text="Payments and credit applied.")
     amount_credited = money_field(default=ZERO, help_text="Cancelled by credit notes.")
     reverse_charge = models.BooleanField(default=False)
-    tax_note = models.CharField(max_length=200, blank=True)
+    tax_note = models.CharField(max_length=300, blank=True)
+    tax_check = models.ForeignKey(
+        TaxIdCheck,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The VAT id check reverse charge (or charging VAT) relied on.",
+    )
     # The buyer as they were when the invoice was issued.
     bill_to = models.JSONField(default=dict, blank=True)
     issue_date = models.DateField(null=True, blank=True)
@@ -332,6 +405,12 @@ class Invoice(FSMModelMixin, models.Model):
         related_name="+",
         help_text="For plan changes: the plan the service moves to once this is paid.",
     )
+    # A renewal invoice issued before a plan change is corrected by credit notes and replaced
+    # by one at the new price; the first is then superseded, the second names it.
+    superseded = models.BooleanField(default=False)
+    replaces = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaced_by"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -355,7 +434,7 @@ class Invoice(FSMModelMixin, models.Model):
             # One renewal invoice per subscription and period, however often the run repeats.
             models.UniqueConstraint(
                 fields=["subscription", "period_start"],
-                condition=Q(kind="renewal"),
+                condition=Q(kind="renewal", superseded=False),
                 name="billing_invoice_one_renewal_per_period",
             ),
         ]
@@ -419,7 +498,9 @@ class InvoiceLine(models.Model):
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     position = models.PositiveSmallIntegerField(default=0)
     description = models.CharField(max_length=300)
-    quantity = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("1"))
+    quantity = models.DecimalField(
+        max_digits=10, decimal_places=2, default=Decimal("1"), validators=[MinValueValidator(0)]
+    )
     unit_amount = money_field()
     amount = money_field()
     period_start = models.DateField(null=True, blank=True)

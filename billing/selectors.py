@@ -42,6 +42,16 @@ def cycle_end(start: dt.date, cycle: str) -> dt.date:
     return add_months(start, CYCLE_MONTHS[BillingCycle(cycle)])
 
 
+def running_term(
+    *, start: dt.date, end: dt.date, cycle: str, today: dt.date
+) -> tuple[dt.date, dt.date]:
+    """The term a subscription is in on ``today``: (start, end). When the next term was paid
+    ahead (its start is still to come), the running one is the term before it."""
+    if start > today:
+        return add_months(start, -CYCLE_MONTHS[BillingCycle(cycle)]), start
+    return start, end
+
+
 def catalog_for_storefront(*, currency: str) -> list[Product]:
     """Active products with their active plans and the plans' prices in ``currency``."""
     prices = Price.objects.filter(currency=currency)
@@ -100,11 +110,14 @@ class Quote:
 
     @property
     def subtotal(self) -> Decimal:
-        return money(sum((line.amount for line in self.lines), ZERO))
+        return money(
+            sum((money(line.amount * line.quantity, self.currency) for line in self.lines), ZERO),
+            self.currency,
+        )
 
     @property
     def tax_total(self) -> Decimal:
-        return money(self.subtotal * self.tax.rate / 100)
+        return money(self.subtotal * self.tax.rate / 100, self.currency)
 
     @property
     def total(self) -> Decimal:
@@ -166,16 +179,16 @@ def order_quote(
         lines.append(
             LineSpec(f"{addon.name} ({label})", extra[addon.pk], period_start=today, period_end=end)
         )
-    recurring = money(sum((line.amount for line in lines), ZERO))
+    recurring = money(sum((line.amount for line in lines), ZERO), currency)
     coupon = None
     if coupon_code.strip():
         coupon = coupon_check(
             code=coupon_code, customer=customer, plan=plan, currency=currency, now=timezone.now()
         )
         if coupon.kind == Coupon.Kind.PERCENT:
-            discount = money(recurring * coupon.value / 100)
+            discount = money(recurring * coupon.value / 100, currency)
         else:
-            discount = money(coupon.value)
+            discount = money(coupon.value, currency)
         discount = min(discount, recurring)
         lines.append(LineSpec(f"Coupon {coupon.code}", -discount))
     return Quote(
@@ -193,7 +206,7 @@ def credit_balance(*, customer: Customer, currency: str) -> Decimal:
     total = CreditEntry.objects.filter(customer=customer, currency=currency).aggregate(
         s=Sum("amount")
     )["s"]
-    return money(total or ZERO)
+    return money(total or ZERO, currency)
 
 
 def invoices_for_customer(*, customer: Customer) -> QuerySet[Invoice]:

@@ -33,6 +33,7 @@ from billing.models import (
 from billing.pdf import credit_note_pdf, invoice_pdf
 from billing.selectors import catalog_for_storefront, credit_balance, order_quote
 from hosting.lib.http import AuthedHttpRequest
+from provisioning.selectors import dedicated_ip_available
 
 CART = "billing_cart"
 
@@ -79,13 +80,17 @@ class OrderForm(forms.Form):
     )
     coupon = forms.CharField(label="Coupon code", max_length=40, required=False)
 
-    def __init__(self, *args: Any, currency: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, currency: str, plan: Plan | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         prices: dict[int, dict[str, str]] = {}
         for row in AddonPrice.objects.filter(currency=currency):
             prices.setdefault(row.addon_id, {})[row.cycle] = f"{row.amount} {currency}"
         field = self.fields["addons"]
-        field.queryset = Addon.objects.filter(is_active=True, pk__in=prices)  # type: ignore[attr-defined]
+        offered = Addon.objects.filter(is_active=True, pk__in=prices)
+        # A dedicated IP is offered only when one can be given (never charged for nothing).
+        if (plan is not None and plan.dedicated_ip) or not dedicated_ip_available():
+            offered = offered.exclude(kind=Addon.Kind.DEDICATED_IP)
+        field.queryset = offered  # type: ignore[attr-defined]
 
         def label(addon: Addon) -> str:
             price = prices.get(addon.pk, {})
@@ -111,7 +116,7 @@ def order_start(request: HttpRequest, slug: str) -> HttpResponse:
     initial = {"cycle": request.GET.get("cycle", BillingCycle.MONTHLY)}
     if cart.get("plan") == plan.slug:
         initial.update(cart)
-    form = OrderForm(request.POST or None, initial=initial, currency=_currency(request))
+    form = OrderForm(request.POST or None, initial=initial, currency=_currency(request), plan=plan)
     if request.method == "POST" and form.is_valid():
         request.session[CART] = {
             "plan": plan.slug,

@@ -107,7 +107,10 @@ def _intent_apply(intent: dict[str, Any]) -> str:
         _card_keep(customer=invoice.customer, method_id=str(intent["payment_method"]))
     payment = payment_record(
         invoice=invoice,
-        amount=from_minor_units(int(intent.get("amount_received") or 0)),
+        amount=from_minor_units(
+            int(intent.get("amount_received") or 0),
+            str(intent.get("currency") or invoice.currency).upper(),
+        ),
         currency=str(intent.get("currency", "")).upper(),
         gateway=Payment.Gateway.STRIPE,
         external_id=str(intent["id"]),
@@ -152,9 +155,9 @@ def on_charge_refunded(obj: dict[str, Any]) -> str:
     ).first()
     if payment is None:
         raise UnknownObject(f"A refund of payment {intent_id}, which is not recorded here.")
-    refunded_there = from_minor_units(int(obj.get("amount_refunded") or 0))
+    refunded_there = from_minor_units(int(obj.get("amount_refunded") or 0), payment.currency)
     refunds = Payment.objects.filter(kind=Payment.Kind.REFUND, reference=intent_id)
-    known = sum((p.amount for p in refunds), from_minor_units(0))
+    known = sum((p.amount for p in refunds), from_minor_units(0, payment.currency))
     if refunded_there <= known:
         return "refund already recorded"
     Payment.objects.create(

@@ -339,6 +339,10 @@ DNS_NAMESERVERS = [
 STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", "" if PRODUCTION else "sk_test_standin")
 STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "" if PRODUCTION else "whsec_standin")
 STRIPE_API_BASE = env_str("STRIPE_API_BASE", "" if PRODUCTION else "http://127.0.0.1:12111")
+# VIES, the EU's VAT id register: its REST API, or the local stand-in
+# (deploy/dev/vies_standin.py) in tests and the demo; empty means the European Commission's.
+VIES_API_BASE = env_str("VIES_API_BASE", "" if PRODUCTION else "http://127.0.0.1:12112")
+VIES_TIMEOUT = env_int("VIES_TIMEOUT", 10)
 BILLING_SELLER_COUNTRY = env_str("BILLING_SELLER_COUNTRY", "DE")
 BILLING_SELLER = {
     "name": env_str("BILLING_SELLER_NAME", HOSTING_BRAND),

@@ -488,7 +488,7 @@ def service_usage(*, service: Service) -> list[Usage]:
     traffic = service.bandwidth_used_bytes
     traffic_gb = None if traffic is None else round(traffic / 2**30, 2)
     return [
-        Usage("Disk", service.disk_used_mb, plan.disk_mb, "MB"),
+        Usage("Disk", service.disk_used_mb, plan.disk_mb + service.extra_disk_mb, "MB"),
         Usage(
             "Traffic this month",
             traffic_gb,
@@ -585,9 +585,9 @@ class PlanChangeQuote:
     def total_due(self) -> Any:
         return self.net + self.tax if self.net > 0 else 0
 
-    @property
-    def credit(self) -> Any:
-        return -self.net if self.net < 0 else 0
+    # What a downgrade gives back through credit notes, tax included (see
+    # billing.services.subscriptions.term_credit_plan).
+    credit: Any = 0
 
 
 def plan_change_quotes(*, subscription: Subscription, today: Any = None) -> list[PlanChangeQuote]:
@@ -600,16 +600,20 @@ def plan_change_quotes(*, subscription: Subscription, today: Any = None) -> list
     from billing.errors import BillingError
     from billing.models import Plan
     from billing.money import money
-    from billing.selectors import addon_prices, price_for
+    from billing.selectors import addon_prices, price_for, running_term
+    from billing.services.subscriptions import term_credit_plan
     from billing.taxes import tax_decide
 
     today = today or timezone.localdate()
     sub = subscription
     rate = tax_decide(customer=sub.customer).rate
     addons = list(sub.addons.all())
-    term_days = (sub.next_due_date - sub.period_start).days or 1
-    days_left = max(0, min(term_days, (sub.next_due_date - today).days))
-    unused = money(sub.amount * days_left / term_days)
+    term_start, term_end = running_term(
+        start=sub.period_start, end=sub.next_due_date, cycle=sub.cycle, today=today
+    )
+    term_days = (term_end - term_start).days or 1
+    days_left = max(0, min(term_days, (term_end - today).days))
+    unused = money(sub.amount * days_left / term_days, sub.currency)
     quotes = []
     plans = Plan.objects.filter(is_active=True).exclude(pk=sub.plan_id).select_related("product")
     for plan in plans:
@@ -621,7 +625,7 @@ def plan_change_quotes(*, subscription: Subscription, today: Any = None) -> list
             new_amount = price_for(plan=plan, cycle=sub.cycle, currency=sub.currency) + extra
         except BillingError:
             continue  # not sold in this currency and cycle
-        new_part = money(new_amount * days_left / term_days)
+        new_part = money(new_amount * days_left / term_days, sub.currency)
         net = new_part - unused
         quotes.append(
             PlanChangeQuote(
@@ -633,7 +637,15 @@ def plan_change_quotes(*, subscription: Subscription, today: Any = None) -> list
                 new_part=new_part,
                 net=net,
                 tax_rate=rate,
-                tax=money(net * rate / 100) if net > 0 else Decimal("0.00"),
+                tax=money(net * rate / 100, sub.currency) if net > 0 else Decimal("0.00"),
+                credit=(
+                    sum(
+                        (g for _i, _d, g in term_credit_plan(sub=sub, net=-net, today=today)),
+                        Decimal("0.00"),
+                    )
+                    if net < 0
+                    else 0
+                ),
             )
         )
     return quotes

@@ -18,7 +18,15 @@ from django.utils.safestring import SafeString
 from accounts.models import User
 from accounts.roles import staff_may
 from provisioning import nodes, selectors, services
-from provisioning.models import DriftFinding, IPAddress, Node, Operation, Service, StepRun
+from provisioning.models import (
+    DriftFinding,
+    IPAddress,
+    Node,
+    Operation,
+    Service,
+    StepRun,
+    SuspensionHold,
+)
 
 
 def _actor(request: HttpRequest) -> User | None:
@@ -160,6 +168,33 @@ class MailLimitFilter(admin.SimpleListFilter):
         return queryset
 
 
+class SuspensionHoldInline(admin.TabularInline):
+    """Why the service is (or was) suspended: every hold with who placed and lifted it."""
+
+    model = SuspensionHold
+    extra = 0
+    fields = (
+        "reason",
+        "is_open",
+        "note",
+        "placed_at",
+        "placed_by_label",
+        "lifted_at",
+        "lifted_by_label",
+    )
+    readonly_fields = fields
+    can_delete = False
+    verbose_name = "suspension hold"
+    verbose_name_plural = "suspension holds (suspended while any is open)"
+
+    @admin.display(boolean=True, description="open")
+    def is_open(self, obj: SuspensionHold) -> bool:
+        return obj.is_open
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # holds are placed and lifted through the services, never typed in
+
+
 @admin.register(Service)
 class ServiceAdmin(admin.ModelAdmin):
     list_display = (
@@ -185,6 +220,7 @@ class ServiceAdmin(admin.ModelAdmin):
         "domain",
         "state",
         "suspension_reasons",
+        "extra_disk_mb",
         "disk_used_mb",
         "memory_used_mb",
         "bandwidth_used_bytes",
@@ -195,7 +231,7 @@ class ServiceAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     )
-    inlines = [OperationInline]
+    inlines = [SuspensionHoldInline, OperationInline]
 
     @admin.display(description="mail sent (last hour)")
     def mail_sending(self, obj: Service) -> str:

@@ -99,7 +99,13 @@ class Service(models.Model):
     username = models.CharField("Linux user", max_length=32)
     domain = models.CharField("primary domain", max_length=253)
     state = FSMField(max_length=12, choices=State.choices, default=State.PENDING, protected=True)
+    # The reasons of the open suspension holds (``SuspensionHold``), oldest first: a copy the
+    # hold services write in the same transaction as the holds, for lists and the API. The
+    # holds are the record; nothing else writes this.
     suspension_reasons = models.JSONField(default=list, blank=True)
+    extra_disk_mb = models.PositiveIntegerField(
+        "extra disk (MB)", default=0, help_text="Bought as add-ons, on top of the plan's disk."
+    )
     # Measured on the node (provisioning/usage.py); empty until first measured.
     disk_used_mb = models.PositiveIntegerField(null=True, blank=True)
     memory_used_mb = models.PositiveIntegerField(null=True, blank=True)
@@ -140,6 +146,11 @@ class Service(models.Model):
     def __str__(self) -> str:
         return f"{self.domain} ({self.username})"
 
+    @property
+    def disk_limit_mb(self) -> int:
+        """The plan's disk and the extra storage bought with it."""
+        return int(self.plan.disk_mb) + int(self.extra_disk_mb)
+
     @transition(field=state, source=State.PENDING, target=State.ACTIVE)
     def activate(self) -> None:
         pass
@@ -154,7 +165,7 @@ class Service(models.Model):
 
     @transition(field=state, source=State.SUSPENDED, target=State.ACTIVE)
     def unsuspend(self) -> None:
-        self.suspension_reasons = []
+        pass
 
     @transition(field=state, source=State.FAILED, target=State.PENDING)
     def retry(self) -> None:
@@ -165,6 +176,56 @@ class Service(models.Model):
     )
     def terminate(self) -> None:
         pass
+
+
+class SuspensionHold(models.Model):
+    """One reason a service is suspended: placed by someone, at some time, until lifted.
+
+    The service is suspended while any of its holds is open. Lifting a hold closes that one
+    only: a payment lifts the non-payment hold and leaves an abuse hold in place.
+    """
+
+    class Reason(models.TextChoices):
+        NON_PAYMENT = "non_payment", "Non-payment"
+        ABUSE = "abuse", "Abuse"
+        STAFF = "staff", "Staff"
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="holds")
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    note = models.CharField(max_length=300, blank=True)
+    placed_at = models.DateTimeField(default=timezone.now)
+    placed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    placed_by_label = models.CharField(max_length=254, blank=True)
+    lifted_at = models.DateTimeField(null=True, blank=True)
+    lifted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    lifted_by_label = models.CharField(max_length=254, blank=True)
+
+    class Meta:
+        ordering = ["placed_at", "id"]
+        constraints = [
+            # One open hold per reason: placing it again is a no-op, not a second hold.
+            models.UniqueConstraint(
+                fields=["service", "reason"],
+                condition=Q(lifted_at__isnull=True),
+                name="provisioning_hold_one_open_per_reason",
+            ),
+            models.CheckConstraint(
+                condition=Q(lifted_at__isnull=True) | Q(lifted_at__gte=models.F("placed_at")),
+                name="provisioning_hold_lifted_after_placed",
+            ),
+        ]
+        indexes = [models.Index(fields=["reason", "lifted_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_reason_display()} hold on {self.service_id}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.lifted_at is None
 
 
 RUNNING_STATES_LIST = ["queued", "validating", "provisioning", "configuring", "rolling_back"]

@@ -23,8 +23,11 @@ def nodes_with_usage() -> QuerySet[Node]:
     )
 
 
-def node_for_new_service(*, plan: Plan, role: str = "web") -> Node | None:
-    """The active node with the role and the most free account capacity, or None."""
+def node_for_new_service(
+    *, plan: Plan, role: str = "web", extra_disk_mb: int = 0, dedicated_ip: bool = False
+) -> Node | None:
+    """The active node with the role and the most free account capacity, or None. With
+    ``dedicated_ip``, only nodes that still have a free dedicated address count."""
     best: Node | None = None
     best_free = 0
     for node in nodes_with_usage().filter(status=Node.Status.ACTIVE).order_by("pk"):
@@ -32,9 +35,20 @@ def node_for_new_service(*, plan: Plan, role: str = "web") -> Node | None:
             continue
         free = node.capacity_accounts - (node.accounts or 0)  # type: ignore[attr-defined]
         disk_free = node.capacity_disk_mb - (node.disk_used or 0)  # type: ignore[attr-defined]
-        if free > best_free and disk_free >= plan.disk_mb:
+        if free > best_free and disk_free >= plan.disk_mb + extra_disk_mb:
+            if dedicated_ip and free_dedicated_ip(node=node) is None:
+                continue
             best, best_free = node, free
     return best
+
+
+def dedicated_ip_available() -> bool:
+    """Whether some active web node could give a new account a dedicated address now (the
+    storefront offers the dedicated IP add-on only then)."""
+    for node in Node.objects.filter(status=Node.Status.ACTIVE).order_by("pk"):
+        if node.has_role("web") and free_dedicated_ip(node=node) is not None:
+            return True
+    return False
 
 
 def free_dedicated_ip(*, node: Node) -> IPAddress | None:

@@ -7,6 +7,7 @@ Refusals raise ``ProvisioningRefused`` (a ``ValidationError``) with a message to
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import string
@@ -15,6 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from accounts.models import Customer, User
@@ -22,8 +24,18 @@ from accounts.services import audit_record
 from billing.models import Plan
 from provisioning import selectors, validators, workflow
 from provisioning.errors import PermanentStepError, ProvisioningRefused
-from provisioning.models import IPAddress, Node, Operation, OperationEvent, Service, StepRun
+from provisioning.models import (
+    IPAddress,
+    Node,
+    Operation,
+    OperationEvent,
+    Service,
+    StepRun,
+    SuspensionHold,
+)
 from provisioning.steps.base import get_kind
+
+logger = logging.getLogger(__name__)
 
 
 def _label(actor: User | None) -> str:
@@ -118,15 +130,26 @@ def _username_for(domain: str, node: Node) -> str:
 
 @transaction.atomic
 def service_order(
-    *, customer: Customer, plan: Plan, domain: str, actor: User | None = None
+    *,
+    customer: Customer,
+    plan: Plan,
+    domain: str,
+    actor: User | None = None,
+    dedicated_ip: bool = False,
+    extra_disk_mb: int = 0,
 ) -> Service:
     """Create a hosting account: validate the domain, place it on a node, queue `create`.
 
     The domain must be a valid (IDNA) name that no other live service hosts, nor a parent
     domain of it hosted by another customer. Placement picks the active web node with the
-    most free capacity; plans with a dedicated IP get a free one, others a shared IP
-    round-robin.
+    most free capacity; plans with a dedicated IP, and orders with the dedicated IP add-on
+    (``dedicated_ip``), get a free dedicated address of that node (its site listens on it),
+    others a shared IP round-robin. ``extra_disk_mb`` (the extra storage add-on) is added to
+    the plan's disk limit.
     """
+    if extra_disk_mb < 0:
+        raise ProvisioningRefused("Extra disk cannot be negative.", code="disk")
+    dedicated_ip = dedicated_ip or plan.dedicated_ip
     name = validators.validate_domain(domain)
     if not plan.is_active:
         raise ProvisioningRefused(f"The plan {plan} is not available.", code="plan")
@@ -141,14 +164,21 @@ def service_order(
             )
     # Lock the candidate nodes so two orders do not both take the last free slot.
     list(Node.objects.select_for_update().filter(status=Node.Status.ACTIVE))
-    node = selectors.node_for_new_service(plan=plan)
+    node = selectors.node_for_new_service(
+        plan=plan, extra_disk_mb=extra_disk_mb, dedicated_ip=dedicated_ip
+    )
+    if node is None and dedicated_ip:
+        raise ProvisioningRefused(
+            "No dedicated IP address is free on any server right now; staff have to add one.",
+            code="no_ip",
+        )
     if node is None:
         raise ProvisioningRefused(
             "No hosting server has room for a new account right now; staff have to add one.",
             code="no_capacity",
         )
     ip: IPAddress | None
-    if plan.dedicated_ip:
+    if dedicated_ip:
         ip = selectors.free_dedicated_ip(node=node)
         if ip is None:
             raise ProvisioningRefused(
@@ -169,6 +199,7 @@ def service_order(
                 ip=ip,
                 username=_username_for(name, node),
                 domain=name,
+                extra_disk_mb=extra_disk_mb,
             )
     except IntegrityError:
         raise ProvisioningRefused(f"{name} is already hosted.", code="domain_taken") from None
@@ -183,76 +214,169 @@ def service_order(
     return service
 
 
+def _holds_sync(service: Service) -> list[str]:
+    """Copy the open holds' reasons onto the service (lists and the API read the copy)."""
+    reasons = list(
+        SuspensionHold.objects.filter(service=service, lifted_at__isnull=True)
+        .order_by("placed_at", "id")
+        .values_list("reason", flat=True)
+    )
+    if reasons != list(service.suspension_reasons or []):
+        service.suspension_reasons = reasons
+        service.save(update_fields=["suspension_reasons", "updated_at"])
+    return reasons
+
+
+def _holds_enforce(service: Service, *, actor: User | None) -> Operation | None:
+    """Bring a locked service to what its holds ask: suspended while any hold is open, active
+    once none is. When another operation runs (a nightly backup, a plan change), nothing
+    starts now: the operation's end calls ``service_holds_enforce`` and the change runs then.
+    """
+    if selectors.running_operation(service=service) is not None:
+        return None
+    open_holds = list(
+        SuspensionHold.objects.filter(service=service, lifted_at__isnull=True).order_by(
+            "placed_at", "id"
+        )
+    )
+    if open_holds and service.state == Service.State.ACTIVE:
+        return operation_start(
+            service=service,
+            kind=Operation.Kind.SUSPEND,
+            params={"reason": open_holds[0].reason},
+            actor=actor,
+        )
+    if not open_holds and service.state == Service.State.SUSPENDED:
+        return operation_start(service=service, kind=Operation.Kind.UNSUSPEND, actor=actor)
+    return None
+
+
 @transaction.atomic
 def service_suspend(
-    *, service: Service, reason: str, actor: User | None = None
+    *, service: Service, reason: str, actor: User | None = None, note: str = ""
 ) -> Operation | None:
-    """Add a suspension reason; suspend the account on its node if it was active.
+    """Place a suspension hold; suspend the account on its node if it is active.
 
-    Returns None when no operation was needed (already suspended, or being suspended, for
-    another reason): the reason is recorded so lifting the other one keeps it suspended.
+    Returns the suspend operation, or None when none was started now: the service is already
+    suspended (or being suspended) for another hold, it is still being created, or another
+    operation runs; in the last two cases the suspension starts when that operation ends.
+    Placing a hold that is already open changes nothing.
     """
     reason = validators.validate_reason(reason)
     service = _lock_service(service)
-    running = selectors.running_operation(service=service)
-    reasons = list(service.suspension_reasons or [])
-    already = service.state == Service.State.SUSPENDED or (
-        running is not None and running.kind == Operation.Kind.SUSPEND
-    )
-    if not already and service.state != Service.State.ACTIVE:
+    if service.state not in (Service.State.ACTIVE, Service.State.SUSPENDED, Service.State.PENDING):
         raise ProvisioningRefused(
-            f"{service.domain} is {service.get_state_display().lower()}; only active accounts "
+            f"{service.domain} is {service.get_state_display().lower()}; only live accounts "
             "can be suspended.",
             code="state",
         )
-    if not already:
-        _refuse_if_busy(service)
-    if reason not in reasons:
-        reasons.append(reason)
-        service.suspension_reasons = reasons
-        service.save(update_fields=["suspension_reasons", "updated_at"])
-    audit_record(
-        action="provisioning.service.suspend_reason_added",
-        actor=actor,
-        target=service,
-        customer=service.customer,
-        detail={"reason": reason, "reasons": reasons},
+    hold, placed = SuspensionHold.objects.get_or_create(
+        service=service,
+        reason=reason,
+        lifted_at=None,
+        defaults={"note": note[:300], "placed_by": actor, "placed_by_label": _label(actor)},
     )
-    if already:
-        return None
-    return operation_start(
-        service=service, kind=Operation.Kind.SUSPEND, params={"reason": reason}, actor=actor
-    )
+    reasons = _holds_sync(service)
+    if placed:
+        audit_record(
+            action="provisioning.service.hold_placed",
+            actor=actor,
+            target=service,
+            customer=service.customer,
+            detail={"reason": reason, "hold": hold.pk, "reasons": reasons},
+        )
+    return _holds_enforce(service, actor=actor)
 
 
 @transaction.atomic
 def service_unsuspend(
     *, service: Service, reason: str, actor: User | None = None
 ) -> Operation | None:
-    """Lift one suspension reason; unsuspend on the node only when none remains."""
+    """Lift the open hold of one reason; unsuspend on the node once no hold is left.
+
+    Returns the unsuspend operation, or None when none was started now: no such hold was
+    open, another hold still keeps the service suspended, or another operation runs (then the
+    unsuspension starts when that operation ends: it is queued, never refused).
+    """
     reason = validators.validate_reason(reason)
     service = _lock_service(service)
-    reasons = list(service.suspension_reasons or [])
-    if reason not in reasons:
+    hold = (
+        SuspensionHold.objects.select_for_update()
+        .filter(service=service, reason=reason, lifted_at__isnull=True)
+        .first()
+    )
+    if hold is None:
         return None
-    remaining = [r for r in reasons if r != reason]
-    if not remaining:
-        # Unsuspending now would race whatever runs; refuse before changing anything.
-        _refuse_if_busy(service)
-    service.suspension_reasons = remaining
-    service.save(update_fields=["suspension_reasons", "updated_at"])
+    hold.lifted_at = timezone.now()
+    hold.lifted_by = actor
+    hold.lifted_by_label = _label(actor)
+    hold.save(update_fields=["lifted_at", "lifted_by", "lifted_by_label"])
+    remaining = _holds_sync(service)
     audit_record(
-        action="provisioning.service.suspend_reason_lifted",
+        action="provisioning.service.hold_lifted",
         actor=actor,
         target=service,
         customer=service.customer,
-        detail={"reason": reason, "remaining": remaining},
+        detail={"reason": reason, "hold": hold.pk, "remaining": remaining},
     )
-    if remaining or service.state != Service.State.SUSPENDED:
+    return _holds_enforce(service, actor=actor)
+
+
+@transaction.atomic
+def service_holds_enforce(
+    *, service_id: int, after_operation_id: int | None = None
+) -> Operation | None:
+    """Start the suspension or unsuspension that waited for an operation to end.
+
+    Called after every operation reaches a final state. When the operation that ended was
+    itself a suspend or unsuspend that failed, it is not started again at once (that would
+    loop): the daily billing run and staff take it from there.
+    """
+    service = Service.objects.select_for_update().filter(pk=service_id).first()
+    if service is None:
         return None
-    return operation_start(
-        service=service, kind=Operation.Kind.UNSUSPEND, params={"reason": reason}, actor=actor
+    if after_operation_id is not None:
+        ended = Operation.objects.filter(pk=after_operation_id).first()
+        if (
+            ended is not None
+            and ended.kind in (Operation.Kind.SUSPEND, Operation.Kind.UNSUSPEND)
+            and ended.state != Operation.State.COMPLETED
+        ):
+            return None
+    return _holds_enforce(service, actor=None)
+
+
+def service_holds_enforce_quietly(*, service_id: int, after_operation_id: int | None) -> None:
+    """``service_holds_enforce`` for on-commit hooks: a refusal or error is logged, and the
+    daily catch-up (``services_holds_catch_up``) tries again."""
+    try:
+        service_holds_enforce(service_id=service_id, after_operation_id=after_operation_id)
+    except Exception:
+        logger.exception("holds of service %s not enforced; the daily run retries", service_id)
+
+
+def services_holds_catch_up() -> int:
+    """Services whose state disagrees with their holds and that nothing is changing: an
+    active one with an open hold (its suspension failed), a suspended one without (its
+    unsuspension failed). Start the operation each needs; returns how many started."""
+    open_hold = SuspensionHold.objects.filter(service=OuterRef("pk"), lifted_at__isnull=True)
+    running = Operation.objects.filter(service=OuterRef("pk"), state__in=Operation.RUNNING_STATES)
+    ids = list(
+        Service.objects.alias(has_hold=Exists(open_hold))
+        .filter(
+            Q(state=Service.State.ACTIVE, has_hold=True)
+            | Q(state=Service.State.SUSPENDED, has_hold=False)
+        )
+        .exclude(Exists(running))
+        .values_list("pk", flat=True)
     )
+    started = 0
+    for service_id in ids:
+        try:
+            started += service_holds_enforce(service_id=service_id) is not None
+        except ProvisioningRefused as exc:
+            logger.warning("holds of service %s not enforced: %s", service_id, exc)
+    return started
 
 
 @transaction.atomic

@@ -48,6 +48,16 @@ def record_transition(
     getattr(operation, method)(**kwargs)
     operation.heartbeat_at = timezone.now()
     operation.save()
+    if operation.state in Operation.FINAL_STATES:
+        # A suspension or unsuspension that waited for this operation starts now.
+        from provisioning.services import service_holds_enforce_quietly
+
+        service_id, operation_id = operation.service_id, operation.pk
+        transaction.on_commit(
+            lambda: service_holds_enforce_quietly(
+                service_id=service_id, after_operation_id=operation_id
+            )
+        )
     return OperationEvent.objects.create(
         operation=operation,
         from_state=before,

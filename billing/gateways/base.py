@@ -1,7 +1,9 @@
-"""The interface every payment gateway offers, and the error it raises."""
+"""The interfaces of the outside money systems (payment gateways, the VAT registry), and
+the error they raise."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
@@ -45,3 +47,23 @@ class Gateway(Protocol):
     def refund(
         self, *, payment_ref: str, amount: Decimal, currency: str, idempotency_key: str
     ) -> str: ...
+
+
+@dataclass(frozen=True)
+class VatCheckResult:
+    """What the VAT registry answered about one id."""
+
+    valid: bool
+    request_date: dt.date
+    consultation_number: str = ""
+    name: str = ""
+    address: str = ""
+
+
+class VatGateway(Protocol):
+    """Asks a registry whether a VAT id is registered. Raises ``GatewayError`` (not
+    permanent) when the registry does not answer: that is no answer, not a "no"."""
+
+    name: str
+
+    def check(self, *, country: str, number: str) -> VatCheckResult: ...

@@ -1,8 +1,8 @@
 """Stripe, through its official SDK: the only module that imports ``stripe``.
 
 ``STRIPE_API_BASE`` points the SDK at another address (the local stand-in in tests and the
-demo); empty means Stripe itself. Amounts cross this boundary as ``Decimal`` and leave it as
-cents.
+demo); empty means Stripe itself. Amounts cross this boundary as ``Decimal`` and leave it in
+the currency's minor units (``billing.money.to_minor_units``: cents, yen, fils).
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def checkout_session_create(
                     "quantity": 1,
                     "price_data": {
                         "currency": currency.lower(),
-                        "unit_amount": to_minor_units(amount),
+                        "unit_amount": to_minor_units(amount, currency),
                         "product_data": {"name": description},
                     },
                 }
@@ -205,7 +205,7 @@ class StripeGateway:
         _configure()
         try:
             intent = stripe.PaymentIntent.create(
-                amount=to_minor_units(amount),
+                amount=to_minor_units(amount, currency),
                 currency=currency.lower(),
                 customer=customer_ref,
                 payment_method=payment_method_ref,
@@ -231,7 +231,9 @@ class StripeGateway:
         return ChargeResult(
             ok=ok,
             external_id=str(intent.id),
-            amount=from_minor_units(intent.amount_received if ok else intent.amount),
+            amount=from_minor_units(
+                intent.amount_received if ok else intent.amount, str(intent.currency)
+            ),
             currency=str(intent.currency).upper(),
             error="" if ok else f"the payment is {intent.status}",
             payment_method_id=payment_method_ref,
@@ -244,7 +246,7 @@ class StripeGateway:
         try:
             refund = stripe.Refund.create(
                 payment_intent=payment_ref,
-                amount=to_minor_units(amount),
+                amount=to_minor_units(amount, currency),
                 idempotency_key=idempotency_key,
             )
         except stripe.StripeError as exc:

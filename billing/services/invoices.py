@@ -30,7 +30,7 @@ from billing.models import (
     Plan,
     Subscription,
 )
-from billing.money import check_amount, money
+from billing.money import check_amount, money, split_gross
 from billing.notifications import notify
 from billing.selectors import (
     LineSpec,
@@ -68,12 +68,22 @@ def bill_to(customer: Customer) -> dict[str, str]:
     }
 
 
-def invoice_totals(lines: Sequence[LineSpec], tax: TaxDecision) -> tuple[Decimal, Decimal]:
-    """(subtotal, tax): tax is computed once on the subtotal so the totals always add up."""
-    subtotal = money(sum((money(line.amount) for line in lines), ZERO))
+def line_amount(line: LineSpec, currency: str) -> Decimal:
+    """A line's net amount: its unit price times its quantity, rounded once."""
+    if line.quantity < 0:
+        raise BillingError(f"{line.description}: a quantity cannot be negative.")
+    return money(money(line.amount, currency) * line.quantity, currency)
+
+
+def invoice_totals(
+    lines: Sequence[LineSpec], tax: TaxDecision, *, currency: str
+) -> tuple[Decimal, Decimal]:
+    """(subtotal, tax): the lines' amounts (quantities included) rounded each to the
+    currency, and the tax computed once on the subtotal, so the totals always add up."""
+    subtotal = money(sum((line_amount(line, currency) for line in lines), ZERO), currency)
     if subtotal < 0:
         raise BillingError("An invoice cannot total less than zero; use account credit.")
-    return subtotal, money(subtotal * tax.rate / 100)
+    return subtotal, money(subtotal * tax.rate / 100, currency)
 
 
 @transaction.atomic
@@ -90,13 +100,14 @@ def invoice_create(
     period_end: dt.date | None = None,
     target_plan: Plan | None = None,
     actor: User | None = None,
+    replaces: Invoice | None = None,
 ) -> Invoice:
     """Issue an invoice with its number, apply account credit to it, and mail it."""
     today = today or timezone.localdate()
     if not lines:
         raise BillingError("An invoice needs at least one line.")
     tax = tax_decide(customer=customer)
-    subtotal, tax_total = invoice_totals(lines, tax)
+    subtotal, tax_total = invoice_totals(lines, tax, currency=customer.currency)
     (number,) = document_numbers_allocate(prefix="INV", year=today.year)
     invoice = Invoice.objects.create(
         customer=customer,
@@ -109,7 +120,8 @@ def invoice_create(
         tax_total=tax_total,
         total=subtotal + tax_total,
         reverse_charge=tax.reverse_charge,
-        tax_note=tax.note,
+        tax_note=tax.note[:300],
+        tax_check=tax.check,
         bill_to=bill_to(customer),
         issue_date=today,
         due_date=due_date,
@@ -118,6 +130,7 @@ def invoice_create(
         period_start=period_start,
         period_end=period_end,
         target_plan=target_plan,
+        replaces=replaces,
     )
     InvoiceLine.objects.bulk_create(
         [
@@ -126,8 +139,8 @@ def invoice_create(
                 position=i,
                 description=line.description,
                 quantity=line.quantity,
-                unit_amount=money(line.amount),
-                amount=money(line.amount * line.quantity),
+                unit_amount=money(line.amount, customer.currency),
+                amount=line_amount(line, customer.currency),
                 period_start=line.period_start,
                 period_end=line.period_end,
             )
@@ -346,10 +359,11 @@ def credit_note_issue(
                 f"Only {invoice.amount_paid - credited_paid} {invoice.currency} was paid and "
                 "can be credited."
             )
-    if invoice.reverse_charge or invoice.tax_rate == 0:
-        subtotal = amount
-    else:
-        subtotal = money(amount * 100 / (100 + invoice.tax_rate))
+    subtotal, _ = split_gross(
+        amount,
+        rate=ZERO if invoice.reverse_charge else invoice.tax_rate,
+        currency=invoice.currency,
+    )
     (number,) = document_numbers_allocate(prefix="CN", year=today.year)
     note = CreditNote.objects.create(
         customer_id=invoice.customer_id,

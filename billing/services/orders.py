@@ -49,6 +49,25 @@ def clean_domain(value: str) -> str:
         raise BillingError(exc.messages[0]) from None
 
 
+def addons_check(*, addons: Sequence[Addon], plan: Plan) -> None:
+    """Refuse add-ons that would be charged for nothing: one the plan already includes, or a
+    dedicated IP when no server has a free address to give."""
+    from provisioning.selectors import dedicated_ip_available
+
+    kinds = [a.kind for a in addons]
+    if any(not a.is_active for a in addons):
+        raise BillingError("One of the add-ons is no longer sold.")
+    if kinds.count(Addon.Kind.DEDICATED_IP) > 1:
+        raise BillingError("One dedicated IP address per account.")
+    if Addon.Kind.DEDICATED_IP in kinds:
+        if plan.dedicated_ip:
+            raise BillingError(f"{plan.name} already includes a dedicated IP address.")
+        if not dedicated_ip_available():
+            raise BillingError(
+                "No dedicated IP address is free right now; order without it, or ask support."
+            )
+
+
 @transaction.atomic
 def order_place(
     *,
@@ -64,6 +83,7 @@ def order_place(
     """Check out: the order and its invoice (numbered, credit applied), coupon counted once."""
     today = today or timezone.localdate()
     domain = clean_domain(domain)
+    addons_check(addons=addons, plan=plan)
     if coupon_code.strip():
         # Lock the coupon first so two checkouts cannot both take its last redemption.
         Coupon.objects.select_for_update().filter(code=coupon_code.strip().upper()).first()
@@ -125,11 +145,16 @@ def order_fulfil(*, order_id: int) -> Subscription | None:
         return Subscription.objects.filter(order=order).first()
     try:
         with transaction.atomic():
+            addons = list(order.addons.all())
             service = provisioning.service_order(
                 customer=order.customer,
                 plan=order.plan,
                 domain=order.domain,
                 actor=order.created_by,
+                dedicated_ip=any(a.kind == Addon.Kind.DEDICATED_IP for a in addons),
+                extra_disk_mb=sum(
+                    a.extra_disk_mb for a in addons if a.kind == Addon.Kind.EXTRA_STORAGE
+                ),
             )
     except ProvisioningRefused as exc:
         order.fulfil_error = "; ".join(exc.messages)

@@ -43,6 +43,17 @@ CARD_SAVED_THEN_DECLINED = "4000000000000341"
 CARD_DECLINED = "4000000000000002"
 
 
+# Stripe's amounts are in the currency's smallest unit: none for these, three for these.
+ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "pyg", "rwf", "ugx", "vnd"}
+THREE_DECIMAL = {"bhd", "jod", "kwd", "omr", "tnd"}
+
+
+def _shown(amount: int, currency: str) -> str:
+    """An amount in minor units as a person reads it (1000 jpy: "1000 JPY")."""
+    places = 0 if currency in ZERO_DECIMAL else 3 if currency in THREE_DECIMAL else 2
+    return f"{amount / 10**places:.{places}f} {currency.upper()}"
+
+
 def _id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
 
@@ -464,9 +475,7 @@ def make_handler(state: StripeStandin) -> type[BaseHTTPRequestHandler]:
                 error = f'<p class="err">{html.escape(body["error"]["message"])}</p>'
             amount = session.get("amount_total")
             title = (
-                f"Pay {amount / 100:.2f} {str(session['currency']).upper()}"
-                if amount
-                else "Save a card"
+                f"Pay {_shown(int(amount), str(session['currency']))}" if amount else "Save a card"
             )
             page = PAY_PAGE.format(
                 title=title,

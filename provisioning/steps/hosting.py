@@ -523,7 +523,7 @@ def _suspended(service: Service, operation: Operation) -> list[str]:
 
 def _unsuspended(service: Service, operation: Operation) -> list[str]:
     service.unsuspend()
-    return ["state", "suspension_reasons"]
+    return ["state"]
 
 
 def _terminated(service: Service, operation: Operation) -> list[str]:

@@ -44,6 +44,37 @@ def _load_standin():
 standin_module = _load_standin()
 
 
+def _load_vies_standin():
+    spec = importlib.util.spec_from_file_location(
+        "vies_standin", ROOT / "deploy" / "dev" / "vies_standin.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["vies_standin"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+vies_module = _load_vies_standin()
+
+
+@pytest.fixture(scope="session")
+def vies_server():
+    server, state = vies_module.serve()
+    yield state
+    server.shutdown()
+
+
+@pytest.fixture
+def vies_standin(vies_server, settings):
+    """The VIES stand-in, every member state answering, with Django pointed at it."""
+    settings.VIES_API_BASE = vies_server.base_url
+    settings.BILLING_SELLER = {**settings.BILLING_SELLER, "tax_id": "DE136695976"}
+    vies_server.unavailable.clear()
+    yield vies_server
+    vies_server.unavailable.clear()
+
+
 @pytest.fixture(scope="session")
 def stripe_server():
     server, state = standin_module.serve(webhook_secret=WEBHOOK_SECRET)

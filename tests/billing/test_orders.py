@@ -16,19 +16,28 @@ from billing.models import Coupon, CreditEntry, Invoice, InvoiceLine, Order, Pay
 from billing.money import check_amount
 from billing.selectors import add_months, credit_balance, order_quote
 from billing.taxes import percent, tax_decide
+from billing.vat import customer_tax_identity_change
 from provisioning.models import Service
 
 pytestmark = pytest.mark.django_db
 TODAY = dt.date(2026, 3, 10)
 
 
-def test_tax_follows_country_and_tax_id(customer, tax_rates, settings):
+def test_tax_follows_country_and_tax_id(customer, tax_rates, settings, vies_standin):
     # given the seller in Germany
     settings.BILLING_SELLER_COUNTRY = "DE"
     # when a German consumer buys, then German VAT applies
     assert tax_decide(customer=customer).rate == Decimal("19.00")
-    # when a French business with a tax id buys, then reverse charge applies
+    # when a French business buys with a VAT id nobody checked, then French VAT applies
     customer.country, customer.tax_id = "FR", "FR40303265045"
+    customer.save()
+    decision = tax_decide(customer=customer)
+    assert (decision.rate, decision.reverse_charge) == (Decimal("20.00"), False)
+    assert "not been confirmed by VIES" in decision.warning
+    # when VIES confirmed it, then reverse charge applies
+    customer_tax_identity_change(
+        customer=customer, country="FR", tax_id="FR 40 303 265 045", actor=None
+    )
     decision = tax_decide(customer=customer)
     assert (decision.rate, decision.reverse_charge) == (Decimal("0"), True)
     assert "Reverse charge" in decision.note

@@ -334,8 +334,15 @@ def test_plan_change_prorates_by_day(
         services.subscription_change_plan(subscription=sub, plan=plan, today=dt.date(2026, 3, 30))
         is None
     )
-    # 11 of 31 days left: 30 * 11/31 = 10.65 unused, 10 * 11/31 = 3.55 new, 7.10 back
-    assert credit_balance(customer=customer, currency="EUR") == Decimal("7.10")
+    # 11 of 31 days left: 30 * 11/31 = 10.65 unused, 10 * 11/31 = 3.55 new, 7.10 net back,
+    # through a credit note on the invoice that paid for it, with its 19% tax: 8.45
+    assert credit_balance(customer=customer, currency="EUR") == Decimal("8.45")
+    note = CreditNote.objects.get(invoice=invoice)
+    assert (note.subtotal, note.tax_total, note.disposition) == (
+        Decimal("7.10"),
+        Decimal("1.35"),
+        CreditNote.Disposition.CREDIT,
+    )
 
 
 def test_command_runs_for_a_given_date(customer, plan, tax_rates, node, billing_settings, capsys):

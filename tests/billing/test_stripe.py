@@ -221,3 +221,42 @@ def test_refund_made_at_stripe_is_recorded_with_a_credit_note(
     assert refund.amount == Decimal("4.00")
     note = CreditNote.objects.get(invoice=invoice)
     assert note.total == Decimal("4.00") and note.disposition == "refund"
+
+
+@pytest.mark.parametrize(
+    ("currency", "price", "minor"),
+    [
+        ("JPY", Decimal("1500"), 1500),
+        ("EUR", Decimal("10.00"), 1000),
+        ("KWD", Decimal("3.250"), 3250),
+    ],
+)
+def test_amounts_reach_stripe_in_the_currency_minor_units(
+    client, customer, plan, node, stripe_standin, currency, price, minor
+):
+    # given a customer billed in a currency with 0, 2 or 3 decimals, outside any tax area
+    from billing.models import Price
+
+    customer.currency, customer.country = currency, "US"
+    customer.save(update_fields=["currency", "country"])
+    Price.objects.update_or_create(
+        plan=plan, cycle="monthly", currency=currency, defaults={"amount": price}
+    )
+    # when the order is paid on the stand-in's page and its events arrive
+    before = len(stripe_standin.events)
+    _order, invoice, session_id = _order_and_pay(customer, plan, stripe_standin)
+    for event in stripe_standin.events[before:]:
+        deliver(client, event)
+    # then Stripe was asked for the amount in the currency's smallest unit
+    session = stripe_standin.objects[session_id]
+    assert (session["amount_total"], session["currency"]) == (minor, currency.lower())
+    # and the payment recorded is the invoice's amount, which is paid in full
+    invoice.refresh_from_db()
+    assert invoice.total == price and invoice.state == Invoice.State.PAID
+    payment = Payment.objects.get(invoice=invoice, gateway="stripe")
+    assert payment.amount == price
+    # and a refund of one smallest unit reaches Stripe as 1
+    smallest = Decimal(1).scaleb(-{"JPY": 0, "EUR": 2, "KWD": 3}[currency])
+    services.payment_refund(payment=payment, amount=smallest, reason="rounding check")
+    refunds = [o for o in stripe_standin.objects.values() if o["object"] == "refund"]
+    assert [r["amount"] for r in refunds if r["payment_intent"] == payment.external_id] == [1]

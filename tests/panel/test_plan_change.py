@@ -9,7 +9,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from billing.models import CreditEntry, Invoice, Price, Subscription, TaxRate
+from billing import services
+from billing.models import CreditEntry, CreditNote, Invoice, Price, Subscription, TaxRate
 from tests.factories import PlanFactory
 from tests.panel.conftest import make_service
 
@@ -57,13 +58,31 @@ def test_upgrade_price_shown_is_the_invoice_total(client, owner, subscribed):
 
 
 def test_downgrade_shows_the_credit(client, owner, subscribed):
-    service, _sub, _bigger, smaller = subscribed
+    service, sub, _bigger, smaller = subscribed
+    # given the term's invoice, paid (10.00 + 19% tax)
+    term = services.invoice_create(
+        customer=sub.customer,
+        kind=Invoice.Kind.RENEWAL,
+        lines=[services.LineSpec("Starter", Decimal("10.00"))],
+        due_date=sub.period_start,
+        subscription=sub,
+        period_start=sub.period_start,
+        period_end=sub.next_due_date,
+    )
+    services.payment_record(invoice=term, amount=term.total, currency="EUR", gateway="manual")
     client.force_login(owner)
     url = reverse("panel:plan_change", args=[service.pk])
     page = client.get(url).content.decode()
     credit = Decimal(page.split('data-credit="')[1].split('"')[0])
     client.post(url, {"plan": smaller.pk})
-    assert CreditEntry.objects.get().amount == credit == Decimal("4.00")
+    # then 4.00 net comes back with its tax, through a credit note on that invoice
+    assert CreditEntry.objects.get(kind="credit_note").amount == credit == Decimal("4.76")
+    note = CreditNote.objects.get(invoice=term)
+    assert (note.subtotal, note.tax_total, note.total) == (
+        Decimal("4.00"),
+        Decimal("0.76"),
+        Decimal("4.76"),
+    )
 
 
 def test_teammates_cannot_change_the_plan(client, teammate, subscribed):

@@ -133,6 +133,12 @@ def demo_children(*, addr: str, python: str = sys.executable) -> list[Child]:
             "--state-dir", str(var / "stripe"),
         ]  # fmt: skip
         children.append(Child("stripe-standin", standin))
+    vies_base = getattr(settings, "VIES_API_BASE", "")
+    if vies_base.startswith("http://127.0.0.1:"):
+        # Nor VIES: the local stand-in answers VAT id checks for a few example ids.
+        port = vies_base.rsplit(":", 1)[1].split("/")[0]
+        vies = [python, "deploy/dev/vies_standin.py", "--port", port]
+        children.append(Child("vies-standin", vies))
     worker = [
         python, "-m", "celery", "-A", "hosting", "worker", "--beat",
         "-Q", "default,provisioning,billing",
