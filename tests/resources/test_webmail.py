@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.message
+import imaplib
 import json
 import re
 import smtplib
@@ -73,6 +74,30 @@ class Webmail:
             timeout=15,
         )
 
+    def send(self, *, to: str, subject: str, text: str) -> requests.Response:
+        """Compose and send a plain-text message, as the compose page's form does."""
+        compose = self.http.get(self.base, params={"_task": "mail", "_action": "compose"})
+        compose_id = re.search(r'"compose_id":"([^"]+)"', compose.text)
+        token = re.search(r'"request_token":"([^"]+)"', compose.text)
+        identity = re.search(r'<select name="_from"[^>]*>\s*<option value="(\d+)"', compose.text)
+        assert compose_id and token, compose.text[:500]
+        return self.http.post(
+            self.base + "?_task=mail&_action=send",
+            data={
+                "_token": token.group(1),
+                "_task": "mail",
+                "_action": "send",
+                "_id": compose_id.group(1),
+                "_from": identity.group(1) if identity else "",
+                "_to": to,
+                "_subject": subject,
+                "_message": text,
+                "_is_html": "0",
+                "_framed": "1",
+            },
+            timeout=30,
+        )
+
     def inbox_listing(self, page: requests.Response) -> str:
         env = re.search(r'"request_token":"([^"]+)"', page.text)
         assert env, page.text[:500]
@@ -117,3 +142,45 @@ def test_roundcube_refuses_a_wrong_password(webmail, mailbox_address):
     page = client.login(mailbox_address, "not the password")
     assert '"task":"login"' in page.text
     assert '"task":"mail"' not in page.text
+
+
+@pytest.mark.node
+def test_mail_sent_from_webmail_goes_through_submission(webmail, mailbox_address):
+    # given a second mailbox of the same domain
+    domain = mailbox_address.split("@")[1]
+    run_on_node(
+        hwmail.mailbox_create_script(
+            local_part="friend",
+            domain=domain,
+            password_hash=hwmail.hash_password(PASSWORD),
+            quota_mb=20,
+        )
+    )
+    client = Webmail(webmail)
+    client.login(mailbox_address, PASSWORD)
+
+    # when a message is sent from webmail
+    subject = f"from webmail {uuid.uuid4().hex[:6]}"
+    answer = client.send(to=f"friend@{domain}", subject=subject, text="typed in the browser")
+    assert answer.status_code == 200
+
+    # then it arrives, having passed submission (its Received header names the login's
+    # authenticated submission, which applies the sender check, the limits and DKIM)
+    for _ in range(100):
+        imap = imaplib.IMAP4("127.0.0.1", 143, timeout=15)
+        imap.login(f"friend@{domain}", PASSWORD)
+        imap.select("INBOX")
+        _, found = imap.search(None, "SUBJECT", f'"{subject}"')
+        if found[0]:
+            _, data = imap.fetch(found[0].split()[0], "(RFC822)")
+            imap.logout()
+            break
+        imap.logout()
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the message sent from webmail never arrived")
+    part = data[0]
+    assert isinstance(part, tuple)
+    raw = part[1]
+    assert b"typed in the browser" in raw
+    assert b"with ESMTPSA" in raw  # authenticated submission over TLS

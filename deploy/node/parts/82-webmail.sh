@@ -6,8 +6,9 @@
 # through submission (587, STARTTLS, SMTP AUTH with the same login), so the sending limits,
 # the sender check and DKIM apply to webmail as to any mail client.
 #
-# Settings live in SQLite (/var/lib/roundcube/hostwright); PHP runs in a pool of its own as
-# www-data. HTTPS with the mail certificate on 443, HTTP on 80 (redirected to HTTPS outside
+# Settings live in SQLite (/var/lib/roundcube/hostwright); PHP runs as www-data under a
+# PHP-FPM master of its own (/etc/hostwright/webmail-fpm.conf), so the accounts' reloads never
+# cut a webmail request. HTTPS with the mail certificate on 443, HTTP on 80 (redirected to HTTPS outside
 # test nodes). Needs 30-nginx, 40-php and 80-mail. Idempotent.
 set -euo pipefail
 source "${HW_NODE_LIB:-$(dirname "${BASH_SOURCE[0]}")/../lib.sh}"
@@ -73,12 +74,22 @@ hw_install_file /etc/roundcube/config.inc.php 0640 >/dev/null <<EOF
 EOF
 chown root:www-data /etc/roundcube/config.inc.php
 
-pool_changed=$(hw_install_file /etc/php/8.2/fpm/pool.d/hw-webmail.conf 0644 <<'EOF'
+# PHP for webmail runs under a PHP-FPM master of its own: the accounts' master is reloaded
+# whenever an account's pool changes, and a reload cuts the requests in flight (a message being
+# sent from webmail).
+FPM_CONF=/etc/hostwright/webmail-fpm.conf
+FPM_PID=/run/php/hw-webmail-fpm.pid
+pool_changed=$(hw_install_file "$FPM_CONF" 0644 <<'EOF'
 ; Managed by Hostwright (deploy/node/parts/82-webmail.sh).
+[global]
+pid = /run/php/hw-webmail-fpm.pid
+error_log = /var/log/hostwright/webmail-fpm.log
+process_control_timeout = 30s
+
 [hw-webmail]
 user = www-data
 group = www-data
-listen = /run/php/hw-webmail.sock
+listen = /run/php/hw-webmail-fpm.sock
 listen.owner = www-data
 listen.group = www-data
 listen.mode = 0660
@@ -105,7 +116,7 @@ client_max_body_size 26m;
 location ~ ^/(index\.php)?$ {
     include fastcgi_params;
     fastcgi_param SCRIPT_FILENAME $document_root/index.php;
-    fastcgi_pass unix:/run/php/hw-webmail.sock;
+    fastcgi_pass unix:/run/php/hw-webmail-fpm.sock;
 }
 location ~ \.php$ { return 404; }
 location ~ /\. { return 404; }
@@ -129,20 +140,50 @@ server {
 EOF
 )
 
-install -d -m 0755 /run/php
-php-fpm8.2 -t 2>/dev/null || { php-fpm8.2 -t; exit 1; }
-pidfile=/run/php/php8.2-fpm.pid
-if [ -n "$pool_changed" ]; then
+install -d -m 0755 /run/php /var/log/hostwright
+php-fpm8.2 -t --fpm-config "$FPM_CONF" 2>/dev/null || { php-fpm8.2 -t --fpm-config "$FPM_CONF"; exit 1; }
+# (an earlier version of this part ran the pool under the accounts' master)
+if [ -e /etc/php/8.2/fpm/pool.d/hw-webmail.conf ]; then
+  rm -f /etc/php/8.2/fpm/pool.d/hw-webmail.conf
   if hw_have_systemd; then
     systemctl reload php8.2-fpm
-  elif hw_pid_alive "$pidfile"; then
-    kill -USR2 "$(cat "$pidfile")"
+  elif hw_pid_alive /run/php/php8.2-fpm.pid; then
+    kill -USR2 "$(cat /run/php/php8.2-fpm.pid)"
+    sleep 1  # the old master lets go of the webmail socket
   fi
+fi
+if hw_have_systemd; then
+  unit_changed=$(hw_install_file /etc/systemd/system/hostwright-webmail-fpm.service 0644 <<UNIT
+# Managed by Hostwright (deploy/node/parts/82-webmail.sh).
+[Unit]
+Description=PHP-FPM for webmail (Hostwright)
+After=network.target
+
+[Service]
+Type=notify
+ExecStart=/usr/sbin/php-fpm8.2 --nodaemonize --fpm-config $FPM_CONF
+ExecReload=/bin/kill -USR2 \$MAINPID
+RuntimeDirectory=php
+RuntimeDirectoryPreserve=yes
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+  )
+  [ -z "$unit_changed" ] || systemctl daemon-reload
+  systemctl enable -q --now hostwright-webmail-fpm
+  if [ -n "$pool_changed" ] || [ -n "$unit_changed" ]; then
+    systemctl restart hostwright-webmail-fpm
+  fi
+elif hw_pid_alive "$FPM_PID"; then
+  [ -z "$pool_changed" ] || kill -USR2 "$(cat "$FPM_PID")"
+else
+  hw_daemon webmail-fpm php-fpm8.2 --fpm-config "$FPM_CONF"
 fi
 if [ -n "$nginx_changed" ]; then
   nginx -t -q 2>/dev/null || { nginx -t; exit 1; }
   if hw_have_systemd; then systemctl reload nginx; else nginx -s reload 2>/dev/null; fi
 fi
-for _ in $(seq 100); do [ -S /run/php/hw-webmail.sock ] && break; sleep 0.1; done
-[ -S /run/php/hw-webmail.sock ] || { echo "82-webmail: the PHP pool did not start" >&2; exit 1; }
+for _ in $(seq 100); do [ -S /run/php/hw-webmail-fpm.sock ] && break; sleep 0.1; done
+[ -S /run/php/hw-webmail-fpm.sock ] || { echo "82-webmail: the PHP pool did not start" >&2; exit 1; }
 echo "82-webmail: Roundcube on http(s)://$server_name/ and webmail.$node_name"
