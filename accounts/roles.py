@@ -6,10 +6,11 @@ taken away again).
 
 What each role is for:
 
-- Support agent: answers tickets; sees customers, billing (read only) and services; may
-  sign in as a customer, suspend and lift a staff suspension (abuse), retry and roll back
-  failed operations, check nodes and repair drift. Never touches money (no mark paid, card
-  charge, refund or credit note) and never terminates an account or drains a node.
+- Support agent: answers tickets (deleting one is left to administrators); sees customers,
+  billing (read only) and services; may sign in as a customer, suspend and lift a staff
+  suspension (abuse), retry and roll back failed operations, check nodes and repair drift.
+  Never touches money (no mark paid, card charge, refund or credit note) and never
+  terminates an account or drains a node.
 - Billing: money. Full billing, including mark paid, charge the saved card, cancel by
   credit note and refund; reads customers, services and tickets; never suspends,
   terminates or otherwise changes hosting.
@@ -77,6 +78,12 @@ _ROLE_ACTIONS: dict[str, tuple[str, ...]] = {
     ADMINISTRATOR: (),
 }
 
+# Permissions of a role's full apps that it still does not get: a ticket is the record of a
+# conversation with a customer, so only administrators delete one (spam, a legal request).
+_ROLE_WITHHELD: dict[str, tuple[str, ...]] = {
+    SUPPORT_AGENT: ("support.delete_ticket",),
+}
+
 
 def _action_permissions() -> dict[str, Any]:
     """Create the action permissions (idempotent); returns them by "app.codename"."""
@@ -112,6 +119,14 @@ def sync_roles(sender: Any = None, **kwargs: Any) -> None:
             wanted[role].update(p.pk for p in perms)
     for role, keys in _ROLE_ACTIONS.items():
         wanted[role].update(actions[key].pk for key in keys)
+    for role, keys in _ROLE_WITHHELD.items():
+        for key in keys:
+            app_label, codename = key.split(".", 1)
+            wanted[role].difference_update(
+                Permission.objects.filter(
+                    content_type__app_label=app_label, codename=codename
+                ).values_list("pk", flat=True)
+            )
     for name in ROLES:
         group = Group.objects.get_or_create(name=name)[0]
         group.permissions.set(wanted[name])

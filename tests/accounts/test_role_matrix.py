@@ -97,7 +97,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     # The support desk
     ("support.department", "delete_selected"): frozenset({S, A}),
     ("support.cannedreply", "delete_selected"): frozenset({S, A}),
-    ("support.ticket", "delete_selected"): frozenset({S, A}),
+    ("support.ticket", "delete_selected"): frozenset({A}),
     ("support.ticket", "assign_to_me"): frozenset({S, A}),
     ("support.ticket", "resolve_tickets"): frozenset({S, A}),
     ("support.ticket", "close_tickets"): frozenset({S, A}),
