@@ -12,8 +12,8 @@ What each role is for:
   Never touches money (no mark paid, card charge, refund or credit note) and never
   terminates an account or drains a node.
 - Billing: money. Full billing, including mark paid, charge the saved card, cancel by
-  credit note and refund; reads customers, services and tickets; never suspends,
-  terminates or otherwise changes hosting.
+  credit note and refund; corrects a customer's billing identity (country, VAT id); reads
+  services and tickets; never suspends, terminates or otherwise changes hosting.
 - Administrator: everything.
 
 A staff member in no group can sign in to the admin and do nothing there.
@@ -63,9 +63,9 @@ ACTION_PERMISSIONS: dict[str, tuple[str, str]] = {
     "api.replay_webhookdelivery": ("webhookdelivery", "Can deliver webhooks again"),
 }
 
-# Action permissions a role holds in apps where it is not a full editor (editors hold all of
-# their apps' permissions, these included).
-_ROLE_ACTIONS: dict[str, tuple[str, ...]] = {
+# Permissions a role holds in apps where it is not a full editor (editors hold all of their
+# apps' permissions, these included).
+_ROLE_EXTRA: dict[str, tuple[str, ...]] = {
     SUPPORT_AGENT: (
         "accounts.impersonate_customer",
         "provisioning.suspend_service",
@@ -74,7 +74,8 @@ _ROLE_ACTIONS: dict[str, tuple[str, ...]] = {
         "provisioning.check_node",
         "provisioning.repair_driftfinding",
     ),
-    BILLING: (),
+    # The customer's billing identity (name, company, country, VAT id through its check).
+    BILLING: ("accounts.change_customer",),
     ADMINISTRATOR: (),
 }
 
@@ -105,11 +106,25 @@ def _action_permissions() -> dict[str, Any]:
     return found
 
 
+def _permission_ids(keys: tuple[str, ...]) -> set[int]:
+    from django.contrib.auth.models import Permission
+
+    ids: set[int] = set()
+    for key in keys:
+        app_label, codename = key.split(".", 1)
+        ids.update(
+            Permission.objects.filter(
+                content_type__app_label=app_label, codename=codename
+            ).values_list("pk", flat=True)
+        )
+    return ids
+
+
 def sync_roles(sender: Any = None, **kwargs: Any) -> None:
     """Create the staff groups and give them exactly their permissions (idempotent)."""
     from django.contrib.auth.models import Group, Permission
 
-    actions = _action_permissions()
+    _action_permissions()
     wanted: dict[str, set[int]] = {name: set() for name in ROLES}
     for app_label, (viewers, editors) in _APP_ACCESS.items():
         perms = list(Permission.objects.filter(content_type__app_label=app_label))
@@ -117,16 +132,10 @@ def sync_roles(sender: Any = None, **kwargs: Any) -> None:
             wanted[role].update(p.pk for p in perms if p.codename.startswith("view_"))
         for role in editors:
             wanted[role].update(p.pk for p in perms)
-    for role, keys in _ROLE_ACTIONS.items():
-        wanted[role].update(actions[key].pk for key in keys)
+    for role, keys in _ROLE_EXTRA.items():
+        wanted[role].update(_permission_ids(keys))
     for role, keys in _ROLE_WITHHELD.items():
-        for key in keys:
-            app_label, codename = key.split(".", 1)
-            wanted[role].difference_update(
-                Permission.objects.filter(
-                    content_type__app_label=app_label, codename=codename
-                ).values_list("pk", flat=True)
-            )
+        wanted[role].difference_update(_permission_ids(keys))
     for name in ROLES:
         group = Group.objects.get_or_create(name=name)[0]
         group.permissions.set(wanted[name])

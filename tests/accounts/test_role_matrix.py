@@ -324,3 +324,19 @@ def test_buttons_outside_the_action_lists_check_the_role_too(client, people, wor
     response = client.get(reverse("admin:support_ticket_sla"))
     shown = response.status_code == 200 and "Support SLA" in response.content.decode()
     assert shown == (role in MATRIX[("support.ticket", "sla")]), role
+
+
+def test_billing_corrects_a_customers_billing_identity_and_support_only_reads_it(
+    client, people, customer
+) -> None:
+    page = reverse("admin:accounts_customer_change", args=[customer.pk])
+    # given the customer's admin page
+    editable = {}
+    for role in (S, B, A, NO_GROUP):
+        sign_in_staff(client, people[role])
+        response = client.get(page)
+        editable[role] = (
+            response.status_code == 200 and 'name="company"' in response.content.decode()
+        )
+    # then billing staff and administrators can change it, support agents only read it
+    assert editable == {S: False, B: True, A: True, NO_GROUP: False}
