@@ -31,6 +31,14 @@ hw_install_file /usr/local/lib/hostwright/cgroup-join.php 0644 >/dev/null <<'PHP
     }
 })();
 PHP
+# A reload (USR2, after every pool change) lets requests in flight finish, for up to 10 s,
+# instead of killing them: Debian's default (0) cut every running page short on each change.
+conf=/etc/php/8.2/fpm/php-fpm.conf
+if ! grep -qx 'process_control_timeout = 10s' "$conf"; then
+  sed -i -E 's/^;?process_control_timeout = .*/process_control_timeout = 10s/' "$conf"
+  grep -qx 'process_control_timeout = 10s' "$conf" ||
+    sed -i '/^\[global\]/a process_control_timeout = 10s' "$conf"
+fi
 php-fpm8.2 -t 2>/dev/null || { php-fpm8.2 -t; exit 1; }
 pidfile=/run/php/php8.2-fpm.pid
 # A reload (USR2) in progress replaces the master: give it a moment before starting one.
