@@ -110,6 +110,16 @@ class Webmail:
         return json.dumps(listing.json())
 
 
+def login_to_inbox(client: Webmail, address: str) -> requests.Response:
+    """Log in; Dovecot reads a new mailbox's password within a second, so retry until then."""
+    for _ in range(50):
+        page = client.login(address, PASSWORD)
+        if '"task":"mail"' in page.text:
+            return page
+        time.sleep(0.1)
+    raise AssertionError(f"webmail login of {address} never reached the inbox")
+
+
 @pytest.mark.node
 def test_roundcube_login_reaches_the_inbox(webmail, mailbox_address):
     # given a message in the mailbox
@@ -122,7 +132,7 @@ def test_roundcube_login_reaches_the_inbox(webmail, mailbox_address):
 
     # when the customer logs in to webmail with the mailbox's address and password
     client = Webmail(webmail)
-    page = client.login(mailbox_address, PASSWORD)
+    page = login_to_inbox(client, mailbox_address)
 
     # then the inbox opens and lists the message
     assert page.status_code == 200
@@ -157,7 +167,7 @@ def test_mail_sent_from_webmail_goes_through_submission(webmail, mailbox_address
         )
     )
     client = Webmail(webmail)
-    client.login(mailbox_address, PASSWORD)
+    login_to_inbox(client, mailbox_address)
 
     # when a message is sent from webmail
     subject = f"from webmail {uuid.uuid4().hex[:6]}"
