@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Round
 from django.utils import timezone
 from django_fsm import FSMField, FSMModelMixin, transition
 
@@ -416,8 +417,10 @@ class Invoice(FSMModelMixin, models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
+            # Rounded to cents: SQLite (the demo) adds decimals as floats, and 12.90 + 2.45
+            # is not 15.35 there; PostgreSQL's numeric is exact either way.
             models.CheckConstraint(
-                condition=Q(total=models.F("subtotal") + models.F("tax_total")),
+                condition=Q(total=Round(models.F("subtotal") + models.F("tax_total"), 2)),
                 name="billing_invoice_total_adds_up",
             ),
             models.CheckConstraint(condition=Q(total__gte=0), name="billing_invoice_total_gte0"),
@@ -546,7 +549,7 @@ class CreditNote(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(total__gt=0), name="billing_creditnote_positive"),
             models.CheckConstraint(
-                condition=Q(total=models.F("subtotal") + models.F("tax_total")),
+                condition=Q(total=Round(models.F("subtotal") + models.F("tax_total"), 2)),
                 name="billing_creditnote_total_adds_up",
             ),
         ]

@@ -149,9 +149,17 @@ LOW_CONTRAST_JS = """() => {
 }"""
 
 
+DUPLICATE_IDS_JS = """() => {
+  const ids = [...document.querySelectorAll('[id]')].map(el => el.id);
+  return [...new Set(ids.filter((id, i) => ids.indexOf(id) !== i))];
+}"""
+
+
 def shoot(page, name: str, *, check: bool = True) -> None:
-    """The page at desktop and phone width, full length; on the panel's own pages, also
-    check that every field has a label and that nothing is wider than a 390 px phone."""
+    """The page at desktop and phone width, full length; on every page, check that no two
+    elements share an id (a label must point at its own field); on the panel's own pages,
+    also that every field has a label and that nothing is wider than a 390 px phone."""
+    assert page.evaluate(DUPLICATE_IDS_JS) == [], f"{name}: ids used twice"
     SHOTS.mkdir(parents=True, exist_ok=True)
     for width, label in ((1280, "desktop"), (390, "phone")):
         page.set_viewport_size({"width": width, "height": 900})
@@ -194,6 +202,8 @@ def test_customer_journey_and_agent_answer(
     page.set_content('<p style="color:#aaa;background:#fff">faint</p><input id="nolabel">')
     assert page.evaluate(LOW_CONTRAST_JS) == ["faint 2.32"]
     assert len(page.evaluate(UNLABELLED_JS)) == 1
+    page.set_content('<p id="twice"></p><input id="twice"><b id="once"></b>')
+    assert page.evaluate(DUPLICATE_IDS_JS) == ["twice"]
 
     # --- the storefront, signed out
     page.goto(f"{base}/pricing/")
@@ -206,7 +216,10 @@ def test_customer_journey_and_agent_answer(
     page.fill("input[name=email]", email)
     page.fill("input[name=password1]", PASSWORD)
     page.fill("input[name=password2]", PASSWORD)
-    page.fill("input[name=country]", "DE")
+    # the country is a list, starting at the seller's country
+    assert page.locator("select[name=country]").input_value() == "DE"
+    page.select_option("select[name=country]", "AT")
+    shoot(page, "signup", check=False)
     page.locator("form button[type=submit]").last.click()
     page.wait_for_load_state()
     message = next(m for m in reversed(mail.outbox) if email in m.to)
@@ -235,6 +248,10 @@ def test_customer_journey_and_agent_answer(
     page.fill("input[name=card]", "4242 4242 4242 4242")
     page.locator("button[type=submit]").first.click()
     page.wait_for_url(re.compile(r"/billing/invoices/\d+/\?paid=1"))
+    # right after paying the invoice never reads Open with a live Pay button
+    assert page.inner_text(".invoice-head .badge") in ("Payment processing", "Paid")
+    assert page.get_by_role("button", name=re.compile("by card")).count() == 0
+    shoot(page, "invoice-paying", check=False)
 
     # --- the invoice page updates itself once Stripe's event has been applied (no reload)
     # and leads on to the new account, to watch it being built
@@ -262,10 +279,18 @@ def test_customer_journey_and_agent_answer(
     assert status == 200 and domain in body
 
     # --- a DNS record, added from the service page and answered by the nameserver
-    page.fill("#id_name", "shop")
-    page.select_option("#id_rtype", "A")
-    page.fill("#id_content", "192.0.2.44")
-    page.fill("#id_ttl", "600")
+    # the Details card wraps the domain after its dots only; the Databases box names the
+    # account's database as MariaDB does; the SFTP box shows the paths its session shows
+    assert "<wbr>" in page.inner_html("#service-facts .domain-name")
+    assert page.locator(f'[data-database="{service.username}_main"]').count() == 1
+    from panel.selectors import sftp_path
+
+    webroot = sftp_path(service=service, home_relative="public_html")
+    assert webroot in page.inner_text("#sftp")
+    page.fill("#id_dns_name", "shop")
+    page.select_option("#id_dns_rtype", "A")
+    page.fill("#id_dns_content", "192.0.2.44")
+    page.fill("#id_dns_ttl", "600")
     page.get_by_role("button", name="Add record").click()
     assert wait_finished(page) == "completed", page.inner_text("#op-progress")
     # the page refreshes itself once the change is done: the record is listed without a reload
@@ -274,13 +299,19 @@ def test_customer_journey_and_agent_answer(
     assert (rcode, answers) == ("NOERROR", ["192.0.2.44"])
 
     # --- a mailbox
-    page.fill("#id_local_part", "hello")
-    page.fill("#id_password", "mailbox passphrase 1")
-    page.fill("#id_quota_mb", "200")
+    page.fill("#id_mailbox_local_part", "hello")
+    page.fill("#id_mailbox_password", "mailbox passphrase 1")
+    page.fill("#id_mailbox_quota_mb", "200")
     page.get_by_role("button", name="Create mailbox").click()
     assert wait_finished(page) == "completed", page.inner_text("#op-progress")
     page.reload()
     assert f"hello@{domain}" in page.inner_text("#mail")
+    # --- SFTP on: "Turn SFTP off" is then offered, readable (the contrast check in shoot)
+    page.fill("#id_sftp_password", "an sftp passphrase 1")
+    page.get_by_role("button", name="Turn SFTP on").click()
+    assert wait_finished(page) == "completed", page.inner_text("#op-progress")
+    page.reload()
+    assert page.get_by_role("button", name="Turn SFTP off").is_enabled()
     page.locator("#logs summary").first.click()
     # opening the access log loads its tail from the node: it holds the visit made above
     page.wait_for_selector("div.log#log-access")
@@ -313,6 +344,7 @@ def test_customer_journey_and_agent_answer(
 
     # --- a ticket about the service
     page.goto(f"{base}/support/new/")
+    assert page.evaluate(DUPLICATE_IDS_JS) == []
     page.fill("input[name=subject]", "How do I point my domain?")
     page.fill("textarea[name=body]", "Which nameservers should I use for my new site?")
     page.get_by_role("button", name="Send").click()
