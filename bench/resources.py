@@ -6,9 +6,10 @@ domain, and a certificate from the node's Pebble with nginx serving HTTPS. In on
 
 - engine: order -> ``create`` completed -> ``certificate_issue`` completed, through a real
   Celery worker (one SSH script per step, events, step runs, DNS API calls over SSH);
-- floor: the same node commands as ONE shell script over one already-open SSH connection,
-  plus the same ACME exchange (challenge files written over that connection), plus one
-  script installing the certificate and the HTTPS include.
+- floor: the same node work in as few round trips as it can take over one already-open SSH
+  connection (one shell script for the account, one node agent request for the zone), the same
+  ACME exchange (challenge answers through the node agent), and one agent request installing
+  the certificate and the HTTPS include.
 
 Uses bench/provision.py's database, worker and node setup, and the node parts 60-80.
 
@@ -20,7 +21,6 @@ Last line: BENCH resources engine_ms=... floor_ms=... ratio=...
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import statistics
@@ -92,18 +92,17 @@ def engine_account(customer, plan) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def dns_api_command(method: str, path: str, body: dict | None):
-    from provisioning.resources.steps import PDNS_API, PDNS_HEADER
-    from provisioning.ssh import cmd
+def agent(target, key: str, *actions) -> list:
+    """One node agent request; every action must succeed."""
+    from provisioning import ssh
 
-    argv = ["curl", "-sS", "-f", "--max-time", "20", "-X", method, "-H", f"@{PDNS_HEADER}"]
-    if body is not None:
-        argv += ["-H", "Content-Type: application/json", "--data-binary", json.dumps(body)]
-    return cmd(*argv, "-o", "/dev/null", PDNS_API + path)
+    result = ssh.call(target, list(actions), key_path=key, timeout=120)
+    assert result.ok, [r.error for r in result.results if r.error] or result.error
+    return result.results
 
 
 def floor_account(target, key: str, plan, n: int) -> tuple[float, str, str]:
-    """The same node work as one script, the ACME exchange, one install script."""
+    """The same node work in the fewest round trips, the ACME exchange, one install request."""
     import datetime as dt
 
     from provisioning import ssh
@@ -111,42 +110,36 @@ def floor_account(target, key: str, plan, n: int) -> tuple[float, str, str]:
     from provisioning.resources import certificates
     from provisioning.resources import dns as hwdns
     from provisioning.resources import mail as hwmail
+    from provisioning.resources.agent import action
 
     user = f"{base.PREFIX}floor{n}{secrets.token_hex(2)}"
     domain = f"floor{n}-{secrets.token_hex(2)}.bench.example"
+    nameservers = ["ns1.hostwright.test", "ns2.hostwright.test"]
     started = time.perf_counter()
+    mail = hwmail.mail_domain_add_script(domain=domain)
+    commands = [*base.floor_commands(user, domain, plan), ssh.cmd("bash", "-c", mail.script)]
+    result = ssh.run(target, commands, key_path=key, timeout=120)
+    assert result.ok, result.stderr
+    agent(
+        target,
+        key,
+        action("dns.zone_ensure", domain=domain, ipv4="127.0.0.1", nameservers=nameservers),
+    )
     rrsets = hwdns.zone_rrsets(
         domain=domain,
         ipv4="127.0.0.1",
-        nameservers=["ns1.hostwright.test", "ns2.hostwright.test"],
+        nameservers=nameservers,
         serial=hwdns.next_serial(0, dt.datetime.now(dt.UTC).date()),
     )
-    zone = {
-        "name": domain + ".",
-        "kind": "Native",
-        "nameservers": [],
-        "soa_edit_api": "",
-        "rrsets": [r.as_api() for r in rrsets],
-    }
-    mail = hwmail.mail_domain_add_script(domain=domain)
-    commands = [
-        *base.floor_commands(user, domain, plan),
-        dns_api_command("POST", "/api/v1/servers/localhost/zones", zone),
-        ssh.cmd("bash", "-c", mail.script),
-    ]
-    result = ssh.run(target, commands, key_path=key, timeout=120)
-    assert result.ok, result.stderr
     check = hwdns.verify_zone(domain, nameserver="127.0.0.1", port=5353, expect=rrsets)
     assert check.ok, check.problems
 
     class Files:
         def put(self, token: str, value: str) -> None:
-            path = f"{hwacme.CHALLENGE_DIR}/{hwacme.check_token(token)}"
-            ssh.run(target, [ssh.put_file(path, value)], key_path=key, timeout=60)
+            agent(target, key, action("cert.challenge_put", token=token, key_authorization=value))
 
         def remove(self, token: str) -> None:
-            path = f"{hwacme.CHALLENGE_DIR}/{hwacme.check_token(token)}"
-            ssh.run(target, [ssh.cmd("rm", "-f", path)], key_path=key, timeout=60)
+            agent(target, key, action("cert.challenge_remove", token=token))
 
     issued = hwacme.issue_certificate(
         names=[domain, f"www.{domain}"],
@@ -155,40 +148,39 @@ def floor_account(target, key: str, plan, n: int) -> tuple[float, str, str]:
         challenge_files=Files(),
         verify=PEBBLE_CERT,
     )
-    install = hwacme.install_certificate_script(
-        domain=domain, fullchain_pem=issued.fullchain_pem, key_pem=issued.key_pem
-    )
-    tls = certificates.tls_config(domain=domain, listen_ip=None)
-    result = ssh.run(
+    agent(
         target,
-        [
-            ssh.cmd("bash", "-c", install.script),
-            ssh.cmd("install", "-d", "-m", "0755", certificates.TLS_DIR),
-            ssh.cmd("hw_cfg", "nginx", certificates.tls_path(user), tls),
-        ],
-        key_path=key,
-        timeout=120,
+        key,
+        action(
+            "cert.install",
+            domain=domain,
+            fullchain_pem=issued.fullchain_pem,
+            key_pem=issued.key_pem,
+        ),
+        action("cert.https_ensure", account=user, domain=domain),
     )
-    assert result.ok, result.stderr
     return (time.perf_counter() - started) * 1000, user, domain
 
 
 def floor_cleanup(target, key: str, user: str, domain: str) -> None:
     from provisioning import ssh
-    from provisioning.resources import acme as hwacme
-    from provisioning.resources import certificates
     from provisioning.resources import mail as hwmail
+    from provisioning.resources.agent import action
 
+    agent(
+        target,
+        key,
+        action("cert.https_remove", account=user),
+        action("cert.remove", domain=domain),
+        action("dns.zone_remove", domain=domain),
+    )
     ssh.run(
         target,
         [
-            ssh.cmd("hw_cfg", "nginx", certificates.tls_path(user)),
             *base.floor_cleanup(user),
-            dns_api_command("DELETE", f"/api/v1/servers/localhost/zones/{domain}.", None),
             ssh.cmd(
                 "bash", "-c", hwmail.mail_domain_remove_script(domain=domain, purge=True).script
             ),
-            ssh.cmd("bash", "-c", hwacme.remove_certificate_script(domain=domain).script),
         ],
         key_path=key,
         timeout=120,

@@ -1,27 +1,23 @@
 """TLS certificates from an ACME server over HTTP-01, through the node's webroot.
 
-The exchange with the CA runs in the worker (the ``acme`` library); only the challenge files
-and the issued certificate travel to the node. Before the CA is contacted, ``precheck_names``
-asks the node's nameserver whether every name points at the node: a name that does not gets
-the reason "the domain does not point here" without spending an order or a failed validation
-against the CA's rate limits.
+The exchange with the CA runs in the worker (the ``acme`` library), which holds the ACME
+account key; only the challenge answers and the issued certificate travel to the node, where
+the node agent keeps them in root's own directories (``cert.*`` actions). Before the CA is
+contacted, ``precheck_names`` asks the node's nameserver whether every name points at the
+node: a name that does not gets the reason "the domain does not point here" without spending
+an order or a failed validation against the CA's rate limits.
 
 ``RenewalPolicy`` decides which certificates are due (30 days before expiry), spaces out
 attempts after failures (exponential backoff) and keeps the number of orders per window under
 a budget, so a broken domain cannot use up the CA's limits for everyone else.
-
-Scripts for the node (challenge files, installing a certificate) are built here from
-validated values with ``shlex.quote``; ``NodeScript.secrets`` lists what a log must not show.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import dns.exception
@@ -33,16 +29,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from provisioning.resources import dns as hwdns
 from provisioning.resources.errors import ResourceError, ResourceRefused
-from provisioning.resources.scripts import NodeScript
 from provisioning.resources.validation import validate_domain, validate_ip
 
-WEBROOT = "/var/lib/hostwright/acme"
-CHALLENGE_DIR = f"{WEBROOT}/.well-known/acme-challenge"
-CERTS_DIR = "/etc/hostwright/certs"
 LETSENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
-_KEY_AUTHZ = re.compile(r"^[A-Za-z0-9_-]{16,128}\.[A-Za-z0-9_-]{16,128}$")
-_PEM = re.compile(r"^[A-Za-z0-9+/=\n -]+$")
 
 
 class CertificateError(ResourceError):
@@ -107,41 +97,6 @@ def check_token(token: str) -> str:
     return token
 
 
-def challenge_put_script(token: str, key_authorization: str) -> NodeScript:
-    """Script that publishes one challenge file in the node's webroot."""
-    token = check_token(token)
-    if not _KEY_AUTHZ.match(key_authorization):
-        raise CertificateError("Unusable key authorization.", permanent=True)
-    path = shlex.quote(f"{CHALLENGE_DIR}/{token}")
-    return NodeScript(
-        f"set -e\ninstall -d -m 0755 {shlex.quote(CHALLENGE_DIR)}\n"
-        f"printf '%s' {shlex.quote(key_authorization)} > {path}.tmp\n"
-        f"chmod 0644 {path}.tmp\nmv -f {path}.tmp {path}\n"
-    )
-
-
-def challenge_remove_script(token: str) -> NodeScript:
-    return NodeScript(f"rm -f {shlex.quote(f'{CHALLENGE_DIR}/{check_token(token)}')}\n")
-
-
-class LocalWebroot:
-    """Challenge files written straight into a webroot on this machine (a local node)."""
-
-    def __init__(self, root: str | Path = WEBROOT) -> None:
-        self.dir = Path(root) / ".well-known" / "acme-challenge"
-
-    def put(self, token: str, key_authorization: str) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        target = self.dir / check_token(token)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(key_authorization)
-        tmp.chmod(0o644)
-        tmp.replace(target)
-
-    def remove(self, token: str) -> None:
-        (self.dir / check_token(token)).unlink(missing_ok=True)
-
-
 # --- keys, certificates ----------------------------------------------------------------------
 
 
@@ -182,33 +137,6 @@ class IssuedCertificate:
     key_pem: str
     not_after: dt.datetime
     account_uri: str
-
-
-def install_certificate_script(*, domain: str, fullchain_pem: str, key_pem: str) -> NodeScript:
-    """Script that stores a certificate and key for ``domain`` on the node, atomically.
-
-    Files: ``/etc/hostwright/certs/<domain>/{fullchain,privkey}.pem``, root-only. The key is
-    listed in ``secrets`` so a recorded copy of the script never shows it.
-    """
-    domain = validate_domain(domain)
-    for pem in (fullchain_pem, key_pem):
-        if not _PEM.match(pem) or "-----BEGIN" not in pem:
-            raise ResourceRefused("That is not a PEM certificate or key.", code="pem")
-    target = f"{CERTS_DIR}/{domain}"
-    q = shlex.quote
-    return NodeScript(
-        "set -e\numask 077\n"
-        f"install -d -m 0700 {q(CERTS_DIR)} {q(target)}\n"
-        f"printf '%s' {q(fullchain_pem)} > {q(target + '/fullchain.pem.tmp')}\n"
-        f"printf '%s' {q(key_pem)} > {q(target + '/privkey.pem.tmp')}\n"
-        f"mv -f {q(target + '/privkey.pem.tmp')} {q(target + '/privkey.pem')}\n"
-        f"mv -f {q(target + '/fullchain.pem.tmp')} {q(target + '/fullchain.pem')}\n",
-        secrets=(key_pem,),
-    )
-
-
-def remove_certificate_script(*, domain: str) -> NodeScript:
-    return NodeScript(f"rm -rf {shlex.quote(f'{CERTS_DIR}/{validate_domain(domain)}')}\n")
 
 
 # --- the ACME exchange -----------------------------------------------------------------------

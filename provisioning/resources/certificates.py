@@ -5,14 +5,15 @@ Kind ``certificate_issue`` (also used to renew):
 1. ``certificate_precheck`` asks the node's nameserver whether the domain and ``www`` point
    at the account's IP; if not, the operation fails with "The domain does not point here"
    before anything reaches the CA (no retries, nothing to undo).
-2. ``certificate`` runs the ACME exchange in the worker; challenge files are written to the
-   node's ACME webroot (served for every site by ``snippets/hostwright-acme.conf``), the
-   certificate and key are installed under ``/etc/hostwright/certs/<domain>/``. The key is
-   never recorded.
-3. ``https`` writes ``/etc/nginx/hostwright/tls/<user>.conf``, which the site's server block
-   includes: nginx then also listens on 443 with the certificate and redirects plain HTTP
-   (except ACME challenges) to HTTPS. Suspension keeps working: the suspended server block
-   includes the same file.
+2. ``certificate`` runs the ACME exchange in the worker, which holds the ACME account key;
+   the node agent publishes each challenge answer in root's own ACME webroot (served for
+   every site by ``snippets/hostwright-acme.conf``, never inside a customer's home) and stores
+   the certificate and key under ``/etc/hostwright/certs/<domain>/``. The key is never
+   recorded.
+3. ``https`` has the node agent write ``/etc/nginx/hostwright/tls/<user>.conf``, which the
+   site's server block includes: nginx then also listens on 443 with the certificate and
+   redirects plain HTTP (except ACME challenges) to HTTPS. Suspension keeps working: the
+   suspended server block includes the same file.
 
 The CA is the operation's ``directory_url`` param (Let's Encrypt by default, from settings);
 ``ca_bundle`` is the CA listener's certificate for a test CA such as Pebble.
@@ -26,38 +27,11 @@ from typing import Any
 from django.conf import settings
 
 from provisioning.errors import PermanentStepError, TransientStepError
-from provisioning.models import StepRun
 from provisioning.resources import acme as hwacme
+from provisioning.resources.agent import action, applied
 from provisioning.resources.errors import ResourceError
 from provisioning.resources.validation import validate_domain
-from provisioning.ssh import action, cmd, put_file
 from provisioning.steps.base import OperationKind, Step, StepContext, register_kind
-
-TLS_DIR = "/etc/nginx/hostwright/tls"
-PDNS_CONF = "/etc/powerdns/pdns.d/hostwright.conf"
-
-
-def tls_path(user: str) -> str:
-    return f"{TLS_DIR}/{user}.conf"
-
-
-def tls_config(*, domain: str, listen_ip: str | None) -> str:
-    """The HTTPS part of a site's server block (included into it)."""
-    certs = f"{hwacme.CERTS_DIR}/{domain}"
-    listen = "443 ssl"
-    if listen_ip:
-        listen = f"[{listen_ip}]:443 ssl" if ":" in listen_ip else f"{listen_ip}:443 ssl"
-    return f"""# managed by Hostwright: HTTPS for {domain}
-listen {listen};
-ssl_certificate {certs}/fullchain.pem;
-ssl_certificate_key {certs}/privkey.pem;
-ssl_protocols TLSv1.2 TLSv1.3;
-# Plain HTTP goes to HTTPS, except the ACME challenges that renew this certificate.
-set $hw_to_https 0;
-if ($scheme = http) {{ set $hw_to_https 1; }}
-if ($request_uri ~ "^/\\.well-known/acme-challenge/") {{ set $hw_to_https 0; }}
-if ($hw_to_https = 1) {{ return 301 https://$host$request_uri; }}
-"""
 
 
 def _names(ctx: StepContext) -> list[str]:
@@ -71,11 +45,8 @@ def _node_ip(ctx: StepContext) -> str:
 
 
 def _dns_port(ctx: StepContext) -> int:
-    probe = ctx.run([cmd("sed", "-n", "s/^local-port=//p", PDNS_CONF)])
-    try:
-        return int(probe.stdout.strip() or 53)
-    except ValueError:
-        return 53
+    [result] = ctx.agent([action("dns.server")])
+    return int(result.data.get("port", 53))
 
 
 def _as_step_error(exc: ResourceError, *, clean: bool = False) -> Exception:
@@ -97,18 +68,27 @@ def account_key() -> bytes:
 
 
 class NodeChallengeFiles:
-    """HTTP-01 files in the node's ACME webroot, written through the step's SSH session."""
+    """HTTP-01 answers published by the node agent in root's own ACME webroot (served for
+    every site; never in a customer's home)."""
 
     def __init__(self, ctx: StepContext) -> None:
         self.ctx = ctx
 
     def put(self, token: str, key_authorization: str) -> None:
-        path = f"{hwacme.CHALLENGE_DIR}/{hwacme.check_token(token)}"
-        self.ctx.run([put_file(path, key_authorization)])
+        self.ctx.agent(
+            [
+                action(
+                    "cert.challenge_put",
+                    token=hwacme.check_token(token),
+                    key_authorization=key_authorization,
+                )
+            ]
+        )
 
     def remove(self, token: str) -> None:
-        path = f"{hwacme.CHALLENGE_DIR}/{hwacme.check_token(token)}"
-        self.ctx.run([cmd("rm", "-f", path)], check=False)
+        self.ctx.agent(
+            [action("cert.challenge_remove", token=hwacme.check_token(token))], check=False
+        )
 
 
 class CertificatePrecheck(Step):
@@ -129,14 +109,13 @@ class CertificatePrecheck(Step):
 
 
 class Certificate(Step):
+    """The ACME exchange in the worker (it holds the account key), the answers and the issued
+    certificate on the node; ``created`` when the domain had no certificate before."""
+
     name = "certificate"
 
     def apply(self, ctx: StepContext) -> None:
         domain = _names(ctx)[0]
-        had = ctx.run(
-            [cmd("test", "-s", f"{hwacme.CERTS_DIR}/{domain}/fullchain.pem")], check=False
-        )
-        ctx.resource("had_certificate", had.ok)
         params: dict[str, Any] = ctx.params
         try:
             issued = hwacme.issue_certificate(
@@ -149,54 +128,54 @@ class Certificate(Step):
             )
         except ResourceError as exc:
             raise _as_step_error(exc) from exc
-        script = hwacme.install_certificate_script(
-            domain=domain, fullchain_pem=issued.fullchain_pem, key_pem=issued.key_pem
-        )
-        label = f"install the certificate for {domain} (key not recorded)"
-        ctx.run([cmd("bash", "-c", script.script, secrets=script.secrets, label=label)])
         # Mail clients asking for the domain by name (SNI) get this certificate too.
-        ctx.agent([action("mail.sni.refresh")])
+        result, _ = ctx.agent(
+            [
+                action(
+                    "cert.install",
+                    secret=("key_pem",),
+                    domain=domain,
+                    fullchain_pem=issued.fullchain_pem,
+                    key_pem=issued.key_pem,
+                ),
+                action("mail.sni.refresh"),
+            ]
+        )
+        ctx.resource("created", bool(result.data.get("created")))
         ctx.resource("names", list(issued.names))
         ctx.resource("not_after", issued.not_after.isoformat())
 
     def undo(self, ctx: StepContext) -> None:
-        applied = (
-            StepRun.objects.filter(operation=ctx.operation, step=self.name, direction="apply")
-            .order_by("-id")
-            .first()
-        )
-        if applied is None or applied.resources.get("had_certificate", True):
-            return  # a renewal: the certificate in place keeps serving
-        script = hwacme.remove_certificate_script(domain=_names(ctx)[0])
-        ctx.run([cmd("bash", "-c", script.script)])
-        ctx.agent([action("mail.sni.refresh")])
+        if applied(ctx, self.name, "created"):
+            ctx.agent([action("cert.remove", domain=_names(ctx)[0]), action("mail.sni.refresh")])
+        # A renewal: the certificate in place keeps serving.
 
 
 class Https(Step):
+    """nginx serves the site over HTTPS with its certificate and redirects plain HTTP."""
+
     name = "https"
     phase = "configuring"
 
     def apply(self, ctx: StepContext) -> None:
-        user = str(ctx.service.username)
         ip = ctx.service.ip
         dedicated = ip.address if ip is not None and ip.kind == "dedicated" else None
-        config = tls_config(domain=_names(ctx)[0], listen_ip=dedicated)
-        ctx.run(
+        [result] = ctx.agent(
             [
-                cmd("install", "-d", "-m", "0755", TLS_DIR),
-                cmd(
-                    "hw_cfg",
-                    "nginx",
-                    tls_path(user),
-                    config,
-                    label=f"stage, check (nginx -t) and swap in {tls_path(user)}",
-                ),
+                action(
+                    "cert.https_ensure",
+                    account=str(ctx.service.username),
+                    domain=_names(ctx)[0],
+                    listen_ip=dedicated,
+                )
             ]
         )
-        ctx.resource("https", tls_path(user))
+        ctx.resource("https", result.data.get("path"))
+        ctx.resource("created", bool(result.data.get("created")))
 
     def undo(self, ctx: StepContext) -> None:
-        ctx.run([cmd("hw_cfg", "nginx", tls_path(str(ctx.service.username)))])
+        if applied(ctx, self.name, "created"):
+            ctx.agent([action("cert.https_remove", account=str(ctx.service.username))])
 
 
 register_kind(

@@ -5,27 +5,19 @@
 - ``validate_record()`` checks what a customer typed (A, AAAA, CNAME, MX, TXT, SRV, CAA) with
   dnspython and returns it in the presentation form PowerDNS stores; nothing unparsable is
   ever sent.
-- ``PowerDNS`` creates and deletes zones and replaces RRsets. Every change also rewrites the
-  SOA with the next serial in the same PATCH, so secondaries and caches see one new serial per
-  change. Calls are idempotent: creating an existing zone brings it to the given RRsets,
-  deleting a missing zone is a no-op.
+- Zones and RRsets change on the node through the node agent (``dns.zone_ensure``,
+  ``dns.records``, ``dns.zone_remove``), which holds PowerDNS's API key; every change carries
+  a new SOA serial, and the apex SOA and NS are never the customer's to change.
 - ``verify_zone()`` asks the nameserver itself and returns what it answered, so "was DNS
   configured?" has a stored answer rather than a guess.
-
-The API listens on the node's loopback; ``HttpTransport`` reaches it directly (the test node,
-or a forwarded port). Any object with the same ``request`` method can carry it another way.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
-import urllib.error
-import urllib.request
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import dns.exception
 import dns.flags
@@ -37,7 +29,7 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
-from provisioning.resources.errors import ResourceError, ResourceRefused
+from provisioning.resources.errors import ResourceRefused
 from provisioning.resources.mail import dmarc_text, spf_text
 from provisioning.resources.validation import validate_domain, validate_ip
 
@@ -52,10 +44,6 @@ SOA_TIMERS = "10800 3600 604800 3600"  # refresh retry expire negative-ttl
 
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 _OWNER_LABEL = re.compile(r"^(?:\*|[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)$")
-
-
-class DnsApiError(ResourceError):
-    """PowerDNS refused a request or could not be reached."""
 
 
 # --- names, serials, record data --------------------------------------------------------------
@@ -281,172 +269,6 @@ def check_rrsets(rrsets: list[RRset], *, limit: int = MAX_RECORDS_PER_ZONE) -> N
                 f"({', '.join(sorted(types - {'CNAME'}))}).",
                 code="dns_cname",
             )
-
-
-# --- the HTTP API ---------------------------------------------------------------------------
-
-
-class Transport(Protocol):
-    def request(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, Any]: ...
-
-
-class HttpTransport:
-    """PowerDNS's HTTP API reached directly (loopback on the node, or a forwarded port)."""
-
-    def __init__(self, *, base_url: str, api_key: str, timeout: float = 10.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._api_key = api_key
-        self.timeout = timeout
-
-    def request(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(  # noqa: S310 (the URL is our own node's API)
-            self.base_url + path,
-            data=data,
-            method=method,
-            headers={"X-API-Key": self._api_key, "Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
-                status, raw = resp.status, resp.read()
-        except urllib.error.HTTPError as exc:
-            status, raw = exc.code, exc.read()
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-            raise DnsApiError(f"The DNS server's API did not answer: {exc}.") from None
-        try:
-            payload = json.loads(raw) if raw else None
-        except ValueError:
-            payload = raw.decode(errors="replace")
-        return status, payload
-
-
-def _api_error(status: int, payload: Any, doing: str) -> DnsApiError:
-    detail = payload.get("error") if isinstance(payload, dict) else payload
-    # 4xx other than rate limiting: the request itself is wrong, repeating it will not help.
-    permanent = 400 <= status < 500 and status != 429
-    return DnsApiError(
-        f"DNS server refused to {doing}: {detail} (HTTP {status}).", permanent=permanent
-    )
-
-
-class PowerDNS:
-    """Zones and RRsets on one PowerDNS server."""
-
-    def __init__(self, transport: Transport, *, server_id: str = "localhost") -> None:
-        self.transport = transport
-        self.server_id = server_id
-
-    def _zone_path(self, zone: str) -> str:
-        return f"/api/v1/servers/{self.server_id}/zones/{fqdn(validate_domain(zone))}"
-
-    def get_zone(self, zone: str) -> list[RRset] | None:
-        """The zone's RRsets, or None when the server does not have the zone."""
-        status, payload = self.transport.request("GET", self._zone_path(zone), None)
-        if status in (404, 422):
-            return None
-        if status != 200:
-            raise _api_error(status, payload, f"read {zone}")
-        return [
-            RRset(
-                name=r["name"],
-                rtype=r["type"],
-                ttl=int(r["ttl"]),
-                contents=tuple(x["content"] for x in r["records"]),
-            )
-            for r in payload["rrsets"]
-        ]
-
-    def create_zone(self, zone: str, rrsets: list[RRset]) -> bool:
-        """Create ``zone`` with ``rrsets``; returns False when it already existed.
-
-        An existing zone is brought to the given RRsets (replacing those names and types),
-        so running this twice leaves one zone with the same content.
-        """
-        zone = validate_domain(zone)
-        check_rrsets(rrsets, limit=MAX_RECORDS_PER_ZONE + len(rrsets))
-        body = {
-            "name": fqdn(zone),
-            "kind": "Native",
-            "nameservers": [],
-            "soa_edit_api": "",
-            "rrsets": [r.as_api() for r in rrsets],
-        }
-        status, payload = self.transport.request(
-            "POST", f"/api/v1/servers/{self.server_id}/zones", body
-        )
-        if status == 201:
-            return True
-        if status == 409:  # "Conflict": the zone exists already
-            patch = {"rrsets": [r.as_api("REPLACE") for r in rrsets]}
-            status, payload = self.transport.request("PATCH", self._zone_path(zone), patch)
-            if status != 204:
-                raise _api_error(status, payload, f"update {zone}")
-            return False
-        raise _api_error(status, payload, f"create {zone}")
-
-    def delete_zone(self, zone: str) -> bool:
-        """Delete ``zone``; returns False when there was nothing to delete."""
-        status, payload = self.transport.request("DELETE", self._zone_path(zone), None)
-        if status == 204:
-            return True
-        if status in (404, 422):
-            return False
-        raise _api_error(status, payload, f"delete {zone}")
-
-    def _soa_bump(self, current: list[RRset], today: dt.date) -> RRset:
-        soa = next(r for r in current if r.rtype == "SOA")
-        parts = soa.contents[0].split()
-        parts[2] = str(next_serial(int(parts[2]), today))
-        return RRset(soa.name, "SOA", soa.ttl, (" ".join(parts),))
-
-    def change_rrsets(
-        self,
-        zone: str,
-        *,
-        replace: Sequence[RRset] = (),
-        delete: Sequence[tuple[str, str]] = (),
-        limit: int = MAX_RECORDS_PER_ZONE,
-        today: dt.date | None = None,
-    ) -> int:
-        """Replace and delete RRsets in one atomic change with a new SOA serial.
-
-        ``delete`` holds (absolute name, type) pairs. The result is checked against the zone's
-        rules (record count, CNAME exclusivity) before anything is sent. Returns the serial.
-        """
-        zone = validate_domain(zone)
-        current = self.get_zone(zone)
-        if current is None:
-            raise DnsApiError(f"The zone {zone} does not exist on the DNS server.", permanent=True)
-        for r in replace:
-            if r.rtype in ("SOA",) or (r.rtype == "NS" and r.name == fqdn(zone)):
-                raise ResourceRefused(
-                    f"{r.rtype} records of {zone} are managed for you.", code="dns_type"
-                )
-            if not (r.name == fqdn(zone) or r.name.endswith("." + fqdn(zone))):
-                raise ResourceRefused(f"{r.name} is not inside {zone}.", code="dns_name")
-        gone = {(n, t.upper()) for n, t in delete} | {(r.name, r.rtype) for r in replace}
-        after = [r for r in current if (r.name, r.rtype) not in gone] + list(replace)
-        check_rrsets(after, limit=limit)
-        soa = self._soa_bump(current, today or dt.datetime.now(dt.UTC).date())
-        rrsets = [r.as_api("REPLACE") for r in replace]
-        rrsets += [
-            {"name": n, "type": t.upper(), "changetype": "DELETE"}
-            for n, t in delete
-            if (n, t.upper()) not in {(r.name, r.rtype) for r in replace}
-        ]
-        rrsets.append(soa.as_api("REPLACE"))
-        status, payload = self.transport.request("PATCH", self._zone_path(zone), {"rrsets": rrsets})
-        if status != 204:
-            raise _api_error(status, payload, f"change {zone}")
-        return int(soa.contents[0].split()[2])
-
-    def replace_rrset(self, zone: str, rrset: RRset, *, limit: int = MAX_RECORDS_PER_ZONE) -> int:
-        """Set all records of one name and type; returns the zone's new serial."""
-        return self.change_rrsets(zone, replace=[rrset], limit=limit)
-
-    def delete_rrset(self, zone: str, *, name: str, rtype: str) -> int:
-        """Remove all records of one name and type; returns the zone's new serial."""
-        return self.change_rrsets(zone, delete=[(owner_name(zone=zone, name=name), rtype)])
 
 
 # --- asking the nameserver ------------------------------------------------------------------

@@ -337,24 +337,17 @@ def wordpress_install(
     password, which is shown to the customer once: only its WordPress hash is stored."""
     password = wp.new_secret(20)
     with refusing():
-        wp.wordpress_install_script(  # the same checks the step makes, before any SSH
+        checked = wp.validate_install(  # the same checks the node makes, before any SSH
             account=service.username,
             domain=service.domain,
-            docroot=f"/home/{service.username}/public_html",
-            db_name="wp",
-            db_user="wp",
-            db_password=wp.new_secret(),
             title=title,
             admin_user=admin_user,
             admin_email=admin_email,
-            admin_password_hash=(password_hash := wp.wordpress_password_hash(password)),
         )
     params = {
         "name": "wp",
-        "title": title,
-        "admin_user": admin_user,
-        "admin_email": admin_email,
-        "admin_password_hash": password_hash,
+        **checked,
+        "admin_password_hash": wp.wordpress_password_hash(password),
     }
     operation = _start(service=service, kind="wordpress_install", params=params, actor=actor)
     return operation, password
@@ -364,7 +357,8 @@ def wordpress_install(
 def backup_create(*, service: Service, keep: int = 7, actor: User | None = None) -> Operation:
     """Back up the account now (files and databases), keeping the newest ``keep`` backups."""
     backup_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    params = {"backup_id": backup_id, "keep": keep}
+    with refusing():
+        params = {"backup_id": backup_id, "keep": backups.validate_keep(keep)}
     return _start(service=service, kind="backup_create", params=params, actor=actor)
 
 

@@ -7,7 +7,8 @@ Added to the engine's own kinds:
   node, published in the zone, then signed with) before the site goes live, and
   ``verify_dns`` after it: the nameserver is asked with dnspython and its answers are stored
   on the step run, so "was DNS configured?" has a recorded answer.
-- ``terminate`` removes the mail domain (with its mail) and the zone.
+- ``terminate`` removes the account's databases and database users, its backups, its
+  certificate and HTTPS, the mail domain (with its mail) and the zone.
 - ``change_plan`` sets the new plan's sending limits (``mail_limits``).
 
 Kinds of their own (params hold validated values and password *hashes* only, never a
@@ -16,19 +17,19 @@ password; ``provisioning.resources.services`` builds them):
 ``dns_records``, ``database_create``, ``database_delete``, ``database_password``,
 ``mailbox_create``, ``mailbox_delete``, ``mailbox_password``, ``mailbox_quota``,
 ``forwarder_set``, ``forwarder_delete``, ``mail_catchall``, ``mail_autoreply``,
-``dkim_rotate``.
+``dkim_rotate``, ``wordpress_install``, ``backup_create``, ``backup_restore``,
+``sftp_enable``, ``sftp_disable``.
 
-The PowerDNS API is called through the node's SSH session with curl on the node: the API
-key stays in a root-only file there and never appears in a command line or a record.
+DNS, databases, backups, WordPress and certificates are node agent actions (``dns.*``,
+``db.*``, ``backup.*``, ``wordpress.*``, ``cert.*``): the PowerDNS API key stays on the node,
+and whatever lies in a customer's home is touched by the agent as the customer's user or
+through handles that follow no link. Each ensure action answers whether it created what it
+reports; the step records that, and its undo removes only what its own operation created.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import gzip
-import json
-import shlex
 from typing import Any
 
 from django.conf import settings
@@ -37,24 +38,18 @@ from billing.models import Plan
 from provisioning.errors import PermanentStepError, TransientStepError
 from provisioning.models import Operation, StepRun
 from provisioning.resources import (
-    backups,
     certificates,  # noqa: F401  (registers certificate_issue)
     sftp,
 )
-from provisioning.resources import databases as hwdb
 from provisioning.resources import dns as hwdns
 from provisioning.resources import mail as hwmail
-from provisioning.resources import wordpress as wp
+from provisioning.resources.agent import action, agent_failure, applied, created_by_service
 from provisioning.resources.errors import ResourceError, ResourceRefused, check_limit
 from provisioning.resources.scripts import NodeScript
 from provisioning.resources.validation import validate_domain, validate_email, validate_ip
-from provisioning.ssh import action, cmd
+from provisioning.ssh import cmd
 from provisioning.steps import hosting  # noqa: F401  (registers the kinds extended below)
 from provisioning.steps.base import KINDS, OperationKind, Step, StepContext, register_kind
-
-PDNS_API = "http://127.0.0.1:8081"
-PDNS_HEADER = "/etc/hostwright/pdns-api-header"
-PDNS_CONF = "/etc/powerdns/pdns.d/hostwright.conf"
 
 
 def run_script(ctx: StepContext, script: NodeScript, *, check: bool = True) -> Any:
@@ -68,42 +63,9 @@ def _raise(exc: ResourceError, *, clean: bool = False) -> None:
     raise TransientStepError(exc.message, clean=clean) from exc
 
 
-class NodeApiTransport:
-    """PowerDNS's HTTP API reached with curl on the node, over the step's SSH session.
-
-    The answer comes back gzipped and base64-encoded so a zone fits in the recorded output.
-    """
-
-    def __init__(self, ctx: StepContext) -> None:
-        self.ctx = ctx
-
-    def request(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, Any]:
-        if method not in ("GET", "POST", "PATCH", "DELETE") or not path.startswith("/api/v1/"):
-            raise PermanentStepError(f"refusing a DNS API request {method} {path}")
-        argv = ["curl", "-sS", "--max-time", "20", "-X", method, "-H", f"@{PDNS_HEADER}"]
-        if body is not None:
-            argv += ["-H", "Content-Type: application/json", "--data-binary", json.dumps(body)]
-        argv += ["-w", "\\n%{http_code}", PDNS_API + path]
-        script = (
-            f'out=$({shlex.join(argv)}) || exit 75\nprintf "%s" "$out" | gzip -c | base64 -w0\n'
-        )
-        result = self.ctx.run([cmd("bash", "-c", script, label=f"DNS API: {method} {path}")])
-        try:
-            raw = gzip.decompress(base64.b64decode(result.stdout.strip())).decode()
-        except (ValueError, OSError):
-            raise PermanentStepError(
-                f"the DNS API answer to {method} {path} was too large or unreadable"
-            ) from None
-        text, _, status = raw.rpartition("\n")
-        try:
-            payload = json.loads(text) if text else None
-        except ValueError:
-            payload = text
-        return int(status), payload
-
-
-def pdns(ctx: StepContext) -> hwdns.PowerDNS:
-    return hwdns.PowerDNS(NodeApiTransport(ctx))
+def _address(ctx: StepContext) -> str:
+    ip = ctx.service.ip
+    return str(ip.address if ip is not None else ctx.node.address)
 
 
 def _mail_from(ctx: StepContext) -> list[str]:
@@ -121,15 +83,29 @@ def _mail_from(ctx: StepContext) -> list[str]:
 
 
 def _zone_rrsets(ctx: StepContext) -> list[hwdns.RRset]:
-    ip = ctx.service.ip
-    address = ip.address if ip is not None else ctx.node.address
+    """The zone a hosted domain starts with (as the node's ``dns.zone_ensure`` makes it)."""
     return hwdns.zone_rrsets(
         domain=ctx.service.domain,
-        ipv4=address,
+        ipv4=_address(ctx),
         nameservers=list(settings.DNS_NAMESERVERS),
         serial=hwdns.next_serial(0, dt.datetime.now(dt.UTC).date()),
         mail_from=_mail_from(ctx),
     )
+
+
+def _policy_records(ctx: StepContext) -> list[dict[str, Any]]:
+    """The zone's mail policy records (SPF, DMARC) for the node's ``dns.zone_ensure``."""
+    return [
+        {"name": r.name, "type": r.rtype, "ttl": r.ttl, "contents": list(r.contents)}
+        for r in _zone_rrsets(ctx)
+        if r.rtype == "TXT"
+    ]
+
+
+def dns_port(ctx: StepContext) -> int:
+    """The port the node's nameserver answers on (asked from the node)."""
+    [result] = ctx.agent([action("dns.server")])
+    return int(result.data.get("port", 53))
 
 
 class DnsZone(Step):
@@ -139,18 +115,23 @@ class DnsZone(Step):
 
     def apply(self, ctx: StepContext) -> None:
         domain = validate_domain(ctx.service.domain)
-        try:
-            created = pdns(ctx).create_zone(domain, _zone_rrsets(ctx))
-        except ResourceError as exc:
-            _raise(exc)
+        [result] = ctx.agent(
+            [
+                action(
+                    "dns.zone_ensure",
+                    domain=domain,
+                    ipv4=_address(ctx),
+                    nameservers=list(settings.DNS_NAMESERVERS),
+                    records=_policy_records(ctx),
+                )
+            ]
+        )
         ctx.resource("dns_zone", domain)
-        ctx.resource("dns_zone_created", created)
+        ctx.resource("created", bool(result.data.get("created")))
 
     def undo(self, ctx: StepContext) -> None:
-        try:
-            pdns(ctx).delete_zone(validate_domain(ctx.service.domain))
-        except ResourceError as exc:
-            _raise(exc)
+        if applied(ctx, self.name, "created"):
+            ctx.agent([action("dns.zone_remove", domain=validate_domain(ctx.service.domain))])
 
 
 class VerifyDns(Step):
@@ -160,13 +141,11 @@ class VerifyDns(Step):
     phase = "configuring"
 
     def apply(self, ctx: StepContext) -> None:
-        probe = ctx.run([cmd("sed", "-n", "s/^local-port=//p", PDNS_CONF)])
-        try:
-            port = int(probe.stdout.strip() or 53)
-        except ValueError:
-            port = 53
         check = hwdns.verify_zone(
-            ctx.service.domain, nameserver=ctx.node.address, port=port, expect=_zone_rrsets(ctx)
+            ctx.service.domain,
+            nameserver=ctx.node.address,
+            port=dns_port(ctx),
+            expect=_zone_rrsets(ctx),
         )
         ctx.resource("dns_check", check.as_dict())
         if not check.ok:
@@ -236,17 +215,28 @@ class DkimKey(Step):
             record = hwdns.make_rrset(
                 zone=domain, name=name, rtype="TXT", contents=[text], ttl=DKIM_TTL
             )
-            client = pdns(ctx)
-            current = client.get_zone(domain)
-            if current is None:
-                raise PermanentStepError(f"the zone {domain} does not exist on the node")
-            older = sorted(
-                (s for s in _dkim_selectors(current, domain) if s != selector), key=_selector_age
-            )
-            stale = [(f"{s}._domainkey.{hwdns.fqdn(domain)}", "TXT") for s in older[:-1]]
-            client.change_rrsets(domain, replace=[record], delete=stale)
         except ResourceError as exc:
             _raise(exc)
+        [zone] = ctx.agent([action("dns.zone_get", domain=domain)])
+        if not zone.data.get("exists"):
+            raise PermanentStepError(f"the zone {domain} does not exist on the node")
+        current = [
+            hwdns.RRset(r["name"], r["type"], int(r["ttl"]), tuple(r["contents"]))
+            for r in zone.data.get("rrsets", [])
+        ]
+        older = sorted(
+            (s for s in _dkim_selectors(current, domain) if s != selector), key=_selector_age
+        )
+        stale = [[f"{s}._domainkey.{hwdns.fqdn(domain)}", "TXT"] for s in older[:-1]]
+        replace = [
+            {
+                "name": record.name,
+                "type": record.rtype,
+                "ttl": record.ttl,
+                "contents": list(record.contents),
+            }
+        ]
+        ctx.agent([action("dns.records", domain=domain, replace=replace, delete=stale)])
         ctx.agent([action("mail.dkim.activate", domain=domain, selector=selector)])
         ctx.resource("dkim_selector", selector)
 
@@ -276,11 +266,14 @@ class MailLimits(Step):
         self._set(ctx, ctx.previous_plan)
 
 
-class RemoveZone(DnsZone):
+class RemoveZone(Step):
+    """At termination: the zone, when this service created it and still holds it."""
+
     name = "remove_dns_zone"
 
     def apply(self, ctx: StepContext) -> None:
-        DnsZone.undo(self, ctx)
+        if created_by_service(ctx.service, DnsZone.name, ("created", "dns_zone_created")):
+            ctx.agent([action("dns.zone_remove", domain=validate_domain(ctx.service.domain))])
 
     def undo(self, ctx: StepContext) -> None:
         """Termination is not compensated: the account's files are gone too."""
@@ -304,64 +297,55 @@ def _account(ctx: StepContext) -> str:
 
 
 class DnsRecords(Step):
-    """Replace or delete RRsets in the domain's zone (one atomic change, new serial)."""
+    """Replace or delete RRsets in the domain's zone (one atomic change, new serial).
+
+    The node answers the RRsets the change replaced; they are recorded, and an undo puts back
+    exactly those (and removes RRsets the change added).
+    """
 
     name = "dns_records"
 
-    def _rrsets(self, items: list[dict[str, Any]]) -> list[hwdns.RRset]:
-        return [
-            hwdns.RRset(
-                name=r["name"], rtype=r["type"], ttl=int(r["ttl"]), contents=tuple(r["contents"])
-            )
-            for r in items
-        ]
-
     def apply(self, ctx: StepContext) -> None:
-        client = pdns(ctx)
-        domain = validate_domain(ctx.service.domain)
-        before = client.get_zone(domain)
-        if before is None:
-            raise PermanentStepError(f"the zone {domain} does not exist on the node", clean=True)
-        # Kept so that undo can put back exactly what was there.
-        touched = {(r["name"], r["type"]) for r in ctx.params.get("replace", [])}
-        touched |= {(n, t) for n, t in ctx.params.get("delete", [])}
-        ctx.resource(
-            "previous",
+        [result] = ctx.agent(
             [
-                {"name": r.name, "type": r.rtype, "ttl": r.ttl, "contents": list(r.contents)}
-                for r in before
-                if (r.name, r.rtype) in touched
-            ],
+                action(
+                    "dns.records",
+                    domain=validate_domain(ctx.service.domain),
+                    replace=list(ctx.params.get("replace", [])),
+                    delete=[list(x) for x in ctx.params.get("delete", [])],
+                )
+            ]
         )
-        try:
-            serial = client.change_rrsets(
-                domain,
-                replace=self._rrsets(ctx.params.get("replace", [])),
-                delete=[tuple(x) for x in ctx.params.get("delete", [])],
-            )
-        except ResourceError as exc:
-            _raise(exc, clean=True)
-        ctx.resource("serial", serial)
+        ctx.resource("previous", result.data.get("previous", []))
+        ctx.resource("serial", result.data.get("serial"))
 
     def undo(self, ctx: StepContext) -> None:
-        applied = (
-            StepRun.objects.filter(operation=ctx.operation, step=self.name, direction="apply")
-            .order_by("-id")
-            .first()
-        )
-        previous = applied.resources.get("previous") if applied is not None else None
+        runs = StepRun.objects.filter(
+            operation=ctx.operation, step=self.name, direction="apply"
+        ).order_by("-id")
+        previous = next((r.resources["previous"] for r in runs if "previous" in r.resources), None)
         if previous is None:
-            return  # the change was never sent
+            return  # the change was never made
         touched = {(r["name"], r["type"]) for r in ctx.params.get("replace", [])}
         touched |= {(n, t) for n, t in ctx.params.get("delete", [])}
-        restore = self._rrsets(previous)
-        gone = touched - {(r.name, r.rtype) for r in restore}
-        try:
-            pdns(ctx).change_rrsets(
-                validate_domain(ctx.service.domain), replace=restore, delete=sorted(gone)
-            )
-        except ResourceError as exc:
-            _raise(exc)
+        gone = touched - {(r["name"], r["type"]) for r in previous}
+        ctx.agent(
+            [
+                action(
+                    "dns.records",
+                    domain=validate_domain(ctx.service.domain),
+                    replace=previous,
+                    delete=[list(x) for x in sorted(gone)],
+                )
+            ]
+        )
+
+
+def _db_name(ctx: StepContext, name: str) -> str:
+    """``<account>_<name>`` from a name given with or without the prefix (params hold the
+    full name; the agent checks again that it is the account's)."""
+    account = _account(ctx)
+    return name if name == account or name.startswith(account + "_") else f"{account}_{name}"
 
 
 class DatabaseLimit(Step):
@@ -371,10 +355,9 @@ class DatabaseLimit(Step):
     phase = "validating"
 
     def apply(self, ctx: StepContext) -> None:
-        account = _account(ctx)
-        wanted = hwdb.validate_db_name(account=account, name=ctx.params["name"])
-        result = run_script(ctx, hwdb.account_databases_query_script(account=account))
-        existing = [line for line in result.stdout.split() if line != wanted]
+        wanted = _db_name(ctx, ctx.params["name"])
+        [result] = ctx.agent([action("db.inventory", account=_account(ctx))])
+        existing = [d for d in result.data.get("databases", []) if d != wanted]
         try:
             check_limit(what="databases", used=len(existing), allowed=ctx.plan.databases)
         except ResourceError as exc:
@@ -385,33 +368,44 @@ class Database(Step):
     name = "customer_database"
 
     def apply(self, ctx: StepContext) -> None:
-        run_script(ctx, hwdb.database_create_script(account=_account(ctx), name=ctx.params["name"]))
-        ctx.resource(
-            "database", hwdb.validate_db_name(account=_account(ctx), name=ctx.params["name"])
-        )
+        name = _db_name(ctx, ctx.params["name"])
+        [result] = ctx.agent([action("db.ensure", account=_account(ctx), name=name)])
+        ctx.resource("database", name)
+        ctx.resource("created", bool(result.data.get("created")))
 
     def undo(self, ctx: StepContext) -> None:
-        run_script(ctx, hwdb.database_delete_script(account=_account(ctx), name=ctx.params["name"]))
+        if applied(ctx, self.name, "created"):
+            name = _db_name(ctx, ctx.params["name"])
+            ctx.agent([action("db.remove", account=_account(ctx), name=name)])
 
 
 class DatabaseUser(Step):
+    """The database's user, at localhost and at 127.0.0.1 with the same password."""
+
     name = "customer_database_user"
 
     def apply(self, ctx: StepContext) -> None:
         p = ctx.params
-        run_script(
-            ctx,
-            hwdb.db_user_create_script(
-                account=_account(ctx),
-                user=p["user"],
-                password_hash=p["password_hash"],
-                databases=[p["name"]],
-            ),
+        user = _db_name(ctx, p["user"])
+        [result] = ctx.agent(
+            [
+                action(
+                    "db.user_ensure",
+                    secret=("password_hash",),
+                    account=_account(ctx),
+                    user=user,
+                    password_hash=p["password_hash"],
+                    databases=[_db_name(ctx, p["name"])],
+                )
+            ]
         )
-        ctx.resource("database_user", hwdb.validate_db_name(account=_account(ctx), name=p["user"]))
+        ctx.resource("database_user", user)
+        ctx.resource("created", bool(result.data.get("created")))
 
     def undo(self, ctx: StepContext) -> None:
-        run_script(ctx, hwdb.db_user_delete_script(account=_account(ctx), user=ctx.params["user"]))
+        if applied(ctx, self.name, "created"):
+            user = _db_name(ctx, ctx.params["user"])
+            ctx.agent([action("db.user_remove", account=_account(ctx), user=user)])
 
 
 class DropDatabase(Step):
@@ -421,9 +415,12 @@ class DropDatabase(Step):
 
     def apply(self, ctx: StepContext) -> None:
         p = ctx.params
-        run_script(ctx, hwdb.database_delete_script(account=_account(ctx), name=p["name"]))
+        actions = [action("db.remove", account=_account(ctx), name=_db_name(ctx, p["name"]))]
         if p.get("user"):
-            run_script(ctx, hwdb.db_user_delete_script(account=_account(ctx), user=p["user"]))
+            actions.append(
+                action("db.user_remove", account=_account(ctx), user=_db_name(ctx, p["user"]))
+            )
+        ctx.agent(actions)
 
 
 class DatabasePassword(Step):
@@ -431,11 +428,16 @@ class DatabasePassword(Step):
 
     def apply(self, ctx: StepContext) -> None:
         p = ctx.params
-        run_script(
-            ctx,
-            hwdb.db_user_password_script(
-                account=_account(ctx), user=p["user"], password_hash=p["password_hash"]
-            ),
+        ctx.agent(
+            [
+                action(
+                    "db.user_password",
+                    secret=("password_hash",),
+                    account=_account(ctx),
+                    user=_db_name(ctx, p["user"]),
+                    password_hash=p["password_hash"],
+                )
+            ]
         )
 
 
@@ -585,62 +587,56 @@ class AutoReply(Step):
 
 
 class WordPress(Step):
-    """WordPress from the node's package in the account's docroot, with its own database."""
+    """WordPress from the node's package in the account's docroot, with its own database.
+
+    The node agent does it as the account's user and refuses a site that has files with a
+    reason naming them; the database password is made on the node and never leaves it.
+    """
 
     name = "wordpress"
 
-    def docroot(self, ctx: StepContext) -> str:
-        return f"/home/{_account(ctx)}/public_html"
-
     def apply(self, ctx: StepContext) -> None:
-        account, p = _account(ctx), ctx.params
-        docroot = self.docroot(ctx)
-        installed = ctx.run([cmd("test", "-e", f"{docroot}/wp-config.php")], check=False).ok
-        db_password = wp.new_secret()
-        scripts = []
-        if not installed:
-            existing = run_script(ctx, hwdb.account_databases_query_script(account=account))
-            if hwdb.validate_db_name(account=account, name="wp") in existing.stdout.split():
-                raise PermanentStepError(
-                    f"The database {account}_wp already exists: delete it or rename it first.",
-                    clean=True,
+        p = ctx.params
+        [result] = ctx.agent(
+            [
+                action(
+                    "wordpress.install",
+                    secret=("admin_password_hash",),
+                    account=_account(ctx),
+                    domain=validate_domain(ctx.service.domain),
+                    title=p["title"],
+                    admin_user=p["admin_user"],
+                    admin_email=p["admin_email"],
+                    admin_password_hash=p["admin_password_hash"],
                 )
-            scripts += [
-                hwdb.database_create_script(account=account, name="wp"),
-                hwdb.db_user_create_script(
-                    account=account,
-                    user="wp",
-                    password_hash=hwdb.native_password_hash(db_password),
-                    databases=["wp"],
-                ),
-            ]
-        scripts.append(
-            wp.wordpress_install_script(
-                account=account,
-                domain=ctx.service.domain,
-                docroot=docroot,
-                db_name="wp",
-                db_user="wp",
-                db_password=db_password,
-                title=p["title"],
-                admin_user=p["admin_user"],
-                admin_email=p["admin_email"],
-                admin_password_hash=p["admin_password_hash"],
-            )
+            ],
+            check=False,
         )
-        ctx.run([cmd("bash", "-c", s.script, secrets=s.secrets) for s in scripts])
-        ctx.resource("wordpress", docroot)
-        ctx.resource("database", f"{account}_wp")
+        if not result.ok:
+            # What the install made before it failed, so that the undo removes that only.
+            made = " ".join((result.error or {}).get("changed", []))
+            ctx.resource("created", "files" in made)
+            ctx.resource("database_created", "database " in made)
+            ctx.resource("user_created", "database user" in made)
+            raise agent_failure(result)
+        ctx.resource("wordpress", f"/home/{_account(ctx)}/public_html")
+        ctx.resource("database", result.data.get("database"))
+        for key in ("created", "database_created", "user_created"):
+            ctx.resource(key, bool(result.data.get(key)))
 
     def undo(self, ctx: StepContext) -> None:
-        account = _account(ctx)
-        ctx.run(
+        flags = {k: applied(ctx, self.name, k) for k in ("created", "database_created")}
+        user = applied(ctx, self.name, "user_created")
+        if not any(flags.values()) and not user:
+            return
+        ctx.agent(
             [
-                cmd("bash", "-c", s.script)
-                for s in (
-                    wp.wordpress_remove_script(docroot=self.docroot(ctx)),
-                    hwdb.db_user_delete_script(account=account, user="wp"),
-                    hwdb.database_delete_script(account=account, name="wp"),
+                action(
+                    "wordpress.remove",
+                    account=_account(ctx),
+                    files=flags["created"],
+                    database=flags["database_created"],
+                    user=user,
                 )
             ]
         )
@@ -652,43 +648,67 @@ class Backup(Step):
     name = "backup"
 
     def apply(self, ctx: StepContext) -> None:
-        account, p = _account(ctx), ctx.params
-        listing = run_script(ctx, hwdb.account_databases_query_script(account=account))
-        names = [d[len(account) + 1 :] for d in listing.stdout.split()]
-        result = run_script(
-            ctx,
-            backups.backup_create_script(
-                account=account, backup_id=p["backup_id"], databases=names
-            ),
-            check=False,
-        )
-        report = backups.parse_report(result.stdout)
-        ctx.resource("report", [r.__dict__ for r in report])
-        if not result.ok:
-            failed = [f"{r.component}: {r.error}" for r in report if not r.ok]
-            raise PermanentStepError(
-                "The backup failed: " + ("; ".join(failed) or result.stderr.strip()[-300:])
-            )
-        run_script(ctx, backups.backup_verify_script(account=account, backup_id=p["backup_id"]))
-        ctx.resource("verified", True)
+        p = ctx.params
+        args: dict[str, Any] = {"account": _account(ctx), "backup_id": p["backup_id"]}
         if p.get("keep"):
-            run_script(ctx, backups.backup_prune_script(account=account, keep=int(p["keep"])))
+            args["keep"] = int(p["keep"])
+        [result] = ctx.agent([action("backup.create", **args)])
+        ctx.resource("report", result.data.get("report", []))
+        ctx.resource("verified", bool(result.data.get("verified")))
+        ctx.resource("created", bool(result.data.get("created")))
+        if result.data.get("pruned"):
+            ctx.resource("pruned", result.data["pruned"])
 
     def undo(self, ctx: StepContext) -> None:
-        path = backups.backup_dir(_account(ctx), ctx.params["backup_id"])
-        ctx.run([cmd("rm", "-rf", "--", path)])
+        # The backup id is this operation's own: whatever is stored under it was made by it.
+        ctx.agent(
+            [action("backup.remove", account=_account(ctx), backup_id=ctx.params["backup_id"])]
+        )
 
 
 class Restore(Step):
-    """Restore files and databases from a verified backup (not compensated)."""
+    """Restore files and databases from a verified backup (not compensated).
+
+    The files become exactly those of the backup: files made since are removed.
+    """
 
     name = "restore"
 
     def apply(self, ctx: StepContext) -> None:
-        run_script(
-            ctx,
-            backups.backup_restore_script(account=_account(ctx), backup_id=ctx.params["backup_id"]),
+        [result] = ctx.agent(
+            [action("backup.restore", account=_account(ctx), backup_id=ctx.params["backup_id"])]
         )
+        ctx.resource("databases", result.data.get("databases", []))
+
+
+class RemoveAccountData(Step):
+    """At termination: every database and database user of the account (the WordPress one
+    included), its backups, and its certificate and HTTPS when this service made them."""
+
+    name = "remove_account_data"
+
+    def apply(self, ctx: StepContext) -> None:
+        account = _account(ctx)
+        [found] = ctx.agent([action("db.inventory", account=account)])
+        actions = [
+            action("db.remove", account=account, name=name)
+            for name in found.data.get("databases", [])
+        ]
+        actions += [
+            action("db.user_remove", account=account, user=user)
+            for user in found.data.get("users", {})
+        ]
+        actions += [action("backup.remove_all", account=account), _https_off(account)]
+        if created_by_service(ctx.service, "certificate", ("created",)):
+            actions.append(action("cert.remove", domain=validate_domain(ctx.service.domain)))
+        ctx.agent(actions)
+
+    def undo(self, ctx: StepContext) -> None:
+        """Termination is not compensated."""
+
+
+def _https_off(account: str) -> Any:
+    return action("cert.https_remove", account=account)
 
 
 class Sftp(Step):
@@ -740,7 +760,7 @@ _insert(Operation.Kind.CHANGE_PLAN, [MailLimits])
 _insert(Operation.Kind.CREATE, [VerifyDns], before="measure_disk")
 _insert(
     Operation.Kind.TERMINATE,
-    [RemoveSftp, RemoveMailDomain, RemoveZone],
+    [RemoveSftp, RemoveAccountData, RemoveMailDomain, RemoveZone],
     before="remove_user",
 )
 

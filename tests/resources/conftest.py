@@ -13,8 +13,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from hwagent import dns as agent_dns
 
-from provisioning.resources.dns import HttpTransport, PowerDNS
 from tests.node.harness import run_logged
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,23 +36,17 @@ def run_part(name: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def powerdns_node() -> PowerDNS:
+def powerdns_node() -> None:
+    """PowerDNS on the node, started by its part (the node agent's ``dns.*`` talk to it)."""
     run_part("60-powerdns.sh")
-    key = Path("/etc/hostwright/pdns-api-key").read_text().strip()
-    return PowerDNS(HttpTransport(base_url="http://127.0.0.1:8081", api_key=key))
 
 
 @pytest.fixture
-def pdns(powerdns_node: PowerDNS) -> PowerDNS:
-    return powerdns_node
-
-
-@pytest.fixture
-def zone_name(powerdns_node: PowerDNS):
+def zone_name(powerdns_node: None):
     """A fresh zone name; whatever the test left of that zone is deleted afterwards."""
     name = f"hw-{uuid.uuid4().hex[:10]}.test"
     yield name
-    powerdns_node.delete_zone(name)
+    agent_dns.zone_remove(domain=name)
 
 
 def run_on_node(node_script, *, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -19,9 +19,11 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 from cryptography.x509.oid import NameOID
+from hwagent import certs as agent_certs
+from hwagent import dns as agent_dns
+from hwagent.errors import AgentError
 
 from provisioning.resources import acme as hwacme
-from provisioning.resources import dns as hwdns
 from provisioning.resources.errors import ResourceRefused
 
 from .conftest import DNS_PORT, run_part
@@ -29,6 +31,31 @@ from .conftest import DNS_PORT, run_part
 PEBBLE = "https://127.0.0.1:14000/dir"
 PEBBLE_CERT = "/etc/hostwright/pebble/cert.pem"
 NS = ["ns1.hostwright.test"]
+
+
+class AgentWebroot:
+    """Challenge answers published by the node agent's own code in root's ACME webroot (what
+    the worker's ``cert.challenge_put`` requests do on a node)."""
+
+    def put(self, token: str, key_authorization: str) -> None:
+        agent_certs.challenge_put(token=token, key_authorization=key_authorization)
+
+    def remove(self, token: str) -> None:
+        agent_certs.challenge_remove(token=token)
+
+
+class NowhereWebroot:
+    """Challenge answers that no site serves (the CA's validation must fail)."""
+
+    def put(self, token: str, key_authorization: str) -> None:
+        pass
+
+    def remove(self, token: str) -> None:
+        pass
+
+
+def zone(name: str) -> None:
+    agent_dns.zone_ensure(domain=name, ipv4="127.0.0.1", nameservers=NS)
 
 
 def nginx(*args: str) -> None:
@@ -47,10 +74,7 @@ def acme_node(powerdns_node):
 def site(acme_node, zone_name):
     """A zone pointing at 127.0.0.1 and an nginx server block that serves its ACME webroot,
     as a site's own server block does."""
-    acme_node.create_zone(
-        zone_name,
-        hwdns.zone_rrsets(domain=zone_name, ipv4="127.0.0.1", nameservers=NS, serial=1),
-    )
+    zone(zone_name)
     sites = Path("/etc/nginx/hostwright/sites")  # where the node's nginx part keeps sites
     if not sites.is_dir():
         sites = Path("/etc/nginx/sites-enabled")
@@ -63,16 +87,17 @@ def site(acme_node, zone_name):
     nginx("-t", "-q")
     nginx("-s", "reload")
     # The reload is finished when the new server block answers a challenge file.
-    webroot = hwacme.LocalWebroot()
+    webroot = AgentWebroot()
     probe = "probe" + zone_name.replace(".", "").replace("-", "")[:20]
-    webroot.put(probe, "ready")
+    ready = f"{probe}.{'r' * 20}"
+    webroot.put(probe, ready)
     for _ in range(100):
         request = urllib.request.Request(
             f"http://127.0.0.1/.well-known/acme-challenge/{probe}", headers={"Host": zone_name}
         )
         try:
             with urllib.request.urlopen(request, timeout=2) as resp:  # noqa: S310
-                if resp.read() == b"ready":
+                if resp.read() == ready.encode():
                     break
         except OSError:
             pass
@@ -97,7 +122,7 @@ def test_certificate_is_issued_for_a_zone_that_points_here(site):
         nameserver_port=DNS_PORT,
         directory_url=PEBBLE,
         account_key_pem=account_key,
-        challenge_files=hwacme.LocalWebroot(),
+        challenge_files=AgentWebroot(),
         verify=PEBBLE_CERT,
     )
 
@@ -112,7 +137,7 @@ def test_certificate_is_issued_for_a_zone_that_points_here(site):
         Encoding.PEM, spki
     )
     # and no challenge file is left behind in the webroot
-    assert list(Path(hwacme.CHALLENGE_DIR).iterdir()) == []
+    assert list(Path(agent_certs.CHALLENGE_DIR).iterdir()) == []
 
 
 @pytest.mark.node
@@ -125,7 +150,7 @@ def test_same_account_key_issues_again(site):
             names=[site],
             directory_url=PEBBLE,
             account_key_pem=account_key,
-            challenge_files=hwacme.LocalWebroot(),
+            challenge_files=AgentWebroot(),
             verify=PEBBLE_CERT,
         )
 
@@ -142,13 +167,11 @@ def test_same_account_key_issues_again(site):
 @pytest.mark.node
 def test_domain_that_does_not_point_here_fails_before_the_ca(acme_node, zone_name):
     # given a zone whose www points somewhere else
-    acme_node.create_zone(
-        zone_name,
-        hwdns.zone_rrsets(domain=zone_name, ipv4="127.0.0.1", nameservers=NS, serial=1),
-    )
-    acme_node.replace_rrset(
-        zone_name,
-        hwdns.make_rrset(zone=zone_name, name="www", rtype="A", contents=["192.0.2.9"], ttl=60),
+    zone(zone_name)
+    agent_dns.records(
+        domain=zone_name,
+        replace=[{"name": "www", "type": "A", "ttl": 60, "contents": ["192.0.2.9"]}],
+        delete=[],
     )
 
     # when a certificate is requested with a CA address nothing listens on
@@ -160,7 +183,7 @@ def test_domain_that_does_not_point_here_fails_before_the_ca(acme_node, zone_nam
             nameserver_port=DNS_PORT,
             directory_url="https://127.0.0.1:9/dir",
             account_key_pem=hwacme.new_account_key_pem(),
-            challenge_files=hwacme.LocalWebroot(),
+            challenge_files=AgentWebroot(),
             verify=PEBBLE_CERT,
         )
 
@@ -176,10 +199,7 @@ def test_domain_that_does_not_point_here_fails_before_the_ca(acme_node, zone_nam
 def test_validation_failure_at_the_ca_is_permanent_with_a_reason(acme_node, zone_name):
     # given a zone that points here but no site serves its challenge files
     # (Debian's default server answers 404 for them)
-    acme_node.create_zone(
-        zone_name,
-        hwdns.zone_rrsets(domain=zone_name, ipv4="127.0.0.1", nameservers=NS, serial=1),
-    )
+    zone(zone_name)
 
     # when the certificate is ordered, skipping the precheck
     with pytest.raises(hwacme.CertificateError) as info:
@@ -187,7 +207,7 @@ def test_validation_failure_at_the_ca_is_permanent_with_a_reason(acme_node, zone
             names=[zone_name],
             directory_url=PEBBLE,
             account_key_pem=hwacme.new_account_key_pem(),
-            challenge_files=hwacme.LocalWebroot("/tmp/hw-nowhere"),
+            challenge_files=NowhereWebroot(),
             verify=PEBBLE_CERT,
         )
 
@@ -216,34 +236,29 @@ def test_installed_certificate_files_are_root_only_and_the_key_is_not_logged():
     )
     chain = cert.public_bytes(Encoding.PEM).decode()
 
-    # when the install script runs on the node
-    script = hwacme.install_certificate_script(
+    # when the node agent installs them
+    installed = agent_certs.install(
         domain="hw-install.test", fullchain_pem=chain, key_pem=key_pem.decode()
     )
-    subprocess.run(["bash", "-c", script.script], check=True, timeout=30)
 
-    # then the files are there, root-only, and the recorded script hides the key
-    target = Path(hwacme.CERTS_DIR) / "hw-install.test"
+    # then the files are there, root-only
+    target = Path(agent_certs.CERTS_DIR) / "hw-install.test"
     try:
+        assert installed["created"] is True
         assert (target / "privkey.pem").read_bytes() == key_pem
         assert (target / "fullchain.pem").read_text() == chain
         assert oct(target.stat().st_mode & 0o777) == "0o700"
         assert oct((target / "privkey.pem").stat().st_mode & 0o777) == "0o600"
-        assert "PRIVATE KEY" not in script.for_log()
-        assert "CERTIFICATE" in script.for_log()
     finally:
-        subprocess.run(
-            ["bash", "-c", hwacme.remove_certificate_script(domain="hw-install.test").script],
-            check=True,
-        )
+        agent_certs.remove(domain="hw-install.test")
     assert not target.exists()
 
 
 def test_bad_names_are_refused_before_anything_is_sent():
     with pytest.raises(ResourceRefused):
         hwacme.precheck_names(["bad name.test"], node_ip="127.0.0.1", nameserver="127.0.0.1")
-    with pytest.raises(ResourceRefused):
-        hwacme.install_certificate_script(
+    with pytest.raises(AgentError):
+        agent_certs.install(
             domain="x.test; reboot", fullchain_pem="-----BEGIN X", key_pem="-----BEGIN Y"
         )
 

@@ -1,4 +1,5 @@
-"""MariaDB databases and users on the node: the customer's credentials work there."""
+"""MariaDB databases and users on the node (through the node agent's ``db.*`` actions): the
+customer's credentials work there, over the socket and over TCP."""
 
 from __future__ import annotations
 
@@ -8,17 +9,19 @@ import subprocess
 import uuid
 
 import pytest
+from hwagent import databases as agent_db
+from hwagent.errors import AgentError
 
 from provisioning.resources import databases as hwdb
 from provisioning.resources.errors import ResourceRefused
 
-from .conftest import run_on_node
 
-
-def as_customer(user: str, password: str, sql: str) -> subprocess.CompletedProcess[str]:
+def as_customer(
+    user: str, password: str, sql: str, host: str = "localhost"
+) -> subprocess.CompletedProcess[str]:
     """The mariadb client as the customer, password in the environment (not in argv)."""
     return subprocess.run(
-        ["mariadb", "-h", "localhost", "-u", user, "--batch", "--skip-column-names", "-e", sql],
+        ["mariadb", "-h", host, "-u", user, "--batch", "--skip-column-names", "-e", sql],
         env={**os.environ, "MYSQL_PWD": password},
         capture_output=True,
         text=True,
@@ -31,77 +34,71 @@ def account(mariadb_node):
     name = f"u{uuid.uuid4().hex[:8]}"
     yield name
     # remove whatever the test left
-    listing = run_on_node(hwdb.account_databases_query_script(account=name)).stdout.split()
-    for db in listing:
-        run_on_node(hwdb.database_delete_script(account=name, name=db))
-    for user in ("app", "other"):
-        run_on_node(hwdb.db_user_delete_script(account=name, user=user))
+    found = agent_db.inventory(account=name)
+    for db in found["databases"]:
+        agent_db.remove(account=name, name=db)
+    for user in found["users"]:
+        agent_db.user_remove(account=name, user=user)
+
+
+def user_ensure(account: str, user: str, password: str, databases: list[str]) -> dict:
+    return agent_db.user_ensure(
+        account=account,
+        user=hwdb.validate_db_name(account=account, name=user),
+        password_hash=hwdb.native_password_hash(password),
+        databases=[hwdb.validate_db_name(account=account, name=d) for d in databases],
+    )
+
+
+def db_ensure(account: str, name: str) -> dict:
+    return agent_db.ensure(account=account, name=hwdb.validate_db_name(account=account, name=name))
 
 
 @pytest.mark.node
 def test_customer_credentials_work_on_the_node(account):
     # given a database and a user granted on it
     password = "s3cret-Pass-word"
-    run_on_node(hwdb.database_create_script(account=account, name="shop"))
-    run_on_node(
-        hwdb.db_user_create_script(
-            account=account,
-            user="app",
-            password_hash=hwdb.native_password_hash(password),
-            databases=["shop"],
-        )
-    )
+    db_ensure(account, "shop")
+    user_ensure(account, "app", password, ["shop"])
 
     # when the customer connects with their credentials and uses the database
     db = f"`{account}_shop`"
     sql = f"CREATE TABLE {db}.t (x int); INSERT INTO {db}.t VALUES (42); SELECT x FROM {db}.t;"  # noqa: S608
-    result = as_customer(f"{account}_app", password, sql)
 
-    # then it works, and the database is listed under the account's prefix
+    # then it works over the socket and over TCP to 127.0.0.1 with the same password
+    result = as_customer(f"{account}_app", password, sql)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "42"
-    listing = run_on_node(hwdb.account_databases_query_script(account=account)).stdout.split()
-    assert listing == [f"{account}_shop"]
+    tcp = as_customer(f"{account}_app", password, f"SELECT x FROM {db}.t", host="127.0.0.1")  # noqa: S608
+    assert tcp.stdout.strip() == "42", tcp.stderr
+    # and the database is listed under the account's prefix
+    assert agent_db.inventory(account=account)["databases"] == [f"{account}_shop"]
 
 
 @pytest.mark.node
 def test_user_cannot_reach_other_databases(account):
-    # given two databases and a user granted on one of them
-    run_on_node(hwdb.database_create_script(account=account, name="one"))
-    run_on_node(hwdb.database_create_script(account=account, name="two"))
-    run_on_node(
-        hwdb.db_user_create_script(
-            account=account,
-            user="app",
-            password_hash=hwdb.native_password_hash("p4ssword-long"),
-            databases=["one"],
-        )
-    )
-
-    # when it tries the other one, then access is denied
-    result = as_customer(f"{account}_app", "p4ssword-long", f"USE `{account}_two`;")
-    assert result.returncode != 0
-    assert "denied" in result.stderr
+    db_ensure(account, "one")
+    db_ensure(account, "two")
+    user_ensure(account, "app", "p4ssword-long", ["one"])
+    for host in ("localhost", "127.0.0.1"):
+        result = as_customer(f"{account}_app", "p4ssword-long", f"USE `{account}_two`;", host)
+        assert result.returncode != 0
+        assert "denied" in result.stderr
 
 
 @pytest.mark.node
 def test_password_change_and_delete_are_effective_and_repeatable(account):
-    # given a user
-    run_on_node(hwdb.database_create_script(account=account, name="db"))
-    create = hwdb.db_user_create_script(
-        account=account,
-        user="app",
-        password_hash=hwdb.native_password_hash("old-password-1"),
-        databases=["db"],
-    )
-    run_on_node(create)
-    run_on_node(create)  # a retried step changes nothing
+    # given a user (made twice: a retried step changes nothing)
+    db_ensure(account, "db")
+    first = user_ensure(account, "app", "old-password-1", ["db"])
+    again = user_ensure(account, "app", "old-password-1", ["db"])
+    assert (first["created"], again["created"]) == (True, False)
 
     # when the password changes
-    run_on_node(
-        hwdb.db_user_password_script(
-            account=account, user="app", password_hash=hwdb.native_password_hash("new-password-2")
-        )
+    agent_db.user_password(
+        account=account,
+        user=f"{account}_app",
+        password_hash=hwdb.native_password_hash("new-password-2"),
     )
 
     # then only the new one works
@@ -110,21 +107,21 @@ def test_password_change_and_delete_are_effective_and_repeatable(account):
 
     # and after deleting user and database (twice each) nothing is left
     for _ in range(2):
-        run_on_node(hwdb.db_user_delete_script(account=account, user="app"))
-        run_on_node(hwdb.database_delete_script(account=account, name="db"))
+        agent_db.user_remove(account=account, user=f"{account}_app")
+        agent_db.remove(account=account, name=f"{account}_db")
     assert as_customer(f"{account}_app", "new-password-2", "SELECT 1").returncode != 0
-    assert run_on_node(hwdb.account_databases_query_script(account=account)).stdout == ""
+    assert agent_db.inventory(account=account) == {"changed": False, "databases": [], "users": {}}
 
 
 @pytest.mark.node
 def test_password_change_for_a_missing_user_fails(account):
-    result = run_on_node(
-        hwdb.db_user_password_script(
-            account=account, user="other", password_hash=hwdb.native_password_hash("whatever-123")
-        ),
-        check=False,
-    )
-    assert result.returncode != 0
+    with pytest.raises(AgentError) as err:
+        agent_db.user_password(
+            account=account,
+            user=f"{account}_other",
+            password_hash=hwdb.native_password_hash("whatever-123"),
+        )
+    assert err.value.code == "not_found"
 
 
 @pytest.mark.parametrize(
@@ -132,22 +129,18 @@ def test_password_change_for_a_missing_user_fails(account):
 )
 def test_bad_database_names_are_refused(name):
     with pytest.raises(ResourceRefused):
-        hwdb.database_create_script(account="alice", name=name)
+        hwdb.validate_db_name(account="alice", name=name)
 
 
 def test_names_are_prefixed_with_the_account():
-    script = hwdb.database_create_script(account="alice", name="alice_blog")
-    assert "`alice_blog`" in script.script
-    assert "`alice_alice_blog`" not in script.script
-    assert "`alice_shop`" in hwdb.database_create_script(account="alice", name="Shop").script
+    assert hwdb.validate_db_name(account="alice", name="alice_blog") == "alice_blog"
+    assert hwdb.validate_db_name(account="alice", name="Shop") == "alice_shop"
 
 
-def test_the_password_never_reaches_the_node_and_its_hash_is_hidden_in_logs():
+def test_the_password_never_reaches_the_node_only_its_hash():
     password = "very-secret-password"
     password_hash = hwdb.native_password_hash(password)
-    script = hwdb.db_user_create_script(account="alice", user="app", password_hash=password_hash)
-    assert password not in script.script
-    assert password_hash not in script.for_log()
+    assert password not in password_hash and password_hash.startswith("*")
 
 
 def test_native_hash_matches_mariadb():
