@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from hwagent import dns as agent_dns
 
+from provisioning.resources import dns as hwdns
 from tests.node.harness import run_logged
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,14 +36,65 @@ def run_part(name: str) -> None:
     assert result.returncode == 0, f"{name} failed:\n{result.stdout}"
 
 
+class AgentZones:
+    """Zones on the node's PowerDNS through the node agent's own ``dns.*`` actions (run here,
+    on the node), with the shape tests use: RRsets in, RRsets out."""
+
+    def create_zone(self, zone: str, rrsets: list[hwdns.RRset]) -> bool:
+        apex = hwdns.fqdn(zone)
+        by_key = {(r.name, r.rtype): r for r in rrsets}
+        ipv6 = by_key.get((apex, "AAAA"))
+        extra = [
+            {"name": r.name, "type": r.rtype, "ttl": r.ttl, "contents": list(r.contents)}
+            for r in rrsets
+            if r.rtype in agent_dns.EDITABLE_TYPES
+        ]
+        done = agent_dns.zone_ensure(
+            domain=zone,
+            ipv4=by_key[(apex, "A")].contents[0],
+            ipv6=ipv6.contents[0] if ipv6 else None,
+            nameservers=[n.rstrip(".") for n in by_key[(apex, "NS")].contents],
+            records=extra,
+        )
+        return bool(done["created"])
+
+    def get_zone(self, zone: str) -> list[hwdns.RRset] | None:
+        got = agent_dns.zone_get(domain=zone)
+        if not got["exists"]:
+            return None
+        return [
+            hwdns.RRset(r["name"], r["type"], r["ttl"], tuple(r["contents"])) for r in got["rrsets"]
+        ]
+
+    def replace_rrset(self, zone: str, rrset: hwdns.RRset) -> int:
+        body = {"name": rrset.name, "type": rrset.rtype, "ttl": rrset.ttl}
+        done = agent_dns.records(
+            domain=zone, replace=[{**body, "contents": list(rrset.contents)}], delete=[]
+        )
+        return int(done["serial"])
+
+    def delete_rrset(self, zone: str, *, name: str, rtype: str) -> int:
+        done = agent_dns.records(domain=zone, replace=[], delete=[[name, rtype]])
+        return int(done["serial"])
+
+    def delete_zone(self, zone: str) -> bool:
+        return bool(agent_dns.zone_remove(domain=zone)["removed"])
+
+
 @pytest.fixture(scope="session")
-def powerdns_node() -> None:
-    """PowerDNS on the node, started by its part (the node agent's ``dns.*`` talk to it)."""
+def powerdns_node() -> AgentZones:
+    """PowerDNS on the node, started by its part; zones through the node agent's actions."""
     run_part("60-powerdns.sh")
+    return AgentZones()
 
 
 @pytest.fixture
-def zone_name(powerdns_node: None):
+def pdns(powerdns_node: AgentZones) -> AgentZones:
+    return powerdns_node
+
+
+@pytest.fixture
+def zone_name(powerdns_node: AgentZones):
     """A fresh zone name; whatever the test left of that zone is deleted afterwards."""
     name = f"hw-{uuid.uuid4().hex[:10]}.test"
     yield name

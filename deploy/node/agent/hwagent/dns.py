@@ -275,6 +275,13 @@ def standard_zone(
     return rrsets
 
 
+def _with(rrsets: list[dict[str, Any]], extra: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    replaced = {(r["name"], r["type"]) for r in extra}
+    after = [r for r in rrsets if (r["name"], r["type"]) not in replaced] + extra
+    _check_zone(after)
+    return after
+
+
 @action("dns.zone_ensure")
 def zone_ensure(
     *,
@@ -283,14 +290,19 @@ def zone_ensure(
     nameservers: list[str],
     ipv6: str | None = None,
     ttl: int = DEFAULT_TTL,
+    records: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The domain's zone with its starting records.
 
-    Asks PowerDNS first: ``created`` is true only when the zone did not exist (an undo removes
-    only a zone it created). An existing zone gets the starting RRsets again (those names and
-    types only; records the customer added elsewhere stay).
+    SOA and NS from ``nameservers``, A (and AAAA) for the apex, ``www`` and ``mail``, MX to
+    ``mail``, an SPF record; ``records`` (editable types only, checked like a customer's:
+    the mail policy's SPF and DMARC, say) replace those of the same name and type or add to
+    them. Asks PowerDNS first: ``created`` is true only when the zone did not exist (an undo
+    removes only a zone it created). An existing zone gets the starting RRsets again (those
+    names and types only; records the customer added elsewhere stay).
     """
     zone = validate.domain(domain)
+    extra = [rrset(zone, r) for r in (records or [])[:MAX_RECORDS_PER_ZONE]]
     try:
         v4 = str(ipaddress.IPv4Address(ipv4))
         v6 = str(ipaddress.IPv6Address(ipv6)) if ipv6 else None
@@ -303,8 +315,11 @@ def zone_ensure(
     today = dt.datetime.now(dt.UTC).date()
     current = _get_zone(zone)
     if current is None:
-        rrsets = standard_zone(
-            zone=zone, ipv4=v4, ipv6=v6, nameservers=ns, serial=next_serial(0, today), ttl=ttl
+        rrsets = _with(
+            standard_zone(
+                zone=zone, ipv4=v4, ipv6=v6, nameservers=ns, serial=next_serial(0, today), ttl=ttl
+            ),
+            extra,
         )
         body = {
             "name": _fqdn(zone),
@@ -322,8 +337,11 @@ def zone_ensure(
     serial = max(
         (int(r["contents"][0].split()[2]) for r in current if r["type"] == "SOA"), default=0
     )
-    rrsets = standard_zone(
-        zone=zone, ipv4=v4, ipv6=v6, nameservers=ns, serial=next_serial(serial, today), ttl=ttl
+    rrsets = _with(
+        standard_zone(
+            zone=zone, ipv4=v4, ipv6=v6, nameservers=ns, serial=next_serial(serial, today), ttl=ttl
+        ),
+        extra,
     )
     status, payload = _request(
         "PATCH", _zone_path(zone), {"rrsets": [_rrset_api(r, "REPLACE") for r in rrsets]}

@@ -35,6 +35,11 @@ BAD: list[tuple[Callable[..., Any], dict[str, Any]]] = [
     (dns.zone_ensure, ensure(nameservers=["-x"])),
     (dns.zone_ensure, ensure(ipv6="::g")),
     (dns.zone_ensure, ensure(ttl=5)),
+    (
+        dns.zone_ensure,
+        ensure(records=[{"name": "@", "type": "NS", "ttl": 300, "contents": ["x."]}]),
+    ),
+    (dns.zone_ensure, ensure(records=[{"name": "x.other.", "type": "A", "contents": ["1.2.3.4"]}])),
     (dns.zone_remove, {"domain": "../etc"}),
     (dns.zone_get, {"domain": "localhost"}),
     (dns.inventory, {"domains": ["ok.example", "bad_domain"]}),
@@ -157,3 +162,18 @@ def test_records_in_a_missing_zone_are_not_found() -> None:
 @pytest.mark.node
 def test_the_server_port_is_read_from_the_node() -> None:
     assert dns.server()["port"] == 5353
+
+
+@pytest.mark.node
+def test_zone_ensure_takes_the_mail_policy_records(zone: str) -> None:
+    spf = '"v=spf1 ip4:127.0.0.1 mx -all"'
+    dmarc = '"v=DMARC1; p=none"'
+    records = [
+        {"name": "@", "type": "TXT", "ttl": 3600, "contents": [spf]},
+        {"name": "_dmarc", "type": "TXT", "ttl": 3600, "contents": [dmarc]},
+    ]
+    dns.zone_ensure(domain=zone, ipv4="192.0.2.10", nameservers=NS, records=records)
+    got = rrsets(zone)
+    assert got[(zone + ".", "TXT")] == [spf]
+    assert got[(f"_dmarc.{zone}.", "TXT")] == [dmarc]
+    assert got[(zone + ".", "NS")] == ["ns1.hostwright.test.", "ns2.hostwright.test."]
