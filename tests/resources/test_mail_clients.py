@@ -29,7 +29,7 @@ from provisioning.resources import dns as hwdns
 from provisioning.resources import mail as hwmail
 from provisioning.resources.errors import ResourceRefused
 
-from .conftest import DNS_PORT, run_on_node
+from .conftest import DNS_PORT, AgentZones, run_on_node
 
 PASSWORD = "correct horse battery"
 NS = ["ns1.hostwright.test", "ns2.hostwright.test"]
@@ -59,7 +59,7 @@ def txt(name: str) -> list[str]:
     return [b"".join(r.strings).decode() for r in answer]
 
 
-def publish_dkim(pdns: hwdns.PowerDNS, hosted: Hosted, selector: str) -> None:
+def publish_dkim(pdns: AgentZones, hosted: Hosted, selector: str) -> None:
     """What the panel's step does: make the key on the node, publish it, then sign with it."""
     made = run_on_node(hwmail.dkim_key_script(domain=hosted.domain, selector=selector))
     name, text = hwmail.dkim_record(selector=selector, public_key=made.stdout)
