@@ -11,7 +11,7 @@ from hwagent.errors import AgentError
 from provisioning.resources import dns as hwdns
 from provisioning.resources.errors import ResourceRefused
 
-from .conftest import DNS_PORT
+from .conftest import DNS_PORT, AgentZones
 
 NS = ["ns1.hostwright.test", "ns2.hostwright.test"]
 
@@ -131,9 +131,7 @@ def today_serial() -> int:
 
 
 def make_zone(zone: str) -> bool:
-    return bool(
-        agent_dns.zone_ensure(domain=zone, ipv4="127.0.0.1", ipv6="::1", nameservers=NS)["created"]
-    )
+    return AgentZones().create_zone(zone, initial(zone, serial=today_serial()))
 
 
 def change(zone: str, rrset: hwdns.RRset | None = None, delete=()) -> int:
