@@ -53,6 +53,10 @@ def agent_failure(result: ActionResult) -> Exception:
     message = str(error.get("message") or "the node agent failed")
     code = str(error.get("code") or "failed")
     clean = not error.get("changed")
+    failure: PermanentStepError | TransientStepError
     if error.get("permanent", True):
-        return PermanentStepError(message, clean=clean, code=code)
-    return TransientStepError(message, clean=clean, code=code)
+        failure = PermanentStepError(message, clean=clean, code=code)
+    else:
+        failure = TransientStepError(message, clean=clean, code=code)
+    failure.detail = f"{result.action}: {code}: {error.get('detail') or message}"
+    return failure
