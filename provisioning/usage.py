@@ -12,7 +12,7 @@ however many accounts it carries.
 from __future__ import annotations
 
 import datetime as dt
-import json
+import logging
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -21,6 +21,8 @@ from django.utils import timezone
 from provisioning import nodes, ssh, validators
 from provisioning.errors import StepError
 from provisioning.models import Node, Service
+
+log = logging.getLogger(__name__)
 
 # nginx writes English month names whatever the locale: [01/Dec/2026:10:00:00 +0000].
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -53,12 +55,6 @@ hw_usage() {
     echo "$u ${disk:--} $mem ${traffic:-0} ${cpu:--}"
   done
 }
-# hw_mail_sending: the mail policy service's report, one JSON object per account (nothing on
-# a node without mail).
-hw_mail_sending() {
-  [ -x /usr/local/lib/hostwright/mail-policy.py ] || return 0
-  runuser -u hwmailpolicy -- /usr/bin/python3 /usr/local/lib/hostwright/mail-policy.py report
-}
 """
 )
 
@@ -86,7 +82,7 @@ def parse_usage(stdout: str) -> dict[str, Measured]:
     found: dict[str, Measured] = {}
     for line in stdout.splitlines():
         parts = line.split()
-        if len(parts) != 5 or not parts[3].isdigit() or line.startswith("{"):
+        if len(parts) != 5 or not parts[3].isdigit():
             continue
         user, disk, memory, traffic, cpu = parts
         memory_bytes = _number(memory)
@@ -106,14 +102,12 @@ class MailSending:
     last_refused: dt.datetime | None
 
 
-def parse_mail_sending(stdout: str) -> dict[str, MailSending]:
-    """The policy service's report lines (JSON), by account name; others are left out."""
+def parse_mail_sending(accounts: object) -> dict[str, MailSending]:
+    """The policy service's report (the agent's ``mail.sending.report``), by account name;
+    entries that do not read as a report are left out."""
     found: dict[str, MailSending] = {}
-    for line in stdout.splitlines():
-        if not line.startswith("{"):
-            continue
+    for entry in accounts if isinstance(accounts, list) else []:
         try:
-            entry = json.loads(line)
             account = str(entry["account"])
             sent, refused = int(entry.get("sent", 0)), int(entry.get("refused", 0))
             last = entry.get("last_refused")
@@ -122,6 +116,24 @@ def parse_mail_sending(stdout: str) -> dict[str, MailSending]:
             continue
         found[account] = MailSending(sent_last_hour=sent, refused=refused, last_refused=last_at)
     return found
+
+
+def mail_sending(node: Node) -> dict[str, MailSending] | None:
+    """The node's sending report through its agent (empty on a node without mail); None when
+    the node could not give it, so the figures measured before stay as they were."""
+    result = ssh.call(
+        nodes.node_target(node),
+        [ssh.action("mail.sending.report")],
+        key_path=settings.PROVISIONING_SSH_KEY,
+        timeout=settings.PROVISIONING_COMMAND_TIMEOUT,
+    )
+    failure = result.failure()
+    if failure is not None:
+        log.warning(
+            "reading the mail sending report failed on %s: %s", node.name, failure[1].get("message")
+        )
+        return None
+    return parse_mail_sending(result.results[0].data.get("accounts"))
 
 
 USAGE_FIELDS = [
@@ -162,14 +174,14 @@ def usage_collect_node(*, node_id: int) -> int:
     users = [validators.validate_username(s.username) for s in live]
     result = ssh.run(
         nodes.node_target(node),
-        [ssh.cmd("hw_usage", nginx_month(), *users), ssh.cmd("hw_mail_sending", check=False)],
+        [ssh.cmd("hw_usage", nginx_month(), *users)],
         key_path=settings.PROVISIONING_SSH_KEY,
         timeout=settings.PROVISIONING_COMMAND_TIMEOUT,
     )
     if not result.ok:
         raise StepError(f"measuring usage failed on {node.name}: {result.stderr.strip()[-300:]}")
     measured = parse_usage(result.stdout)
-    sending = parse_mail_sending(result.stdout)
+    sending = mail_sending(node)
     now = timezone.now()
     changed = []
     for service in live:
@@ -188,10 +200,11 @@ def usage_collect_node(*, node_id: int) -> int:
             else 0,
         )
         service.cpu_time_ns = figures.cpu_ns
-        mail = sending.get(service.username)
-        service.mail_sent_last_hour = mail.sent_last_hour if mail else 0
-        service.mail_refused_count = mail.refused if mail else 0
-        service.mail_refused_at = mail.last_refused if mail else None
+        if sending is not None:
+            mail = sending.get(service.username)
+            service.mail_sent_last_hour = mail.sent_last_hour if mail else 0
+            service.mail_refused_count = mail.refused if mail else 0
+            service.mail_refused_at = mail.last_refused if mail else None
         service.usage_measured_at = now
         changed.append(service)
     Service.objects.bulk_update(changed, USAGE_FIELDS, batch_size=500)

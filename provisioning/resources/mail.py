@@ -541,10 +541,3 @@ rm -f "$sni" "$dov"
         + _RELOAD
     )
     return NodeScript(script)
-
-
-def sending_report_script() -> NodeScript:
-    """Per account: messages sent in the last hour against its limit, and refusals (JSON lines)."""
-    return NodeScript(
-        f"set -euo pipefail\nrunuser -u hwmailpolicy -- /usr/bin/python3 {POLICY} report\n"
-    )

@@ -15,6 +15,7 @@ from provisioning.models import Operation, Service
 from provisioning.steps.hosting import docroot
 from provisioning.usage import (
     cpu_percent,
+    mail_sending,
     nginx_month,
     parse_mail_sending,
     parse_usage,
@@ -45,21 +46,25 @@ def test_the_nodes_answer_is_read_line_by_line_and_unknowns_stay_unknown() -> No
     )
 
 
-def test_the_mail_report_is_read_from_its_json_lines_only() -> None:
-    stdout = (
-        "hwa1 12 52428800 1048576 7000000000\n"
-        '{"account": "hwa1", "domains": ["a.example"], "limit": 500, "sent": 42, "refused": 0}\n'
-        '{"account": "hwa2", "limit": 3, "sent": 3, "refused": 2, "last_refused": 1796169600}\n'
-        '{"account": "hwa3", "sent": "lots"}\n{not json\n'
+def test_the_mail_report_keeps_only_entries_that_read_as_a_report() -> None:
+    found = parse_mail_sending(
+        [
+            {"account": "hwa1", "domains": ["a.example"], "limit": 500, "sent": 42, "refused": 0},
+            {"account": "hwa2", "limit": 3, "sent": 3, "refused": 2, "last_refused": 1796169600},
+            {"account": "hwa3", "sent": "lots"},
+            {"sent": 1},
+            "hwa4 1 2 3",
+            None,
+        ]
     )
-    found = parse_mail_sending(stdout)
     assert set(found) == {"hwa1", "hwa2"}
     assert (found["hwa1"].sent_last_hour, found["hwa1"].refused) == (42, 0)
     assert found["hwa1"].last_refused is None
     assert found["hwa2"].refused == 2
     assert found["hwa2"].last_refused == dt.datetime(2026, 12, 2, tzinfo=dt.UTC)
-    # and the usage lines are not mistaken for report lines, nor the other way round
-    assert set(parse_usage(stdout)) == {"hwa1"}
+    # an answer that is not a list at all reads as no report
+    assert parse_mail_sending({"hwa1": {"sent": 1}}) == {}
+    assert parse_mail_sending(None) == {}
 
 
 def test_cpu_use_is_the_counters_growth_over_the_time_between_readings() -> None:
@@ -113,8 +118,9 @@ def test_disk_memory_and_traffic_are_measured_and_shown_against_the_plan(
     assert service.memory_used_mb is not None
     # the CPU counter is read, but one reading gives no average yet
     assert service.cpu_time_ns is not None and service.cpu_used_percent is None
-    # no mail was sent yet
+    # no mail was sent yet, and the node agent did give its sending report
     assert service.mail_sent_last_hour == 0 and service.mail_refused_count == 0
+    assert mail_sending(hosting_node) is not None
 
     # When the account keeps a CPU busy for a while (inside its cgroups, as its PHP does) and
     # usage is collected again

@@ -24,10 +24,13 @@ import dkim
 import dns.resolver
 import pytest
 import spf
+from hwagent import protocol
+from hwagent.registry import load_all
 
 from provisioning.resources import dns as hwdns
 from provisioning.resources import mail as hwmail
 from provisioning.resources.errors import ResourceRefused
+from provisioning.usage import parse_mail_sending
 
 from .conftest import DNS_PORT, AgentZones, run_on_node
 
@@ -314,14 +317,18 @@ def test_the_hourly_limits_bounce_with_a_clear_reason_and_are_reported(host_doma
     assert "the hosting account of" in str(refused.value)
     assert "may send 3 messages per hour" in str(refused.value)
 
-    # then the node reports the account as having reached its limit
-    import json
-
-    report = run_on_node(hwmail.sending_report_script()).stdout
-    entries = {e["account"]: e for e in map(json.loads, report.splitlines())}
-    assert entries[hosted.account]["sent"] == 3
+    # then the node agent reports the account as having reached its limit, and the panel reads
+    # that report as usage collection does
+    load_all()
+    [report] = protocol.handle(
+        {"id": "t", "actions": [{"action": "mail.sending.report", "args": {}}]}, tier="worker"
+    )["results"]
+    assert report["ok"], report
+    entries = {e["account"]: e for e in report["data"]["accounts"]}
     assert entries[hosted.account]["limit"] == 3
-    assert entries[hosted.account]["refused"] == 2
+    sending = parse_mail_sending(report["data"]["accounts"])[hosted.account]
+    assert (sending.sent_last_hour, sending.refused) == (3, 2)
+    assert sending.last_refused is not None
 
 
 @pytest.mark.node
