@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
@@ -108,12 +108,19 @@ class HMACAuthentication(authentication.BaseAuthentication):
         if not secret or not signature_matches(expected, signature):
             raise AuthFailed("The signature does not match the request.", "signature_invalid")
         # Only a correctly signed request may use up a nonce.
+        # Outside a transaction the INSERT commits on its own (no BEGIN/COMMIT round trips);
+        # inside one, a savepoint keeps a replay from aborting the caller's transaction.
         try:
-            with transaction.atomic():
+            if connection.in_atomic_block:
+                with transaction.atomic():
+                    ApiNonce.objects.create(client_id=key.client_id, nonce=nonce)
+            else:
                 ApiNonce.objects.create(client_id=key.client_id, nonce=nonce)
         except IntegrityError:
             raise AuthFailed("This nonce was already used.", "nonce_replayed") from None
-        ProvisioningClientKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
+        now = timezone.now()
+        if key.last_used_at is None or now - key.last_used_at > timedelta(minutes=1):
+            ProvisioningClientKey.objects.filter(pk=key.pk).update(last_used_at=now)
         return AnonymousUser(), key
 
     def authenticate_header(self, request: Request) -> str:

@@ -32,14 +32,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.lib.server import free_port, start_gunicorn  # noqa: E402
 
-DB_NAME = "hw_bench_api"
+DB_NAME = os.environ.get("BENCH_DATABASE", "hw_bench_api")
 ENV = {
     **os.environ,
     "HOSTING_ENV": "test",
     "DJANGO_SETTINGS_MODULE": "hosting.settings",
     "DATABASE_URL": f"postgres://hostwright:hostwright@127.0.0.1:5432/{DB_NAME}",
-    "REDIS_URL": "redis://127.0.0.1:6379/10",
-    "CELERY_BROKER_URL": "redis://127.0.0.1:6379/11",
+    "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/10"),
+    "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/11"),
     "HOSTING_VAR_DIR": str(ROOT / "var" / "bench-api"),
     "LOG_LEVEL": "WARNING",
     "API_THROTTLE_PROVISIONING": "1000000/min",

@@ -34,14 +34,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.lib.server import free_port, start_gunicorn  # noqa: E402
 
-DB_NAME = "hw_bench_panel"
+DB_NAME = os.environ.get("BENCH_DATABASE", "hw_bench_panel")
 ENV = {
     **os.environ,
     "HOSTING_ENV": "test",
     "DJANGO_SETTINGS_MODULE": "hosting.settings",
     "DATABASE_URL": f"postgres://hostwright:hostwright@127.0.0.1:5432/{DB_NAME}",
-    "REDIS_URL": "redis://127.0.0.1:6379/0",
-    "CELERY_BROKER_URL": "redis://127.0.0.1:6379/1",
+    "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+    "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/1"),
     "HOSTING_VAR_DIR": str(ROOT / "var" / "bench-panel"),
     "LOG_LEVEL": "WARNING",
 }
