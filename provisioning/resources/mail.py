@@ -24,9 +24,11 @@ from provisioning.resources.scripts import NodeScript
 from provisioning.resources.validation import (
     validate_domain,
     validate_email,
+    validate_forward_targets,
     validate_ip,
     validate_local_part,
     validate_password,
+    validate_quota,
 )
 
 MAIL_ETC = "/etc/hostwright/mail"
@@ -34,8 +36,6 @@ VHOSTS = "/var/mail/vhosts"
 DKIM_DIR = f"{MAIL_ETC}/dkim"
 CERTS_DIR = "/etc/hostwright/certs"
 POLICY = "/usr/local/lib/hostwright/mail-policy.py"
-MAX_QUOTA_MB = 1024 * 1024
-MAX_FORWARD_TARGETS = 20
 MAX_SEND_PER_HOUR = 1_000_000
 MAX_REPLY_SUBJECT = 200
 MAX_REPLY_BODY = 4000
@@ -122,14 +122,6 @@ def _check_hash(password_hash: str) -> str:
     if not password_hash.startswith("{BLF-CRYPT}$2") or any(c in password_hash for c in ":\n\r \t"):
         raise ResourceRefused("Unusable password hash.", code="password_hash")
     return password_hash
-
-
-def _quota(quota_mb: int) -> int:
-    if not isinstance(quota_mb, int) or not 1 <= quota_mb <= MAX_QUOTA_MB:
-        raise ResourceRefused(
-            f"A mailbox quota must be between 1 and {MAX_QUOTA_MB} MB.", code="mail_quota"
-        )
-    return quota_mb
 
 
 def _per_hour(value: int, what: str) -> int:
@@ -236,7 +228,7 @@ def mailbox_create_script(
     address = mailbox_address(local_part=local_part, domain=domain)
     local, name = address.split("@")
     pw = _check_hash(password_hash)
-    quota = _quota(quota_mb)
+    quota = validate_quota(quota_mb)
     a, d, q = shlex.quote(address), shlex.quote(name), shlex.quote
     entry = f"{address}:{pw}::::::userdb_quota_rule=*:storage={quota}M"
     script = (
@@ -300,13 +292,7 @@ def forwarder_set_script(*, source: str, targets: list[str]) -> NodeScript:
     then its mail is forwarded instead of stored, unless the mailbox is one of the targets.
     """
     src = validate_email(source)
-    dests = list(dict.fromkeys(validate_email(t) for t in targets))
-    if not dests:
-        raise ResourceRefused("A forwarder needs at least one target address.", code="forward")
-    if len(dests) > MAX_FORWARD_TARGETS:
-        raise ResourceRefused(
-            f"A forwarder can have at most {MAX_FORWARD_TARGETS} targets.", code="forward"
-        )
+    dests = validate_forward_targets(targets)
     name = src.split("@")[1]
     s, q = shlex.quote(src), shlex.quote
     return NodeScript(
@@ -334,7 +320,7 @@ def _require_domain(name: str) -> str:
 def mailbox_quota_script(*, address: str, quota_mb: int) -> NodeScript:
     """Change a mailbox's quota, keeping its password; exit 3 if it does not exist."""
     address = validate_email(address)
-    quota = _quota(quota_mb)
+    quota = validate_quota(quota_mb)
     a = shlex.quote(address)
     return NodeScript(
         _PRELUDE

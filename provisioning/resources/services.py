@@ -27,7 +27,12 @@ from provisioning.resources import dns as hwdns
 from provisioning.resources import mail as hwmail
 from provisioning.resources import wordpress as wp
 from provisioning.resources.errors import ResourceRefused
-from provisioning.resources.validation import validate_email, validate_local_part
+from provisioning.resources.validation import (
+    validate_email,
+    validate_forward_targets,
+    validate_local_part,
+    validate_quota,
+)
 
 
 def _start(*, service: Service, kind: str, params: dict[str, Any], actor: User | None) -> Operation:
@@ -137,12 +142,8 @@ def mailbox_create(
     """A mailbox ``<local_part>@<the account's domain>`` with a password and a quota."""
     with refusing():
         address = f"{validate_local_part(local_part)}@{service.domain}"
-        hwmail.mailbox_create_script(  # validates the quota the same way the step will
-            local_part=local_part,
-            domain=service.domain,
-            password_hash=(password_hash := hwmail.hash_password(password)),
-            quota_mb=quota_mb,
-        )
+        validate_quota(quota_mb)
+        password_hash = hwmail.hash_password(password)
     params = {"address": address, "password_hash": password_hash, "quota_mb": quota_mb}
     return _start(service=service, kind="mailbox_create", params=params, actor=actor)
 
@@ -172,8 +173,7 @@ def forwarder_set(
 ) -> Operation:
     with refusing():
         src = _own_address(service, source)
-        hwmail.forwarder_set_script(source=src, targets=targets)  # same checks as the step
-        params = {"source": src, "targets": [validate_email(t) for t in targets]}
+        params = {"source": src, "targets": validate_forward_targets(targets)}
     return _start(service=service, kind="forwarder_set", params=params, actor=actor)
 
 
@@ -190,7 +190,7 @@ def mailbox_quota_change(
 ) -> Operation:
     with refusing():
         address = _own_address(service, address)
-        hwmail.mailbox_quota_script(address=address, quota_mb=quota_mb)  # same checks
+        validate_quota(quota_mb)
     params = {"address": address, "quota_mb": quota_mb}
     return _start(service=service, kind="mailbox_quota", params=params, actor=actor)
 

@@ -107,3 +107,34 @@ def validate_password(value: object, *, min_length: int = 10) -> str:
             "The password cannot contain control characters or line breaks.", code="password"
         )
     return value
+
+
+# Mail: the same limits the node agent applies.
+MAX_QUOTA_MB = 1024 * 1024
+MAX_FORWARD_TARGETS = 20
+
+
+def validate_quota(quota_mb: int) -> int:
+    if (
+        not isinstance(quota_mb, int)
+        or isinstance(quota_mb, bool)
+        or not 1 <= quota_mb <= MAX_QUOTA_MB
+    ):
+        raise ResourceRefused(
+            f"A mailbox quota must be between 1 and {MAX_QUOTA_MB} MB.", code="mail_quota"
+        )
+    return quota_mb
+
+
+def validate_forward_targets(targets: list[str]) -> list[str]:
+    """A forwarder's targets: valid addresses, duplicates dropped, between 1 and the maximum."""
+    if not isinstance(targets, list):
+        raise ResourceRefused("A forwarder's targets must be a list of addresses.", code="forward")
+    dests = list(dict.fromkeys(validate_email(t) for t in targets))
+    if not dests:
+        raise ResourceRefused("A forwarder needs at least one target address.", code="forward")
+    if len(dests) > MAX_FORWARD_TARGETS:
+        raise ResourceRefused(
+            f"A forwarder can have at most {MAX_FORWARD_TARGETS} targets.", code="forward"
+        )
+    return dests
