@@ -13,13 +13,12 @@ Layout on a node (prepared by ``deploy/node/bootstrap.sh``):
 from __future__ import annotations
 
 import posixpath
-import secrets
 from pathlib import Path
 
 from billing.models import Plan
 from provisioning import ssh, validators
 from provisioning.errors import PermanentStepError, TransientStepError
-from provisioning.models import Operation, Service
+from provisioning.models import Operation, Service, StepRun
 from provisioning.ssh import Command, cmd, put_file
 from provisioning.steps.base import OperationKind, Step, StepContext, register_kind
 
@@ -331,7 +330,13 @@ class PhpPool(Step):
 
 
 class AccountDatabase(Step):
-    """A MariaDB database and user for the account; credentials in ~/.my.cnf."""
+    """A MariaDB database and user for the account, with the credentials in ``~/.my.cnf``.
+
+    The node agent's ``db.account_ensure`` makes the user at localhost and at 127.0.0.1, makes
+    the password on the node (it never leaves it) and writes ``~/.my.cnf`` as a fresh file
+    renamed over the entry, so a link planted there is replaced, never written through. A
+    repair keeps the password the site uses. The undo removes what this operation created.
+    """
 
     name = "database"
 
@@ -343,49 +348,29 @@ class AccountDatabase(Step):
         if ctx.plan.databases < 1:
             return
         db_user, db_name = self.names(ctx)
-        password = secrets.token_urlsafe(18)
-        user = _user(ctx)
-        result = ctx.run(
+        [result] = ctx.agent(
             [
-                cmd("mysqladmin", "--protocol=socket", "-uroot", "ping"),
-                cmd(
-                    "hw_sql",
-                    f"CREATE DATABASE IF NOT EXISTS `{db_name}`;"
-                    f" CREATE USER IF NOT EXISTS '{db_user}'@'localhost';"
-                    f" ALTER USER '{db_user}'@'localhost' IDENTIFIED BY '{password}';"
-                    f" GRANT ALL PRIVILEGES ON `{db_name}`.* TO '{db_user}'@'localhost';",
-                    secrets=(password,),
-                ),
-                put_file(
-                    f"{home(user)}/.my.cnf",
-                    f"[client]\nuser={db_user}\npassword={password}\ndatabase={db_name}\n",
-                    mode="0600",
-                    owner=f"{user}:{user}",
-                    secrets=(password,),
-                ),
-            ],
-            check=False,
+                ssh.AgentAction(
+                    name="db.account_ensure",
+                    args={"account": _user(ctx), "user": db_user, "name": db_name},
+                )
+            ]
         )
-        if result.exit_of(0) not in (0, None):
-            raise TransientStepError(
-                f"MariaDB on {ctx.node.name} does not answer: {result.stderr.strip()[-300:]}",
-                clean=True,
-            )
-        if not result.ok:
-            raise TransientStepError(
-                f"creating the database failed: {result.stderr.strip()[-300:]}"
-            )
         ctx.resource("database", db_name)
         ctx.resource("database_user", db_user)
+        ctx.resource("created", bool(result.data.get("created")))
+        ctx.resource("user_created", bool(result.data.get("user_created")))
 
     def undo(self, ctx: StepContext) -> None:
+        runs = StepRun.objects.filter(operation=ctx.operation, step=self.name, direction="apply")
+        if not any(r.resources.get("created") or r.resources.get("user_created") for r in runs):
+            return  # nothing of this operation's own to remove
         db_user, db_name = self.names(ctx)
-        ctx.run(
+        ctx.agent(
             [
-                cmd(
-                    "hw_sql",
-                    f"DROP DATABASE IF EXISTS `{db_name}`;"
-                    f" DROP USER IF EXISTS '{db_user}'@'localhost';",
+                ssh.AgentAction(
+                    name="db.account_remove",
+                    args={"account": _user(ctx), "user": db_user, "name": db_name},
                 )
             ]
         )
