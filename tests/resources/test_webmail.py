@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 import requests
+from hwagent import mail as agent_mail
 
 from provisioning.resources import mail as hwmail
 
-from .conftest import run_on_node, run_part
+from .conftest import run_part
 
 PASSWORD = "correct horse battery"
 
@@ -31,17 +32,12 @@ def webmail(mail_node) -> str:
 @pytest.fixture
 def mailbox_address(mail_node):
     domain = f"w{uuid.uuid4().hex[:10]}.test"
-    run_on_node(hwmail.mail_domain_add_script(domain=domain, account=f"u{uuid.uuid4().hex[:8]}"))
-    run_on_node(
-        hwmail.mailbox_create_script(
-            local_part="reader",
-            domain=domain,
-            password_hash=hwmail.hash_password(PASSWORD),
-            quota_mb=20,
-        )
+    agent_mail.domain_ensure(domain=domain, account=f"u{uuid.uuid4().hex[:8]}")
+    agent_mail.mailbox_ensure(
+        address=f"reader@{domain}", password_hash=hwmail.hash_password(PASSWORD), quota_mb=20
     )
     yield f"reader@{domain}"
-    run_on_node(hwmail.mail_domain_remove_script(domain=domain, purge=True))
+    agent_mail.domain_remove(domain=domain, purge=True)
 
 
 class Webmail:
@@ -158,13 +154,8 @@ def test_roundcube_refuses_a_wrong_password(webmail, mailbox_address):
 def test_mail_sent_from_webmail_goes_through_submission(webmail, mailbox_address):
     # given a second mailbox of the same domain
     domain = mailbox_address.split("@")[1]
-    run_on_node(
-        hwmail.mailbox_create_script(
-            local_part="friend",
-            domain=domain,
-            password_hash=hwmail.hash_password(PASSWORD),
-            quota_mb=20,
-        )
+    agent_mail.mailbox_ensure(
+        address=f"friend@{domain}", password_hash=hwmail.hash_password(PASSWORD), quota_mb=20
     )
     client = Webmail(webmail)
     login_to_inbox(client, mailbox_address)
