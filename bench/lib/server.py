@@ -28,7 +28,7 @@ def start_gunicorn(
     if threads > 1:
         argv += ["--threads", str(threads), "--worker-class", "gthread"]
     proc = subprocess.Popen(argv, cwd=ROOT, env=env)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # a loaded machine boots workers slowly
     while time.monotonic() < deadline:
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
