@@ -109,20 +109,18 @@ def floor_account(target, key: str, plan, n: int) -> tuple[float, str, str]:
     from provisioning.resources import acme as hwacme
     from provisioning.resources import certificates
     from provisioning.resources import dns as hwdns
-    from provisioning.resources import mail as hwmail
     from provisioning.resources.agent import action
 
     user = f"{base.PREFIX}floor{n}{secrets.token_hex(2)}"
     domain = f"floor{n}-{secrets.token_hex(2)}.bench.example"
     nameservers = ["ns1.hostwright.test", "ns2.hostwright.test"]
     started = time.perf_counter()
-    mail = hwmail.mail_domain_add_script(domain=domain)
-    commands = [*base.floor_commands(user, domain, plan), ssh.cmd("bash", "-c", mail.script)]
-    result = ssh.run(target, commands, key_path=key, timeout=120)
+    result = ssh.run(target, base.floor_commands(user, domain, plan), key_path=key, timeout=120)
     assert result.ok, result.stderr
     agent(
         target,
         key,
+        action("mail.domain.ensure", domain=domain),
         action("dns.zone_ensure", domain=domain, ipv4="127.0.0.1", nameservers=nameservers),
     )
     rrsets = hwdns.zone_rrsets(
@@ -164,7 +162,6 @@ def floor_account(target, key: str, plan, n: int) -> tuple[float, str, str]:
 
 def floor_cleanup(target, key: str, user: str, domain: str) -> None:
     from provisioning import ssh
-    from provisioning.resources import mail as hwmail
     from provisioning.resources.agent import action
 
     agent(
@@ -173,18 +170,9 @@ def floor_cleanup(target, key: str, user: str, domain: str) -> None:
         action("cert.https_remove", account=user),
         action("cert.remove", domain=domain),
         action("dns.zone_remove", domain=domain),
+        action("mail.domain.remove", domain=domain, purge=True),
     )
-    ssh.run(
-        target,
-        [
-            *base.floor_cleanup(user),
-            ssh.cmd(
-                "bash", "-c", hwmail.mail_domain_remove_script(domain=domain, purge=True).script
-            ),
-        ],
-        key_path=key,
-        timeout=120,
-    )
+    ssh.run(target, base.floor_cleanup(user), key_path=key, timeout=120)
 
 
 def main() -> None:
