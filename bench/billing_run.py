@@ -1,12 +1,13 @@
 """How long the daily billing run takes over many subscriptions, and what a re-run costs.
 
-Builds N active subscriptions (100,000; 10,000 with --quick) on a benchmark database, a tenth
+Builds N active subscriptions (100,000; 10,000 with --quick; 1,000,000 with --million;
+any number with --size N) on a benchmark database, a tenth
 of them due within the renewal window, then times the daily run (renewal invoices, reminders,
 dunning scans) and a forced second run the same day, which must create nothing. In the same
 run it times the naive way, one ``invoice_create`` call per subscription, on a sample, as the
 baseline the set-based run is compared with.
 
-    .venv/bin/python bench/billing_run.py [--quick]
+    .venv/bin/python bench/billing_run.py [--quick | --million | --size N]
 
 Last line: BENCH billing_run n=... due=... first_s=... second_s=... second_created=...
 queries_per_sub=... batched_ms_per_sub=... naive_ms_per_sub=... speedup=...
@@ -24,14 +25,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-DB_NAME = "hw_bench_billing"
+DB_NAME = os.environ.get("BENCH_DATABASE", "hw_bench_billing")
 ENV = {
     **os.environ,
     "HOSTING_ENV": "test",
     "DJANGO_SETTINGS_MODULE": "hosting.settings",
     "DATABASE_URL": f"postgres://hostwright:hostwright@127.0.0.1:5432/{DB_NAME}",
-    "REDIS_URL": "redis://127.0.0.1:6379/12",
-    "CELERY_BROKER_URL": "redis://127.0.0.1:6379/13",
+    "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/12"),
+    "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/13"),
     "HOSTING_VAR_DIR": str(ROOT / "var" / "bench-billing"),
     "LOG_LEVEL": "WARNING",
 }
@@ -173,9 +174,14 @@ def naive(sample_ids: list[int]) -> tuple[float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="10,000 subscriptions")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="10,000 subscriptions")
+    size.add_argument("--million", action="store_true", help="1,000,000 subscriptions")
+    size.add_argument("--size", type=int, help="this many subscriptions (at least 10)")
     args = parser.parse_args()
-    n = 10_000 if args.quick else 100_000
+    if args.size is not None and args.size < 10:
+        parser.error("--size must be at least 10")
+    n = args.size or (10_000 if args.quick else 1_000_000 if args.million else 100_000)
     print(f"preparing {DB_NAME} with {n} subscriptions", flush=True)
     prepare_database()
     t0 = time.perf_counter()
