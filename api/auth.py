@@ -20,6 +20,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from accounts.models import Membership
 from api.models import ApiNonce, ApiToken, ProvisioningClientKey
 from api.signing import TOLERANCE_SECONDS, decrypt_secret, sign_request, signature_matches
 
@@ -59,6 +60,14 @@ class TokenAuthentication(authentication.BaseAuthentication):
             raise AuthFailed("The token was revoked.", "token_revoked")
         if not token.user.is_active:
             raise AuthFailed("The token's user is disabled.", "token_invalid")
+        # A token acts for its user as a member of its customer: when the membership ends
+        # (a teammate removed), every token that user made for that customer stops working.
+        if not Membership.objects.filter(
+            customer_id=token.customer_id, user_id=token.user_id
+        ).exists():
+            raise AuthFailed(
+                "The token's user is no longer a member of this customer.", "token_invalid"
+            )
         now = timezone.now()
         # Writing on every request would make reads write; a minute's precision is enough.
         if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):

@@ -22,7 +22,7 @@ from django.utils import timezone
 from accounts.models import Customer, User
 from accounts.services import audit_record
 from billing.models import Plan
-from provisioning import selectors, validators, workflow
+from provisioning import guards, selectors, validators, workflow
 from provisioning.errors import PermanentStepError, ProvisioningRefused
 from provisioning.models import (
     IPAddress,
@@ -60,6 +60,12 @@ def _refuse_if_busy(service: Service, kind: str = "") -> None:
         )
 
 
+def _refuse_by_state(service: Service, kind: str, actor: User | None) -> None:
+    refusal = guards.operation_refusal(service=service, kind=kind, actor=actor)
+    if refusal:
+        raise ProvisioningRefused(refusal, code="state")
+
+
 def _lock_service(service: Service) -> Service:
     return Service.objects.select_for_update().select_related("plan", "customer").get(pk=service.pk)
 
@@ -76,7 +82,9 @@ def operation_start(
 
     Refused when another operation is running on the service: one at a time, also enforced
     by a unique constraint so two racing requests cannot both start one. The same kind asked
-    again while it runs (a reloaded form, a retrying script) is told so in those words.
+    again while it runs (a reloaded form, a retrying script) is told so in those words. Then
+    refused when the service's state does not allow the kind for this actor: the one table in
+    ``provisioning.guards``, checked on the locked row.
     """
     try:
         get_kind(kind)
@@ -84,6 +92,7 @@ def operation_start(
         raise ProvisioningRefused(str(exc), code="kind") from None
     service = _lock_service(service)
     _refuse_if_busy(service, kind)
+    _refuse_by_state(service, kind, actor)
     try:
         with transaction.atomic():
             operation = Operation.objects.create(
@@ -434,6 +443,7 @@ def operation_retry(*, operation: Operation, actor: User | None = None) -> Opera
             code="state",
         )
     _refuse_if_busy(service)
+    _refuse_by_state(service, operation.kind, actor)
     latest = Operation.objects.filter(service=service).order_by("-pk").first()
     if latest is not None and latest.pk != operation.pk:
         raise ProvisioningRefused(
