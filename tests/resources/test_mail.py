@@ -10,11 +10,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from hwagent import mail as agent_mail
+from hwagent.errors import AgentError
 
 from provisioning.resources import mail as hwmail
 from provisioning.resources.errors import ResourceRefused
-
-from .conftest import run_on_node
 
 PASSWORD = "correct horse battery"
 
@@ -22,9 +22,9 @@ PASSWORD = "correct horse battery"
 @pytest.fixture
 def mail_domain(mail_node):
     domain = f"m{uuid.uuid4().hex[:10]}.test"
-    run_on_node(hwmail.mail_domain_add_script(domain=domain))
+    agent_mail.domain_ensure(domain=domain)
     yield domain
-    run_on_node(hwmail.mail_domain_remove_script(domain=domain, purge=True))
+    agent_mail.domain_remove(domain=domain, purge=True)
 
 
 def send(to: str, subject: str, body: str = "hello") -> None:
@@ -90,13 +90,10 @@ def wait_for_subject(address: str, password: str, subject: str) -> bytes:
 def test_mail_sent_over_smtp_is_read_back_over_imap(mail_domain):
     # given a mailbox with a password
     address = f"info@{mail_domain}"
-    run_on_node(
-        hwmail.mailbox_create_script(
-            local_part="info",
-            domain=mail_domain,
-            password_hash=hwmail.hash_password(PASSWORD),
-            quota_mb=50,
-        )
+    agent_mail.mailbox_ensure(
+        address=f"info@{mail_domain}",
+        password_hash=hwmail.hash_password(PASSWORD),
+        quota_mb=50,
     )
 
     # when a message is sent to it over SMTP
@@ -116,13 +113,10 @@ def test_mail_sent_over_smtp_is_read_back_over_imap(mail_domain):
 def test_creating_a_mailbox_twice_leaves_one_entry_and_the_last_password(mail_domain):
     # given a mailbox created twice, the second time with a new password (a retried step)
     for password in ("first password", "second password"):
-        run_on_node(
-            hwmail.mailbox_create_script(
-                local_part="twice",
-                domain=mail_domain,
-                password_hash=hwmail.hash_password(password),
-                quota_mb=10,
-            )
+        agent_mail.mailbox_ensure(
+            address=f"twice@{mail_domain}",
+            password_hash=hwmail.hash_password(password),
+            quota_mb=10,
         )
 
     # then the files hold one entry and only the second password works
@@ -137,20 +131,15 @@ def test_creating_a_mailbox_twice_leaves_one_entry_and_the_last_password(mail_do
 def test_password_change_and_delete(mail_domain):
     # given a mailbox
     address = f"bob@{mail_domain}"
-    run_on_node(
-        hwmail.mailbox_create_script(
-            local_part="bob",
-            domain=mail_domain,
-            password_hash=hwmail.hash_password(PASSWORD),
-            quota_mb=20,
-        )
+    agent_mail.mailbox_ensure(
+        address=f"bob@{mail_domain}",
+        password_hash=hwmail.hash_password(PASSWORD),
+        quota_mb=20,
     )
 
     # when its password changes
-    run_on_node(
-        hwmail.mailbox_password_script(
-            address=address, password_hash=hwmail.hash_password("a brand new secret")
-        )
+    agent_mail.mailbox_password(
+        address=address, password_hash=hwmail.hash_password("a brand new secret")
     )
 
     # then only the new password logs in, and the quota is kept
@@ -161,8 +150,8 @@ def test_password_change_and_delete(mail_domain):
     imap.logout()
 
     # when it is deleted (twice), then it can no longer log in nor receive mail
-    run_on_node(hwmail.mailbox_delete_script(address=address))
-    run_on_node(hwmail.mailbox_delete_script(address=address))
+    agent_mail.mailbox_remove(address=address)
+    agent_mail.mailbox_remove(address=address)
     assert settles(lambda: not login_works(address, "a brand new secret"))
     # (Postfix's reload is asynchronous: an smtpd started before it may answer once more)
     assert settles(lambda: not recipient_accepted(address))
@@ -170,30 +159,22 @@ def test_password_change_and_delete(mail_domain):
 
 @pytest.mark.node
 def test_password_change_for_a_missing_mailbox_fails(mail_domain):
-    result = run_on_node(
-        hwmail.mailbox_password_script(
+    with pytest.raises(AgentError) as refused:
+        agent_mail.mailbox_password(
             address=f"ghost@{mail_domain}", password_hash=hwmail.hash_password(PASSWORD)
-        ),
-        check=False,
-    )
-    assert result.returncode == 3
-    assert "no such mailbox" in result.stderr
+        )
+    assert refused.value.code == "not_found"
 
 
 @pytest.mark.node
 def test_forwarder_delivers_to_the_target_mailbox(mail_domain):
     # given a mailbox and a forwarder from sales@ to it
-    run_on_node(
-        hwmail.mailbox_create_script(
-            local_part="info",
-            domain=mail_domain,
-            password_hash=hwmail.hash_password(PASSWORD),
-            quota_mb=10,
-        )
+    agent_mail.mailbox_ensure(
+        address=f"info@{mail_domain}",
+        password_hash=hwmail.hash_password(PASSWORD),
+        quota_mb=10,
     )
-    run_on_node(
-        hwmail.forwarder_set_script(source=f"sales@{mail_domain}", targets=[f"info@{mail_domain}"])
-    )
+    agent_mail.forwarder_set(source=f"sales@{mail_domain}", targets=[f"info@{mail_domain}"])
 
     # when mail goes to sales@
     subject = f"order {uuid.uuid4().hex[:6]}"
@@ -203,22 +184,17 @@ def test_forwarder_delivers_to_the_target_mailbox(mail_domain):
     wait_for_subject(f"info@{mail_domain}", PASSWORD, subject)
 
     # and once the forwarder is deleted, sales@ is refused
-    run_on_node(hwmail.forwarder_delete_script(source=f"sales@{mail_domain}"))
+    agent_mail.forwarder_remove(source=f"sales@{mail_domain}")
     assert settles(lambda: not recipient_accepted(f"sales@{mail_domain}"))
 
 
 @pytest.mark.node
 def test_mailbox_for_a_domain_not_set_up_is_refused_on_the_node(mail_node):
-    result = run_on_node(
-        hwmail.mailbox_create_script(
-            local_part="info",
-            domain="not-here.test",
-            password_hash=hwmail.hash_password(PASSWORD),
-            quota_mb=10,
-        ),
-        check=False,
-    )
-    assert result.returncode == 3
+    with pytest.raises(AgentError) as refused:
+        agent_mail.mailbox_ensure(
+            address="info@not-here.test", password_hash=hwmail.hash_password(PASSWORD), quota_mb=10
+        )
+    assert refused.value.code == "not_found"
 
 
 @pytest.mark.parametrize(
