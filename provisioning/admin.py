@@ -22,6 +22,7 @@ from provisioning.models import (
     DriftFinding,
     IPAddress,
     Node,
+    NodeGroup,
     Operation,
     Service,
     StepRun,
@@ -54,19 +55,27 @@ class IPAddressInline(admin.TabularInline):
     readonly_fields = ("last_assigned_at",)
 
 
+@admin.register(NodeGroup)
+class NodeGroupAdmin(admin.ModelAdmin):
+    list_display = ("name", "policy", "reserved")
+    list_filter = ("policy", "reserved")
+    filter_horizontal = ("plans",)
+
+
 @admin.register(Node)
 class NodeAdmin(admin.ModelAdmin):
     list_display = (
         "name",
         "address",
         "port",
+        "group",
         "status",
         "roles",
         "usage",
         "health_ok",
         "health_checked_at",
     )
-    list_filter = ("status",)
+    list_filter = ("status", "group")
     search_fields = ("name", "address")
     readonly_fields = (
         "host_key",

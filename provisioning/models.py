@@ -16,6 +16,38 @@ from django.utils import timezone
 from django_fsm import FSMField, transition
 
 
+class NodeGroup(models.Model):
+    """Nodes that new accounts are spread over by one placement policy.
+
+    Plans pinned to groups place their accounts only on those groups' nodes; a ``reserved``
+    group takes no other plan's accounts. Groups are tried in name order: the first with a
+    node that has room wins, and its policy picks the node.
+    """
+
+    class Policy(models.TextChoices):
+        MOST_FREE = "most_free", "Most free capacity"
+        FEWEST_ACCOUNTS = "fewest_accounts", "Fewest accounts"
+        RANDOM = "random", "Random"
+
+    name = models.CharField(max_length=63, unique=True)
+    policy = models.CharField(max_length=20, choices=Policy.choices, default=Policy.MOST_FREE)
+    reserved = models.BooleanField(
+        default=False, help_text="Only plans pinned to this group place accounts on its nodes."
+    )
+    plans = models.ManyToManyField(
+        "billing.Plan",
+        blank=True,
+        related_name="node_groups",
+        help_text="Plans whose accounts go only to this group's nodes (pinned).",
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Node(models.Model):
     """A hosting server reached over SSH, with its host key pinned."""
 
@@ -36,6 +68,9 @@ class Node(models.Model):
         "other key are refused.",
     )
     roles = models.JSONField(default=list, help_text='e.g. ["web", "db"]')
+    group = models.ForeignKey(
+        NodeGroup, null=True, blank=True, on_delete=models.SET_NULL, related_name="nodes"
+    )
     capacity_accounts = models.PositiveIntegerField(default=500)
     capacity_disk_mb = models.PositiveBigIntegerField(default=500_000)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)

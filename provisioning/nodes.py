@@ -20,7 +20,7 @@ from accounts.models import User
 from accounts.services import audit_record
 from provisioning import ssh, validators
 from provisioning.errors import ProvisioningRefused, StepError
-from provisioning.models import IPAddress, Node
+from provisioning.models import IPAddress, Node, NodeGroup
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -89,6 +89,7 @@ def node_register(
     capacity_accounts: int = 500,
     capacity_disk_mb: int = 500_000,
     shared_ips: list[str] | None = None,
+    group: str | None = None,
     repin: bool = False,
     actor: User | None = None,
 ) -> Node:
@@ -96,6 +97,7 @@ def node_register(
 
     A node already registered with another key is refused unless ``repin`` is given: a
     changed key means a reinstalled server or someone in between, and a person decides.
+    ``group`` names the node's placement group (created with the default policy if new).
     """
     validators.validate_node_name(name)
     validators.validate_host(address)
@@ -121,6 +123,9 @@ def node_register(
     node.address, node.port, node.ssh_user, node.roles = address, port, ssh_user, roles
     node.capacity_accounts, node.capacity_disk_mb = capacity_accounts, capacity_disk_mb
     node.host_key = key_text
+    if group is not None:
+        validators.validate_node_name(group)
+        node.group, _ = NodeGroup.objects.get_or_create(name=group)
     node.save()
     for ip in shared_ips or []:
         IPAddress.objects.get_or_create(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from django.db.models import Count, F, Q, QuerySet, Sum
 
 from billing.models import Plan
-from provisioning.models import IPAddress, Node, Operation, Service
+from provisioning.models import IPAddress, Node, NodeGroup, Operation, Service
 
 LIVE = ~Q(state__in=[Service.State.TERMINATED, Service.State.FAILED])
 
@@ -23,23 +24,55 @@ def nodes_with_usage() -> QuerySet[Node]:
     )
 
 
+def placement_candidates(
+    *, plan: Plan, role: str = "web", extra_disk_mb: int = 0, dedicated_ip: bool = False
+) -> list[tuple[str, list[Node]]]:
+    """The nodes that may take a new account of this plan, as (policy, nodes) per group.
+
+    A plan pinned to groups may use only their nodes. Any other plan may use the groups that
+    are not reserved, in name order, and then the nodes in no group (most free capacity).
+    A node counts when it is active, has the role, has account room left and disk for the
+    plan (and its extra disk); draining and offline nodes take no new accounts. With
+    ``dedicated_ip``, only nodes that still have a free dedicated address count.
+    """
+    pinned = list(NodeGroup.objects.filter(plans=plan).order_by("name"))
+    groups = pinned or list(NodeGroup.objects.filter(reserved=False).order_by("name"))
+    disk = plan.disk_mb + extra_disk_mb
+    usable = [
+        node
+        for node in nodes_with_usage().filter(status=Node.Status.ACTIVE).order_by("pk")
+        if node.has_role(role)
+        and node.capacity_accounts - (node.accounts or 0) > 0  # type: ignore[attr-defined]
+        and node.capacity_disk_mb - (node.disk_used or 0) >= disk  # type: ignore[attr-defined]
+        and (not dedicated_ip or free_dedicated_ip(node=node) is not None)
+    ]
+    candidates = [(g.policy, [n for n in usable if n.group_id == g.pk]) for g in groups]
+    if not pinned:
+        candidates.append((NodeGroup.Policy.MOST_FREE, [n for n in usable if n.group_id is None]))
+    return [(policy, found) for policy, found in candidates if found]
+
+
+def pick_node(policy: str, nodes: list[Node]) -> Node:
+    """One node of a non-empty list by a group's placement policy (ties: the oldest node)."""
+    if policy == NodeGroup.Policy.RANDOM:
+        return secrets.choice(nodes)
+    if policy == NodeGroup.Policy.FEWEST_ACCOUNTS:
+        return min(nodes, key=lambda n: (n.accounts or 0, n.pk))  # type: ignore[attr-defined]
+    return max(
+        nodes,
+        key=lambda n: (n.capacity_accounts - (n.accounts or 0), -n.pk),  # type: ignore[attr-defined]
+    )
+
+
 def node_for_new_service(
     *, plan: Plan, role: str = "web", extra_disk_mb: int = 0, dedicated_ip: bool = False
 ) -> Node | None:
-    """The active node with the role and the most free account capacity, or None. With
-    ``dedicated_ip``, only nodes that still have a free dedicated address count."""
-    best: Node | None = None
-    best_free = 0
-    for node in nodes_with_usage().filter(status=Node.Status.ACTIVE).order_by("pk"):
-        if not node.has_role(role):
-            continue
-        free = node.capacity_accounts - (node.accounts or 0)  # type: ignore[attr-defined]
-        disk_free = node.capacity_disk_mb - (node.disk_used or 0)  # type: ignore[attr-defined]
-        if free > best_free and disk_free >= plan.disk_mb + extra_disk_mb:
-            if dedicated_ip and free_dedicated_ip(node=node) is None:
-                continue
-            best, best_free = node, free
-    return best
+    """Where a new account of this plan goes: the first group with room, by its policy."""
+    for policy, nodes in placement_candidates(
+        plan=plan, role=role, extra_disk_mb=extra_disk_mb, dedicated_ip=dedicated_ip
+    ):
+        return pick_node(policy, nodes)
+    return None
 
 
 def dedicated_ip_available() -> bool:

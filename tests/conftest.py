@@ -8,7 +8,8 @@ from accounts.models import Customer, Membership, User
 from tests.factories import CustomerFactory, MembershipFactory, UserFactory
 
 # The real hosting node on loopback and the provisioning worker (see tests/node/harness.py).
-pytest_plugins = ["tests.node.harness"]
+# The lab of Debian 12 nodes with systemd on a bridge (see tests/lab/plugin.py).
+pytest_plugins = ["tests.node.harness", "tests.lab.plugin"]
 
 
 @pytest.fixture(autouse=True)

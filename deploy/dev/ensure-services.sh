@@ -58,6 +58,12 @@ if ! [ -x /usr/bin/chromium ]; then
   echo "installing Chromium for the browser tests"
   apt_install chromium
 fi
+# The multi-node lab (tests/lab) boots Debian 12 nodes with systemd-nspawn from a root
+# filesystem built by mmdebstrap.
+if [ "$(id -u)" = 0 ] && ! { command -v systemd-nspawn && command -v mmdebstrap; } >/dev/null; then
+  echo "installing systemd-container and mmdebstrap for the node lab"
+  apt_install systemd-container mmdebstrap
+fi
 port_open 5432 || { echo "PostgreSQL does not answer on 127.0.0.1:5432" >&2; exit 1; }
 port_open 6379 || { echo "Redis does not answer on 127.0.0.1:6379" >&2; exit 1; }
 echo "PostgreSQL and Redis answer on loopback"

@@ -315,9 +315,12 @@ def _test_database_url() -> str:
 class Worker:
     """A Celery worker subprocess for the provisioning queue."""
 
-    def __init__(self, key_path: str, log_path: Path) -> None:
+    def __init__(
+        self, key_path: str, log_path: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.key_path = key_path
         self.log_path = log_path
+        self.extra_env = extra_env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -326,6 +329,7 @@ class Worker:
         env = {
             **os.environ,
             **WORKER_ENV,
+            **self.extra_env,
             "DJANGO_SETTINGS_MODULE": os.environ.get(
                 "DJANGO_SETTINGS_MODULE", "hosting.test_settings"
             ),

@@ -62,6 +62,8 @@ dpkg-query -W -f='${Status}' postfix 2>/dev/null | grep -q 'install ok installed
   || echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 hw_apt_install --no-recommends postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd \
   dovecot-sieve opendkim opendkim-tools openssl python3
+# Debian's package leaves main.cf out when told "No configuration"; postmap below needs one.
+[ -s /etc/postfix/main.cf ] || cp /usr/share/postfix/main.cf.debian /etc/postfix/main.cf
 
 getent group vmail >/dev/null || groupadd --system vmail
 getent passwd vmail >/dev/null \

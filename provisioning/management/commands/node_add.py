@@ -21,6 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--roles", default="web,db", help="comma-separated: web,mail,dns,db")
         parser.add_argument("--capacity", type=int, default=500, help="accounts")
         parser.add_argument("--shared-ip", action="append", default=[], dest="shared_ips")
+        parser.add_argument("--group", help="placement group (see NodeGroup in the admin)")
         parser.add_argument("--repin", action="store_true", help="accept a changed host key")
 
     def handle(self, *args: Any, **opts: Any) -> None:
@@ -33,6 +34,7 @@ class Command(BaseCommand):
                 roles=[r.strip() for r in opts["roles"].split(",") if r.strip()],
                 capacity_accounts=opts["capacity"],
                 shared_ips=opts["shared_ips"],
+                group=opts["group"],
                 repin=opts["repin"],
             )
         except ProvisioningRefused as exc:
