@@ -24,7 +24,9 @@ import dkim
 import dns.resolver
 import pytest
 import spf
+from hwagent import mail as agent_mail
 from hwagent import protocol
+from hwagent.errors import AgentError
 from hwagent.registry import load_all
 
 from provisioning.resources import dns as hwdns
@@ -32,7 +34,7 @@ from provisioning.resources import mail as hwmail
 from provisioning.resources.errors import ResourceRefused
 from provisioning.usage import parse_mail_sending
 
-from .conftest import DNS_PORT, AgentZones, run_on_node
+from .conftest import DNS_PORT, AgentZones
 
 PASSWORD = "correct horse battery"
 NS = ["ns1.hostwright.test", "ns2.hostwright.test"]
@@ -64,13 +66,13 @@ def txt(name: str) -> list[str]:
 
 def publish_dkim(pdns: AgentZones, hosted: Hosted, selector: str) -> None:
     """What the panel's step does: make the key on the node, publish it, then sign with it."""
-    made = run_on_node(hwmail.dkim_key_script(domain=hosted.domain, selector=selector))
-    name, text = hwmail.dkim_record(selector=selector, public_key=made.stdout)
+    made = agent_mail.dkim_key(domain=hosted.domain, selector=selector)
+    name, text = hwmail.dkim_record(selector=selector, public_key=made["public_key"])
     pdns.replace_rrset(
         hosted.domain,
         hwdns.make_rrset(zone=hosted.domain, name=name, rtype="TXT", contents=[text], ttl=300),
     )
-    run_on_node(hwmail.dkim_activate_script(domain=hosted.domain, selector=selector))
+    agent_mail.dkim_activate(domain=hosted.domain, selector=selector)
     hosted.selector = selector
 
 
@@ -86,31 +88,26 @@ def host_domain(mail_node, pdns) -> Iterator:
             domain,
             hwdns.zone_rrsets(domain=domain, ipv4="127.0.0.1", nameservers=NS, serial=1),
         )
-        run_on_node(
-            hwmail.mail_domain_add_script(
-                domain=domain,
-                account=hosted.account,
-                account_hour=account_hour,
-                mailbox_hour=mailbox_hour,
-            )
+        agent_mail.domain_ensure(
+            domain=domain,
+            account=hosted.account,
+            account_hour=account_hour,
+            mailbox_hour=mailbox_hour,
         )
         publish_dkim(pdns, hosted, "hw" + uuid.uuid4().hex[:8])
         return hosted
 
     yield make
     for hosted in made:
-        run_on_node(hwmail.mail_domain_remove_script(domain=hosted.domain, purge=True))
+        agent_mail.domain_remove(domain=hosted.domain, purge=True)
         pdns.delete_zone(hosted.domain)
 
 
 def mailbox(hosted: Hosted, local: str, *, quota_mb: int = 50) -> str:
-    run_on_node(
-        hwmail.mailbox_create_script(
-            local_part=local,
-            domain=hosted.domain,
-            password_hash=hwmail.hash_password(PASSWORD),
-            quota_mb=quota_mb,
-        )
+    agent_mail.mailbox_ensure(
+        address=hosted.address(local),
+        password_hash=hwmail.hash_password(PASSWORD),
+        quota_mb=quota_mb,
     )
     return hosted.address(local)
 
@@ -364,7 +361,7 @@ def test_clients_get_tls_on_every_port(host_domain):
 def test_catch_all_takes_unknown_addresses_only(host_domain):
     hosted = host_domain()
     info, sales = mailbox(hosted, "info"), mailbox(hosted, "sales")
-    run_on_node(hwmail.catchall_set_script(domain=hosted.domain, target=info))
+    agent_mail.catchall_set(domain=hosted.domain, target=info)
 
     # mail to an unknown address lands in the catch-all; a mailbox keeps its own mail
     for to, subject in ((f"nobody@{hosted.domain}", "lost"), (sales, "for sales")):
@@ -378,7 +375,7 @@ def test_catch_all_takes_unknown_addresses_only(host_domain):
     imap.logout()
 
     # once deleted, unknown addresses are refused again
-    run_on_node(hwmail.catchall_delete_script(domain=hosted.domain))
+    agent_mail.catchall_set(domain=hosted.domain, target="")
     for _ in range(50):
         with smtplib.SMTP("127.0.0.1", 25, timeout=15) as smtp:
             smtp.mail("someone@example.net")
@@ -393,12 +390,10 @@ def test_catch_all_takes_unknown_addresses_only(host_domain):
 def test_auto_reply_answers_once_and_is_signed(host_domain):
     alice_host, bob_host = host_domain(), host_domain()
     alice, bob = mailbox(alice_host, "alice"), mailbox(bob_host, "bob")
-    run_on_node(
-        hwmail.autoreply_set_script(
-            address=bob,
-            subject='Away "until" Monday',
-            body="I am away.\nBack on Monday \\o/",
-        )
+    agent_mail.autoreply_set(
+        address=bob,
+        subject='Away "until" Monday',
+        body="I am away.\nBack on Monday \\o/",
     )
 
     submit(alice, message(alice, bob, "are you there"))
@@ -410,7 +405,7 @@ def test_auto_reply_answers_once_and_is_signed(host_domain):
     assert isinstance(body, bytes) and "Back on Monday \\o/" in body.decode()
     assert dkim.verify(reply, dnsfunc=dkim_dns)
 
-    run_on_node(hwmail.autoreply_delete_script(address=bob))
+    agent_mail.autoreply_set(address=bob, enabled=False)
     assert not Path(hwmail.VHOSTS, bob_host.domain, "bob", ".dovecot.sieve").exists()
 
 
@@ -418,7 +413,7 @@ def test_auto_reply_answers_once_and_is_signed(host_domain):
 def test_quota_change_keeps_the_password(host_domain):
     hosted = host_domain()
     address = mailbox(hosted, "info", quota_mb=50)
-    run_on_node(hwmail.mailbox_quota_script(address=address, quota_mb=200))
+    agent_mail.mailbox_quota(address=address, quota_mb=200)
     for _ in range(50):
         imap = imaps(address)
         _, quota = imap.getquotaroot("INBOX")
@@ -427,10 +422,9 @@ def test_quota_change_keeps_the_password(host_domain):
             break
         time.sleep(0.1)
     assert quota[1][0].endswith(b" 204800)")
-    missing = run_on_node(
-        hwmail.mailbox_quota_script(address=f"ghost@{hosted.domain}", quota_mb=10), check=False
-    )
-    assert missing.returncode == 3
+    with pytest.raises(AgentError) as missing:
+        agent_mail.mailbox_quota(address=f"ghost@{hosted.domain}", quota_mb=10)
+    assert missing.value.code == "not_found"
 
 
 @pytest.mark.node
