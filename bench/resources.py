@@ -115,7 +115,9 @@ def floor_account(target, key: str, plan, n: int) -> tuple[float, str, str]:
     domain = f"floor{n}-{secrets.token_hex(2)}.bench.example"
     nameservers = ["ns1.hostwright.test", "ns2.hostwright.test"]
     started = time.perf_counter()
-    result = ssh.run(target, base.floor_commands(user, domain, plan), key_path=key, timeout=120)
+    answer = ssh.call(target, base.floor_actions(user, domain, plan), key_path=key, timeout=120)
+    assert answer.ok, answer.failure()
+    result = ssh.run(target, base.floor_database(user), key_path=key, timeout=120)
     assert result.ok, result.stderr
     agent(
         target,
@@ -172,7 +174,9 @@ def floor_cleanup(target, key: str, user: str, domain: str) -> None:
         action("dns.zone_remove", domain=domain),
         action("mail.domain.remove", domain=domain, purge=True),
     )
-    ssh.run(target, base.floor_cleanup(user), key_path=key, timeout=120)
+    undo_actions, undo_commands = base.floor_cleanup(user)
+    ssh.call(target, undo_actions, key_path=key, timeout=120)
+    ssh.run(target, undo_commands, key_path=key, timeout=120)
 
 
 def main() -> None:

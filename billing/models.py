@@ -109,6 +109,11 @@ class Plan(models.Model):
     )
     processes = models.PositiveSmallIntegerField(default=64, validators=[MinValueValidator(1)])
     dedicated_ip = models.BooleanField("includes a dedicated IP", default=False)
+    shell_access = models.BooleanField(
+        "includes SSH shell access",
+        default=False,
+        help_text="Accounts on this plan get a login shell; without it they have SFTP only.",
+    )
 
     class Meta:
         ordering = ["position", "id"]

@@ -1,21 +1,20 @@
 """The file manager's access to an account's files on its node.
 
-All of it goes through the engine's SSH executor (``provisioning.ssh``), one short script per
-action, and every file command runs as the account's own Linux user (``runuser -u``), so
-the node's permissions confine it as well as our checks do.
+Every action is one request to the node agent's file actions (``deploy/node/agent/hwagent/
+files.py``) over the web processes' own SSH key (``PROVISIONING_WEB_SSH_KEY``), which nodes let
+run those actions and the log tails only. On the node each action runs as the account's own
+Linux user, so the node's permissions confine it as well as our checks do.
 
 Confinement, in two layers:
 
 1. ``clean_path`` refuses, before anything is sent, paths that are absolute, contain ``..``,
    NUL or control characters, or are too long. A path is always relative to the home.
-2. On the node, ``hw_fm`` resolves the parent folder with ``realpath`` and refuses any result
-   outside the home (a symlinked folder pointing elsewhere). Actions that follow the final
-   name (read, write, list, chmod) also resolve it completely and refuse a symlink that leaves
-   the home; delete and rename act on a symlink itself, never on what it points to.
+2. On the node, the agent checks the path again and refuses any whose real location leaves the
+   home (a symlinked folder pointing elsewhere). Actions that follow the final name (read,
+   write, list, chmod) also resolve it; delete and rename act on a symlink itself, never on
+   what it points to.
 
-The executor returns at most 4 KB of output per script, so listings come in pages that fit
-and downloads are read 3,000 bytes per round trip (about 4 ms each); files above
-``MAX_DOWNLOAD`` are for SFTP.
+Files above ``MAX_DOWNLOAD`` are for SFTP.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ import base64
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from django.conf import settings
 
@@ -36,80 +36,7 @@ MAX_NAME = 255
 MAX_UPLOAD = 8 * 1024 * 1024
 MAX_DOWNLOAD = 2 * 1024 * 1024
 MAX_EDIT = 512 * 1024
-CHUNK = 3000  # base64 of 3,000 bytes fits the executor's 4 KB output tail
-LIST_BUDGET = 3800
-EX_REFUSED = 77
-EX_MISSING = 66
-EX_EXISTS = 73
-
-# Exit codes: 77 refused (outside the home), 66 missing, 73 exists, 65 wrong kind.
-_FUNCTIONS = r"""
-hw_fm_under() {
-  case $2 in "$1"|"$1"/*) return 0 ;; esac
-  echo "that path leaves the home folder" >&2; return 77
-}
-hw_fm() {
-  local u=$1 home=$2 act=$3 rel=$4 dir base p full q
-  shift 4
-  # Scripts run in a subshell: this cd stays inside this one. Commands run as the account's
-  # user need a working directory that user may enter.
-  cd -- "$home" || return 77
-  dir=$(realpath -m -- "$home/$(dirname -- "$rel")") || return 77
-  hw_fm_under "$home" "$dir" || return 77
-  base=$(basename -- "$rel")
-  if [ "$rel" = "." ] || [ -z "$rel" ]; then p=$home; else p=$dir/$base; fi
-  case $act in list|read|write|chmod|stat)
-    if [ -e "$p" ] || [ -L "$p" ]; then
-      full=$(realpath -m -- "$p") || return 77
-      hw_fm_under "$home" "$full" || return 77
-    fi ;;
-  esac
-  case $act in
-    list)
-      [ -d "$p" ] || { echo "no such folder" >&2; return 66; }
-      runuser -u "$u" -- find "$p/" -mindepth 1 -maxdepth 1 -printf '%y\t%m\t%s\t%T@\t%f\n' \
-        | LC_ALL=C sort -t "$(printf '\t')" -k1,1 -k5 \
-        | awk -F '\t' -v skip="$1" -v budget="$2" 'NF == 5 { n++; if (n <= skip) next;
-            if (used + length($0) + 1 > budget) { print "MORE\t" n - 1; exit }
-            used += length($0) + 1; print }' ;;
-    stat)
-      [ -e "$p" ] || { echo "no such file or folder" >&2; return 66; }
-      runuser -u "$u" -- stat -c '%F	%a	%s' -- "$p" ;;
-    read)
-      [ -f "$p" ] || { echo "no such file" >&2; return 66; }
-      runuser -u "$u" -- dd if="$p" bs="$2" skip="$1" count=1 status=none | base64 -w0 ;;
-    write)
-      [ -d "$p" ] && { echo "a folder has that name" >&2; return 65; }
-      q="$dir/.hw-upload.$$"
-      printf '%s' "$1" | base64 -d | runuser -u "$u" -- dd of="$q" status=none \
-        && runuser -u "$u" -- mv -f -T -- "$q" "$p" || { rm -f -- "$q"; return 1; } ;;
-    mkdir)
-      { [ -e "$p" ] || [ -L "$p" ]; } && { echo "that name is taken" >&2; return 73; }
-      runuser -u "$u" -- mkdir -- "$p" ;;
-    touch)
-      { [ -e "$p" ] || [ -L "$p" ]; } && { echo "that name is taken" >&2; return 73; }
-      runuser -u "$u" -- touch -- "$p" ;;
-    rename)
-      [ "$p" = "$home" ] && { echo "the home folder stays" >&2; return 77; }
-      { [ -e "$p" ] || [ -L "$p" ]; } || { echo "no such file or folder" >&2; return 66; }
-      q=$(realpath -m -- "$home/$(dirname -- "$1")") || return 77
-      hw_fm_under "$home" "$q" || return 77
-      q=$q/$(basename -- "$1")
-      { [ -e "$q" ] || [ -L "$q" ]; } && { echo "that name is taken" >&2; return 73; }
-      runuser -u "$u" -- mv -n -T -- "$p" "$q" ;;
-    delete)
-      [ "$p" = "$home" ] && { echo "the home folder stays" >&2; return 77; }
-      { [ -e "$p" ] || [ -L "$p" ]; } || { echo "no such file or folder" >&2; return 66; }
-      runuser -u "$u" -- rm -rf --one-file-system -- "$p" ;;
-    chmod)
-      [ "$p" = "$home" ] && { echo "the home folder's permissions are fixed" >&2; return 77; }
-      [ -e "$p" ] || { echo "no such file or folder" >&2; return 66; }
-      runuser -u "$u" -- chmod -- "$1" "$p" ;;
-    *) echo "unknown action" >&2; return 64 ;;
-  esac
-}
-"""
-ssh.register_shell_functions(_FUNCTIONS)
+PAGE = 200
 
 _MODE = re.compile(r"^[0-7]{3,4}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -181,78 +108,52 @@ def parent(path: str) -> str:
     return path.rsplit("/", 1)[0] if "/" in path else ""
 
 
-def _home(service: Service) -> tuple[str, str]:
-    user = validators.validate_username(service.username)
-    return user, f"/home/{user}"
-
-
-def _run(service: Service, action: str, rel: str, *args: str) -> ssh.ScriptResult:
+def _call(service: Service, name: str, **args: Any) -> dict[str, Any]:
+    """One agent action for the account, as its user; its data, or a ``FileError``."""
     from provisioning.nodes import node_target
 
     if service.node is None or service.state not in (Service.State.ACTIVE,):
         raise FileError("Files can be managed while the account is active.")
-    user, home = _home(service)
-    command = ssh.cmd(
-        "hw_fm",
-        user,
-        home,
-        action,
-        rel or ".",
-        *args,
-        label=f"file manager: {action} {home}/{rel}",
-    )
+    user = validators.validate_username(service.username)
     try:
-        result = ssh.run(
+        result = ssh.call(
             node_target(service.node),
-            [command],
-            key_path=settings.PROVISIONING_SSH_KEY,
+            [ssh.action(name, user=user, **args)],
+            key_path=settings.PROVISIONING_WEB_SSH_KEY,
             timeout=settings.PROVISIONING_COMMAND_TIMEOUT,
+            tier="web",
         )
     except StepError:
         raise FileError("The server did not answer. Try again in a moment.") from None
-    if not result.ok:
-        message = result.stderr.strip().splitlines()[-1:] or [""]
-        text = message[0] or "The server could not do that."
+    failure = result.failure()
+    if failure is not None:
+        text = str(failure[1].get("message") or "the server could not do that")
         raise FileError(text[0].upper() + text[1:] + ("" if text.endswith(".") else "."))
-    return result
-
-
-_KINDS = {"d": "dir", "f": "file", "l": "link"}
+    return result.results[0].data
 
 
 def list_dir(*, service: Service, path: str, offset: int = 0) -> tuple[list[Entry], int | None]:
     """One page of a folder (folders first, then by name) and the offset of the next page."""
-    result = _run(service, "list", path, str(max(0, offset)), str(LIST_BUDGET))
-    entries: list[Entry] = []
-    more: int | None = None
-    for line in result.stdout.splitlines():
-        fields = line.split("\t")
-        if fields[0] == "MORE" and len(fields) == 2:
-            more = int(fields[1])
-            continue
-        if len(fields) != 5:
-            continue
-        kind, mode, size, mtime, name = fields
-        entries.append(
-            Entry(
-                name=name,
-                path=join(path, name),
-                kind=_KINDS.get(kind, "other"),
-                mode=mode,
-                size=int(size),
-                modified=datetime.fromtimestamp(float(mtime), tz=UTC),
-            )
+    data = _call(service, "files.list", path=path, offset=max(0, offset), limit=PAGE)
+    entries = [
+        Entry(
+            name=e["name"],
+            path=join(path, e["name"]),
+            kind=e["kind"],
+            mode=e["mode"],
+            size=int(e["size"]),
+            modified=datetime.fromtimestamp(float(e["mtime"]), tz=UTC),
         )
-    return entries, more
+        for e in data.get("entries", [])
+    ]
+    more = data.get("more")
+    return entries, more if isinstance(more, int) else None
 
 
 def stat(*, service: Service, path: str) -> tuple[str, str, int]:
     """(kind, mode, size) of one path."""
-    out = _run(service, "stat", path).stdout.strip().split("\t")
-    if len(out) != 3:
-        raise FileError("The server gave an unreadable answer.")
-    kind = "dir" if out[0] == "directory" else "file" if "regular" in out[0] else "other"
-    return kind, out[1], int(out[2])
+    data = _call(service, "files.stat", path=path)
+    return str(data["kind"]), str(data["mode"]), int(data["size"])
 
 
 def read_file(*, service: Service, path: str, limit: int = MAX_DOWNLOAD) -> bytes:
@@ -264,73 +165,55 @@ def read_file(*, service: Service, path: str, limit: int = MAX_DOWNLOAD) -> byte
             f"This file is {size // 1024} KB; files above {limit // 1024} KB are downloaded "
             "over SFTP."
         )
-    data = bytearray()
-    block = 0
-    while len(data) < size:
-        chunk = base64.b64decode(_run(service, "read", path, str(block), str(CHUNK)).stdout)
-        if not chunk:
-            break
-        data += chunk
-        block += 1
-    return bytes(data)
+    data = _call(service, "files.read", path=path, offset=0, length=max(1, limit))
+    return base64.b64decode(data["data"])
 
 
 def write_file(*, service: Service, path: str, data: bytes) -> None:
     if len(data) > MAX_UPLOAD:
         raise FileError(f"Files are at most {MAX_UPLOAD // (1024 * 1024)} MB here; use SFTP.")
-    _run(service, "write", clean_path(path, allow_root=False), base64.b64encode(data).decode())
+    _call(
+        service,
+        "files.write",
+        path=clean_path(path, allow_root=False),
+        data=base64.b64encode(data).decode(),
+    )
 
 
 def make_dir(*, service: Service, path: str) -> None:
-    _run(service, "mkdir", clean_path(path, allow_root=False))
+    _call(service, "files.mkdir", path=clean_path(path, allow_root=False))
 
 
 def make_file(*, service: Service, path: str) -> None:
-    _run(service, "touch", clean_path(path, allow_root=False))
+    _call(service, "files.touch", path=clean_path(path, allow_root=False))
 
 
 def rename(*, service: Service, path: str, new_path: str) -> None:
-    _run(
+    _call(
         service,
-        "rename",
-        clean_path(path, allow_root=False),
-        clean_path(new_path, allow_root=False),
+        "files.rename",
+        path=clean_path(path, allow_root=False),
+        new_path=clean_path(new_path, allow_root=False),
     )
 
 
 def delete(*, service: Service, path: str) -> None:
-    _run(service, "delete", clean_path(path, allow_root=False))
+    _call(service, "files.delete", path=clean_path(path, allow_root=False))
 
 
 LOG_KINDS = ("access", "error")
-LOG_TAIL_BYTES = 3500  # the executor returns 4 KB of output
+LOG_TAIL_BYTES = 16384
 
 
 def log_tail(*, service: Service, kind: str) -> str:
-    """The last lines of the account's nginx access or error log (read as root: nginx owns
-    them; the path is built from the validated account name, nothing the customer typed)."""
-    from provisioning.nodes import node_target
-
+    """The last lines of the account's nginx access or error log (the agent reads them as
+    root: nginx owns them; the path is built from the validated account name)."""
     if kind not in LOG_KINDS:
         raise FileError("There is no such log.")
     if service.node is None or service.state != Service.State.ACTIVE:
         raise FileError("Logs can be read while the account is active.")
-    user = validators.validate_username(service.username)
-    path = f"/var/log/nginx/hw-{user}.{kind}.log"
-    try:
-        result = ssh.run(
-            node_target(service.node),
-            [ssh.cmd("tail", "-c", str(LOG_TAIL_BYTES), path, check=False)],
-            key_path=settings.PROVISIONING_SSH_KEY,
-            timeout=settings.PROVISIONING_COMMAND_TIMEOUT,
-        )
-    except StepError:
-        raise FileError("The server did not answer. Try again in a moment.") from None
-    text = result.stdout
-    if len(text.encode()) >= LOG_TAIL_BYTES and "\n" in text:
-        text = text.split("\n", 1)[1]  # drop the first, partial line
-    return text
+    return str(_call(service, "logs.tail", kind=kind, max_bytes=LOG_TAIL_BYTES).get("text", ""))
 
 
 def chmod(*, service: Service, path: str, mode: str) -> None:
-    _run(service, "chmod", clean_path(path, allow_root=False), clean_mode(mode))
+    _call(service, "files.chmod", path=clean_path(path, allow_root=False), mode=clean_mode(mode))

@@ -1,8 +1,8 @@
 """Drift detection: does each node hold what the database says it holds?
 
-A periodic job sends each active node the names it should have (Linux users, PHP-FPM pools,
-nginx server blocks, databases of its live accounts) and the node answers with the
-differences only, so the answer stays small however many accounts the node carries. Every
+A periodic job asks each active node's agent for its inventory (Linux users, PHP-FPM pools,
+nginx server blocks, databases) and compares it with what the database says its live
+accounts hold. Every
 difference becomes an open ``DriftFinding``; one that a later check no longer sees is
 resolved. A finding that an account is missing a piece can be repaired: a ``repair``
 operation runs the account's create steps again, which converge (each looks before it acts)
@@ -26,7 +26,6 @@ from provisioning.errors import ProvisioningRefused, StepError
 from provisioning.models import DriftFinding, Node, Operation, Service
 from provisioning.steps.base import OperationKind, Step, StepContext, register_kind
 from provisioning.steps.hosting import (
-    PHP,
     AccountDatabase,
     AccountLimits,
     LinuxUser,
@@ -36,33 +35,6 @@ from provisioning.steps.hosting import (
 )
 
 KINDS = ("user", "pool", "site", "database")
-
-# Lists what the node holds of one kind and prints only the differences from the expected
-# names it is given ("<kind> missing <name>" / "<kind> unexpected <name>").
-ssh.register_shell_functions(
-    r"""
-hw_drift() {
-  local kind=$1 expected=$2 actual=""
-  case $kind in
-    user) actual=$(getent passwd | awk -F: 'index($5, "hostwright service ") == 1 {print $1}') ;;
-    pool) actual=$(ls -1 /etc/php/"""
-    + PHP
-    + r"""/fpm/pool.d 2>/dev/null | sed -n 's/^hw-\(.*\)\.conf$/\1/p') ;;
-    site) actual=$(ls -1 /etc/nginx/hostwright/sites 2>/dev/null | sed -n 's/\.conf$//p') ;;
-    database) actual=$(mysql -N -B -e 'SHOW DATABASES' 2>/dev/null | grep '_main$') ;;
-    *) echo "unknown drift kind $kind" >&2; return 64 ;;
-  esac
-  comm -3 <(printf '%s\n' "$expected" | sed '/^$/d' | sort -u) \
-          <(printf '%s\n' "$actual" | sed '/^$/d' | sort -u) |
-  while IFS= read -r line; do
-    case $line in
-      $'\t'*) printf '%s unexpected %s\n' "$kind" "${line#$'\t'}" ;;
-      *) printf '%s missing %s\n' "$kind" "$line" ;;
-    esac
-  done
-}
-"""
-)
 
 
 @dataclass(frozen=True)
@@ -91,22 +63,31 @@ def expected_names(node: Node) -> tuple[dict[str, set[str]], dict[tuple[str, str
     return expected, owner
 
 
-def node_differences(node: Node, expected: dict[str, set[str]]) -> list[Difference]:
-    target = nodes.node_target(node)
-    commands = [ssh.cmd("hw_drift", kind, "\n".join(sorted(expected[kind]))) for kind in KINDS]
-    result = ssh.run(
-        target,
-        commands,
+def node_inventory(node: Node) -> dict[str, set[str]]:
+    """What the node holds of each kind, from its agent's inventory."""
+    result = ssh.call(
+        nodes.node_target(node),
+        [ssh.action("inventory.list", kinds=list(KINDS))],
         key_path=settings.PROVISIONING_SSH_KEY,
         timeout=settings.PROVISIONING_COMMAND_TIMEOUT,
     )
-    if not result.ok:
-        raise StepError(f"the drift check failed on {node.name}: {result.stderr.strip()[-300:]}")
+    failure = result.failure()
+    if failure is not None:
+        raise StepError(f"the drift check failed on {node.name}: {failure[1].get('message')}")
+    found = result.results[0].data.get("found") or {}
+    actual = {kind: set(found.get(kind) or []) for kind in KINDS}
+    # Only each account's main database is the panel's to compare; the others are the
+    # customer's own (see provisioning.resources.databases).
+    actual["database"] = {n for n in actual["database"] if n.endswith("_main")}
+    return actual
+
+
+def node_differences(node: Node, expected: dict[str, set[str]]) -> list[Difference]:
+    actual = node_inventory(node)
     found = []
-    for line in result.stdout.splitlines():
-        parts = line.split(" ", 2)
-        if len(parts) == 3 and parts[0] in KINDS and parts[1] in ("missing", "unexpected"):
-            found.append(Difference(kind=parts[0], problem=parts[1], name=parts[2]))
+    for kind in KINDS:
+        found += [Difference(kind, "missing", n) for n in sorted(expected[kind] - actual[kind])]
+        found += [Difference(kind, "unexpected", n) for n in sorted(actual[kind] - expected[kind])]
     return found
 
 

@@ -5,8 +5,8 @@ The nodes' kernels may have no disk quotas, so disk usage is measured (``du``) a
 against the plan. Memory is what the account's memory cgroup holds now (its processes and
 their page cache). Traffic is what nginx sent for the account's site this month, added up
 from its access log and the log rotated last. One script per node answers for all of its
-live accounts in one round trip, a line each, so the cost is one SSH exchange per node
-however many accounts it carries.
+live accounts in one round trip (the node agent's ``usage.measure``), so the cost is one SSH
+exchange per node however many accounts it carries.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
@@ -26,37 +27,6 @@ log = logging.getLogger(__name__)
 
 # nginx writes English month names whatever the locale: [01/Dec/2026:10:00:00 +0000].
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-# hw_usage MONTH USER...: prints "USER DISK_MB MEMORY_BYTES TRAFFIC_BYTES CPU_NS" for each
-# account, with "-" where the node cannot tell. CPU_NS is the CPU time the account's cgroup
-# has used since it was made. In nginx's combined format the time is field 4 and the bytes
-# sent field 10.
-ssh.register_shell_functions(
-    r"""
-hw_usage() {
-  local month=$1 u disk mem traffic cpu f
-  shift
-  for u in "$@"; do
-    disk=$(du -sm "/home/$u" 2>/dev/null | cut -f1)
-    mem=-
-    for f in "/sys/fs/cgroup/hostwright/$u/memory.current" \
-             "/sys/fs/cgroup/memory/hostwright/$u/memory.usage_in_bytes"; do
-      if [ -r "$f" ]; then mem=$(cat "$f"); break; fi
-    done
-    traffic=$(cat "/var/log/nginx/hw-$u.access.log.1" "/var/log/nginx/hw-$u.access.log" \
-      2>/dev/null | awk -v m="/$month:" 'index($4, m) && $10 ~ /^[0-9]+$/ {s += $10}
-                                         END {printf "%d", s}')
-    cpu=-
-    if [ -r "/sys/fs/cgroup/hostwright/$u/cpu.stat" ]; then
-      cpu=$(awk '$1 == "usage_usec" {printf "%d000", $2}' "/sys/fs/cgroup/hostwright/$u/cpu.stat")
-    elif [ -r "/sys/fs/cgroup/cpuacct/hostwright/$u/cpuacct.usage" ]; then
-      cpu=$(cat "/sys/fs/cgroup/cpuacct/hostwright/$u/cpuacct.usage")
-    fi
-    echo "$u ${disk:--} $mem ${traffic:-0} ${cpu:--}"
-  done
-}
-"""
-)
 
 
 @dataclass(frozen=True)
@@ -77,20 +47,22 @@ def _number(text: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def parse_usage(stdout: str) -> dict[str, Measured]:
-    """The node's answer, by account name; lines that do not parse are left out."""
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def parse_usage(accounts: dict[str, Any]) -> dict[str, Measured]:
+    """The agent's figures, by account name; entries that do not read as figures are left out."""
     found: dict[str, Measured] = {}
-    for line in stdout.splitlines():
-        parts = line.split()
-        if len(parts) != 5 or not parts[3].isdigit():
+    for user, figures in accounts.items():
+        if not isinstance(figures, dict) or _count(figures.get("traffic_bytes")) is None:
             continue
-        user, disk, memory, traffic, cpu = parts
-        memory_bytes = _number(memory)
+        memory_bytes = _count(figures.get("memory_bytes"))
         found[user] = Measured(
-            disk_mb=_number(disk),
+            disk_mb=_count(figures.get("disk_mb")),
             memory_mb=None if memory_bytes is None else round(memory_bytes / 2**20),
-            traffic_bytes=int(traffic),
-            cpu_ns=_number(cpu),
+            traffic_bytes=int(figures["traffic_bytes"]),
+            cpu_ns=_count(figures.get("cpu_ns")),
         )
     return found
 
@@ -172,15 +144,16 @@ def usage_collect_node(*, node_id: int) -> int:
         return 0
     # Names come from the database but are validated again before they reach the node.
     users = [validators.validate_username(s.username) for s in live]
-    result = ssh.run(
+    result = ssh.call(
         nodes.node_target(node),
-        [ssh.cmd("hw_usage", nginx_month(), *users)],
+        [ssh.action("usage.measure", users=users, month=nginx_month())],
         key_path=settings.PROVISIONING_SSH_KEY,
         timeout=settings.PROVISIONING_COMMAND_TIMEOUT,
     )
-    if not result.ok:
-        raise StepError(f"measuring usage failed on {node.name}: {result.stderr.strip()[-300:]}")
-    measured = parse_usage(result.stdout)
+    failure = result.failure()
+    if failure is not None:
+        raise StepError(f"measuring usage failed on {node.name}: {failure[1].get('message')}")
+    measured = parse_usage(result.results[0].data.get("accounts") or {})
     sending = mail_sending(node)
     now = timezone.now()
     changed = []

@@ -47,7 +47,7 @@ from provisioning.resources.agent import action, agent_failure, applied, created
 from provisioning.resources.errors import ResourceError, ResourceRefused, check_limit
 from provisioning.resources.scripts import NodeScript
 from provisioning.resources.validation import validate_domain, validate_email, validate_ip
-from provisioning.ssh import cmd
+from provisioning.ssh import action, cmd
 from provisioning.steps import hosting  # noqa: F401  (registers the kinds extended below)
 from provisioning.steps.base import KINDS, OperationKind, Step, StepContext, register_kind
 
@@ -718,25 +718,30 @@ class Sftp(Step):
 
     def apply(self, ctx: StepContext) -> None:
         p = ctx.params
-        run_script(
-            ctx,
-            sftp.sftp_enable_script(
-                account=_account(ctx),
-                password_hash=p.get("password_hash"),
-                public_keys=p.get("public_keys", []),
-            ),
+        keys = [sftp.validate_public_key(k) for k in p.get("public_keys", [])]
+        ctx.agent(
+            [
+                action(
+                    "sftp.enable",
+                    user=_account(ctx),
+                    owner=f"hostwright service {ctx.service.pk}",
+                    password_hash=p.get("password_hash") or "",
+                    public_keys=keys,
+                    secret=("password_hash",),
+                )
+            ]
         )
         ctx.resource("sftp_user", _account(ctx))
 
     def undo(self, ctx: StepContext) -> None:
-        run_script(ctx, sftp.sftp_disable_script(account=_account(ctx)))
+        ctx.agent([action("sftp.disable", user=_account(ctx))])
 
 
 class SftpOff(Step):
     name = "sftp_off"
 
     def apply(self, ctx: StepContext) -> None:
-        run_script(ctx, sftp.sftp_disable_script(account=_account(ctx)))
+        ctx.agent([action("sftp.disable", user=_account(ctx))])
 
 
 class RemoveSftp(SftpOff):

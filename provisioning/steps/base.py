@@ -181,6 +181,18 @@ class StepContext:
             raise TransientStepError(message, clean=clean, code=code)
         return result.results
 
+    def applied_resources(self) -> dict[str, Any]:
+        """What this step's apply runs in this operation recorded with ``resource`` (for an
+        undo: remove only what this operation created)."""
+        merged: dict[str, Any] = {}
+        for resources in StepRun.objects.filter(
+            operation=self.operation,
+            position=self.step_run.position,
+            direction=StepRun.Direction.APPLY,
+        ).values_list("resources", flat=True):
+            merged.update(resources or {})
+        return merged
+
     def resource(self, key: str, value: Any) -> None:
         """Note a resource id this step created (shown in the admin timeline)."""
         self.step_run.resources = {**self.step_run.resources, key: value}

@@ -1,34 +1,33 @@
 """The hosting account on a node: Linux user, PHP-FPM pool, nginx server block, limits,
 MariaDB database, disk usage; and the operation kinds built from them.
 
-Layout on a node (prepared by ``deploy/node/bootstrap.sh``):
-
-- ``/home/<user>`` (mode 0750, group www-data) with the docroot ``public_html``;
-- ``/etc/php/8.2/fpm/pool.d/hw-<user>.conf`` listening on ``/run/php/hw-<user>.sock``;
-- ``/etc/nginx/hostwright/sites/<user>.conf`` (included from ``conf.d/hostwright.conf``);
-- ``/var/lib/hostwright/suspended/index.html``, the page suspended accounts show;
-- cgroups ``hostwright/<user>`` under the cpu, memory and pids controllers.
+Every step works through the node agent's actions (``deploy/node/agent/hwagent``): ``users``
+(the Linux user and its home: ``/home/<user>`` root-owned 0751, the SFTP chroot, with
+``public_html`` and ``tmp`` the customer's), ``pools`` (``/etc/php/8.2/fpm/pool.d/hw-<user>.conf``
+on ``/run/php/hw-<user>.sock``), ``sites`` (``/etc/nginx/hostwright/sites/<user>.conf``, or the
+suspended page), ``limits`` (cgroups ``hostwright/<user>``) and ``usage``. The agent builds the
+configuration files from the typed values sent here and checks them before loading them.
 """
 
 from __future__ import annotations
 
 import posixpath
 from pathlib import Path
+from typing import Any
 
 from billing.models import Plan
 from provisioning import ssh, validators
-from provisioning.errors import PermanentStepError, TransientStepError
+from provisioning.errors import PermanentStepError
 from provisioning.models import Operation, Service, StepRun
-from provisioning.ssh import Command, cmd, put_file
+from provisioning.ssh import action
 from provisioning.steps.base import OperationKind, Step, StepContext, register_kind
 
+# Shell functions for the steps not yet moved to the node agent (databases, certificates).
 ssh.register_shell_functions((Path(__file__).parent / "shell.sh").read_text())
 
 PHP = "8.2"
 SITES_DIR = "/etc/nginx/hostwright/sites"
 POOL_DIR = f"/etc/php/{PHP}/fpm/pool.d"
-SUSPENDED_ROOT = "/var/lib/hostwright/suspended"
-CGROUP_JOIN_DIR = "/usr/local/lib/hostwright"
 
 
 def _user(ctx: StepContext) -> str:
@@ -69,87 +68,10 @@ def owner_tag(service: Service) -> str:
     return f"hostwright service {service.pk}"
 
 
-def pool_config(user: str, plan: Plan) -> str:
-    memory_limit = max(32, min(plan.memory_mb // max(plan.php_workers, 1), 1024))
-    basedir = ":".join(
-        [f"{home(user)}/", f"{CGROUP_JOIN_DIR}/", "/proc/self/cgroup"]
-        + [f"/sys/fs/cgroup/{c}/hostwright/{user}/" for c in ("cpu", "cpuacct", "memory", "pids")]
-    )
-    return f"""; managed by Hostwright: changes are overwritten
-[hw-{user}]
-user = {user}
-group = {user}
-listen = {pool_socket(user)}
-listen.owner = www-data
-listen.group = www-data
-listen.mode = 0660
-pm = ondemand
-pm.max_children = {plan.php_workers}
-pm.process_idle_timeout = 30s
-pm.max_requests = 500
-chdir = /
-php_admin_value[memory_limit] = {memory_limit}M
-php_admin_value[open_basedir] = {basedir}
-; Workers are forked by the shared master; each joins the account's cgroups on its first
-; request (the account owns only its cgroup.procs files, see hw_cg_limits).
-php_admin_value[auto_prepend_file] = {CGROUP_JOIN_DIR}/cgroup-join.php
-; Temporary files, uploads and sessions stay in the account's own tmp, not a shared /tmp.
-php_admin_value[sys_temp_dir] = {account_tmp(user)}
-php_admin_value[upload_tmp_dir] = {account_tmp(user)}
-php_admin_value[session.save_path] = {account_tmp(user)}
-"""
-
-
-def _listen(service: Service) -> str:
+def listen_ip(service: Service) -> str:
+    """The dedicated address the site listens on, or "" for the shared ones."""
     ip = service.ip
-    if ip is not None and ip.kind == "dedicated":
-        address = f"[{ip.address}]" if ":" in ip.address else ip.address
-        return f"{address}:80"
-    return "80"
-
-
-def tls_includes(user: str) -> str:
-    """ACME challenges for the site's names, and its HTTPS part once it has a certificate
-    (a pattern include: nothing until provisioning.resources.certificates writes the file)."""
-    return (
-        "    include /etc/nginx/snippets/hostwright-acme*.conf;\n"
-        f"    include /etc/nginx/hostwright/tls/{user}[.]conf;"
-    )
-
-
-def site_config(service: Service, user: str, domain: str) -> str:
-    return f"""# managed by Hostwright: service {service.pk}, {domain}
-server {{
-    listen {_listen(service)};
-    server_name {domain} www.{domain};
-{tls_includes(user)}
-    root {docroot(user)};
-    index index.php index.html;
-    access_log /var/log/nginx/hw-{user}.access.log;
-    error_log /var/log/nginx/hw-{user}.error.log;
-    location ~ /\\.(?!well-known) {{ deny all; }}
-    location ~ \\.php$ {{
-        try_files $uri =404;
-        include fastcgi_params;
-        fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
-        fastcgi_pass unix:{pool_socket(user)};
-    }}
-}}
-"""
-
-
-def suspended_config(service: Service, user: str, domain: str) -> str:
-    return f"""# managed by Hostwright: service {service.pk}, {domain} (suspended)
-server {{
-    listen {_listen(service)};
-    server_name {domain} www.{domain};
-{tls_includes(user)}
-    root {SUSPENDED_ROOT};
-    error_page 503 /index.html;
-    location = /index.html {{ internal; }}
-    location / {{ return 503; }}
-}}
-"""
+    return ip.address if ip is not None and ip.kind == "dedicated" else ""
 
 
 def welcome_page(domain: str) -> str:
@@ -169,31 +91,8 @@ class ValidateAccount(Step):
     def apply(self, ctx: StepContext) -> None:
         _user(ctx)
         _domain(ctx)
-        result = ctx.run(
-            [
-                cmd("test", "-d", SITES_DIR, check=False),
-                cmd("test", "-d", POOL_DIR, check=False),
-                cmd("test", "-d", SUSPENDED_ROOT, check=False),
-                cmd("command", "-v", "nginx", check=False),
-                cmd("command", "-v", f"php-fpm{PHP}", check=False),
-                cmd("test", "-f", f"{CGROUP_JOIN_DIR}/cgroup-join.php", check=False),
-            ],
-            check=False,
-        )
-        missing = [
-            what
-            for i, what in enumerate(
-                [
-                    "nginx sites directory",
-                    "PHP-FPM pool directory",
-                    "suspended page",
-                    "nginx",
-                    "PHP-FPM",
-                    "PHP cgroup helper",
-                ]
-            )
-            if result.exit_of(i) != 0
-        ]
+        (check,) = ctx.agent([action("node.check")])
+        missing = check.data.get("missing") or []
         if missing:
             raise PermanentStepError(
                 f"node {ctx.node.name} is not prepared ({', '.join(missing)} missing): "
@@ -202,100 +101,68 @@ class ValidateAccount(Step):
             )
 
 
+def _user_args(ctx: StepContext) -> dict[str, Any]:
+    return {"user": _user(ctx), "owner": owner_tag(ctx.service)}
+
+
 class LinuxUser(Step):
-    """The account's Linux user, home and docroot."""
+    """The account's Linux user, its home (the SFTP chroot) and docroot, with the welcome page
+    while the docroot is empty. No login shell unless the plan grants one."""
 
     name = "linux_user"
 
     def apply(self, ctx: StepContext) -> None:
-        user, domain = _user(ctx), _domain(ctx)
-        probe = ctx.run(
+        (result,) = ctx.agent(
             [
-                cmd("getent", "passwd", user, check=False),
-                cmd("test", "-e", docroot(user) + "/index.html", check=False),
-            ],
-            check=False,
-        )
-        commands: list[Command] = []
-        if probe.exit_of(0) == 0:
-            gecos = probe.stdout.split(":")[4] if probe.stdout.count(":") >= 6 else ""
-            if gecos != owner_tag(ctx.service):
-                raise PermanentStepError(
-                    f"the Linux user {user} already exists on {ctx.node.name} and does not "
-                    "belong to this service",
-                    clean=True,
+                action(
+                    "user.ensure",
+                    **_user_args(ctx),
+                    login_shell=ctx.plan.shell_access,
+                    welcome_html=welcome_page(_domain(ctx)),
                 )
-        else:
-            commands.append(
-                cmd(
-                    "useradd",
-                    "--create-home",
-                    "--home-dir",
-                    home(user),
-                    "--shell",
-                    "/bin/bash",
-                    "--user-group",
-                    "--comment",
-                    owner_tag(ctx.service),
-                    user,
-                )
-            )
-        commands += [
-            cmd("chown", f"{user}:www-data", home(user)),
-            cmd("chmod", "0750", home(user)),
-            cmd("install", "-d", "-o", user, "-g", user, "-m", "0755", docroot(user)),
-            cmd("install", "-d", "-o", user, "-g", user, "-m", "0700", account_tmp(user)),
-        ]
-        if probe.exit_of(1) != 0:
-            commands.append(
-                put_file(
-                    docroot(user) + "/index.html", welcome_page(domain), owner=f"{user}:{user}"
-                )
-            )
-        ctx.run(commands)
-        ctx.resource("linux_user", user)
-
-    def undo(self, ctx: StepContext) -> None:
-        user = _user(ctx)
-        probe = ctx.run([cmd("getent", "passwd", user, check=False)], check=False)
-        if probe.exit_of(0) != 0:
-            ctx.run([cmd("rm", "-rf", "--one-file-system", home(user))])
-            return
-        gecos = probe.stdout.split(":")[4] if probe.stdout.count(":") >= 6 else ""
-        if gecos != owner_tag(ctx.service):
-            # Someone else's user of the same name: never remove it.
-            return
-        ctx.run(
-            [
-                cmd("pkill", "-KILL", "-u", user, check=False),
-                cmd("userdel", "--remove", user, check=False),
-                cmd("rm", "-rf", "--one-file-system", home(user)),
-                cmd("getent", "passwd", user, check=False),
             ]
         )
-        again = ctx.run([cmd("getent", "passwd", user, check=False)], check=False)
-        if again.exit_of(0) == 0:
-            raise TransientStepError(f"the Linux user {user} is still there (processes running?)")
+        ctx.resource("linux_user", _user(ctx))
+        if "user" in result.data.get("did", []):
+            ctx.resource("linux_user_created", True)
+
+    def undo(self, ctx: StepContext) -> None:
+        # A user this operation did not create (it was there before) stays.
+        if ctx.applied_resources().get("linux_user_created"):
+            ctx.agent([action("user.remove", **_user_args(ctx))])
+
+
+class RemoveLinuxUser(Step):
+    """Terminate: the account's user, processes and home go (not another owner's user)."""
+
+    name = "remove_user"
+
+    def apply(self, ctx: StepContext) -> None:
+        ctx.agent([action("user.remove", **_user_args(ctx))])
 
 
 class AccountLimits(Step):
-    """CPU, memory and process limits in the account's cgroups (where the node has them)."""
+    """CPU, memory and process limits for the account (cgroups where the node has them)."""
 
     name = "limits"
 
-    def limits_for(self, ctx: StepContext, plan: Plan) -> list[Command]:
-        user = _user(ctx)
-        quota = validators.validate_positive_int(plan.cpu_percent * 1000, name="CPU share")
-        memory = validators.validate_positive_int(plan.memory_mb, name="memory") * 1024 * 1024
-        procs = validators.validate_positive_int(plan.processes, name="processes")
-        return [cmd("hw_cg_limits", user, str(quota), str(memory), str(procs))]
+    def limits_for(self, ctx: StepContext, plan: Plan) -> list[ssh.AgentAction]:
+        return [
+            action(
+                "limits.set",
+                user=_user(ctx),
+                cpu_percent=validators.validate_positive_int(plan.cpu_percent, name="CPU share"),
+                memory_mb=validators.validate_positive_int(plan.memory_mb, name="memory"),
+                processes=validators.validate_positive_int(plan.processes, name="processes"),
+            )
+        ]
 
     def apply(self, ctx: StepContext) -> None:
-        ctx.run(self.limits_for(ctx, ctx.plan))
+        ctx.agent(self.limits_for(ctx, ctx.plan))
         ctx.resource("cgroup", f"hostwright/{_user(ctx)}")
 
     def undo(self, ctx: StepContext) -> None:
-        ctx.run([cmd("hw_cg_remove", _user(ctx))])
+        ctx.agent([action("limits.remove", user=_user(ctx))])
 
 
 class PhpPool(Step):
@@ -303,30 +170,20 @@ class PhpPool(Step):
 
     name = "php_pool"
 
-    def apply(self, ctx: StepContext) -> None:
-        user = _user(ctx)
-        ctx.run(
-            [
-                cmd(
-                    "hw_cfg",
-                    "fpm",
-                    pool_path(user),
-                    pool_config(user, ctx.plan),
-                    label=f"stage, check (php-fpm -t) and swap in {pool_path(user)}",
-                ),
-                cmd("hw_fpm_settle", pool_socket(user), pool_path(user)),
-            ]
+    def pool_for(self, ctx: StepContext, plan: Plan) -> ssh.AgentAction:
+        return action(
+            "pool.ensure",
+            user=_user(ctx),
+            workers=validators.validate_positive_int(plan.php_workers, name="PHP workers"),
+            memory_mb=validators.validate_positive_int(plan.memory_mb, name="memory"),
         )
-        ctx.resource("php_pool", f"hw-{user}")
+
+    def apply(self, ctx: StepContext) -> None:
+        ctx.agent([self.pool_for(ctx, ctx.plan)])
+        ctx.resource("php_pool", f"hw-{_user(ctx)}")
 
     def undo(self, ctx: StepContext) -> None:
-        user = _user(ctx)
-        ctx.run(
-            [
-                cmd("hw_cfg", "fpm", pool_path(user)),
-                cmd("hw_fpm_settle", pool_socket(user), pool_path(user)),
-            ]
-        )
+        ctx.agent([action("pool.remove", user=_user(ctx))])
 
 
 class AccountDatabase(Step):
@@ -383,33 +240,27 @@ class SiteConfig(Step):
     phase = "configuring"
     suspended = False
 
-    def config(self, ctx: StepContext, *, suspended: bool) -> str:
-        user, domain = _user(ctx), _domain(ctx)
-        if suspended:
-            return suspended_config(ctx.service, user, domain)
-        return site_config(ctx.service, user, domain)
-
     def swap(self, ctx: StepContext, *, suspended: bool) -> None:
         user = _user(ctx)
-        ctx.run(
+        (result,) = ctx.agent(
             [
-                cmd(
-                    "hw_cfg",
-                    "nginx",
-                    site_path(user),
-                    self.config(ctx, suspended=suspended),
-                    label=f"stage, check (nginx -t) and swap in {site_path(user)}"
-                    + (" (suspended page)" if suspended else ""),
-                ),
+                action(
+                    "site.ensure",
+                    user=user,
+                    service=ctx.service.pk,
+                    domain=_domain(ctx),
+                    ip=listen_ip(ctx.service),
+                    suspended=suspended,
+                )
             ]
         )
-        ctx.resource("nginx_site", site_path(user))
+        ctx.resource("nginx_site", result.data.get("path", user))
 
     def apply(self, ctx: StepContext) -> None:
         self.swap(ctx, suspended=self.suspended)
 
     def undo(self, ctx: StepContext) -> None:
-        ctx.run([cmd("hw_cfg", "nginx", site_path(_user(ctx)))])
+        ctx.agent([action("site.remove", user=_user(ctx))])
 
 
 class MeasureDisk(Step):
@@ -419,11 +270,11 @@ class MeasureDisk(Step):
     phase = "configuring"
 
     def apply(self, ctx: StepContext) -> None:
-        result = ctx.run([cmd("du", "-sm", home(_user(ctx)))])
-        try:
-            ctx.service_updates["disk_used_mb"] = int(result.stdout.split()[0])
-        except (IndexError, ValueError):
-            raise PermanentStepError(f"unreadable disk usage: {result.stdout[:100]!r}") from None
+        (result,) = ctx.agent([action("usage.measure", users=[_user(ctx)], month="")])
+        figures = result.data.get("accounts", {}).get(_user(ctx)) or {}
+        if figures.get("disk_mb") is None:
+            raise PermanentStepError("the node could not measure the account's disk usage")
+        ctx.service_updates["disk_used_mb"] = int(figures["disk_mb"])
 
 
 class SuspendSite(SiteConfig):
@@ -450,17 +301,10 @@ class LockLogin(Step):
     name = "lock_login"
 
     def apply(self, ctx: StepContext) -> None:
-        user = _user(ctx)
-        ctx.run(
-            [
-                cmd("usermod", "--expiredate", "1", "--shell", "/usr/sbin/nologin", user),
-                cmd("pkill", "-KILL", "-u", user, check=False),
-            ]
-        )
+        ctx.agent([action("user.lock", **_user_args(ctx))])
 
     def undo(self, ctx: StepContext) -> None:
-        user = _user(ctx)
-        ctx.run([cmd("usermod", "--expiredate", "", "--shell", "/bin/bash", user)])
+        ctx.agent([action("user.unlock", **_user_args(ctx), login_shell=ctx.plan.shell_access)])
 
 
 def inverse(step: type[Step], name: str, *, compensate: bool = True) -> type[Step]:
@@ -480,15 +324,28 @@ class PlanPool(PhpPool):
     name = "plan_pool"
 
     def undo(self, ctx: StepContext) -> None:
-        user = _user(ctx)
-        ctx.run([cmd("hw_cfg", "fpm", pool_path(user), pool_config(user, ctx.previous_plan))])
+        ctx.agent([self.pool_for(ctx, ctx.previous_plan)])
 
 
 class PlanLimits(AccountLimits):
     name = "plan_limits"
 
     def undo(self, ctx: StepContext) -> None:
-        ctx.run(self.limits_for(ctx, ctx.previous_plan))
+        ctx.agent(self.limits_for(ctx, ctx.previous_plan))
+
+
+class PlanShell(Step):
+    """A plan change may grant or withdraw the login shell."""
+
+    name = "plan_shell"
+
+    def apply(self, ctx: StepContext) -> None:
+        ctx.agent([action("user.ensure", **_user_args(ctx), login_shell=ctx.plan.shell_access)])
+
+    def undo(self, ctx: StepContext) -> None:
+        ctx.agent(
+            [action("user.ensure", **_user_args(ctx), login_shell=ctx.previous_plan.shell_access)]
+        )
 
 
 def _created(service: Service, operation: Operation) -> list[str]:
@@ -565,7 +422,7 @@ register_kind(
             inverse(SiteConfig, "remove_site", compensate=False),
             inverse(PhpPool, "remove_pool", compensate=False),
             inverse(AccountDatabase, "remove_database", compensate=False),
-            inverse(LinuxUser, "remove_user", compensate=False),
+            RemoveLinuxUser,
             inverse(AccountLimits, "remove_limits", compensate=False),
         ],
         on_completed=_terminated,
@@ -574,7 +431,7 @@ register_kind(
 register_kind(
     OperationKind(
         name=Operation.Kind.CHANGE_PLAN,
-        steps=[ValidateAccount, PlanPool, PlanLimits],
+        steps=[ValidateAccount, PlanPool, PlanLimits, PlanShell],
         on_completed=_plan_changed,
     )
 )

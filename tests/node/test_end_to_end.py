@@ -141,8 +141,9 @@ def test_create_suspend_unsuspend_terminate_on_the_node(worker, hosting_node):
     assert unsuspend.state == Operation.State.COMPLETED, unsuspend.reason
     assert _service(service.pk).state == Service.State.ACTIVE
     assert http_get(domain, "/whoami.php") == (200, user)
+    # (its plan grants no shell: it never had one)
     passwd = subprocess.run(["getent", "passwd", user], capture_output=True, text=True).stdout
-    assert passwd.strip().endswith(":/bin/bash")
+    assert passwd.strip().endswith(":/usr/sbin/nologin")
 
     # when it is terminated
     terminate = wait_for_operation(services.service_terminate(service=_service(service.pk)))

@@ -128,22 +128,23 @@ def test_bad_input_is_refused_next_to_the_field(client, owner, live_service):
 
 
 def test_symlinks_cannot_leave_the_home(client, owner, live_service):
-    # given a symlink to /etc that the account's user planted in its home
+    # given a symlink to /etc that the account's user planted in its docroot
     home = Path(f"/home/{live_service.username}")
-    link = home / "etc-link"
+    link = home / "public_html" / "etc-link"
     link.symlink_to("/etc")
     os.lchown(link, pwd.getpwnam(live_service.username).pw_uid, -1)
     client.force_login(owner)
     # when the owner lists it, reads through it, writes through it
-    listing = client.get(files_url(live_service, "etc-link")).content.decode()
+    listing = client.get(files_url(live_service, "public_html/etc-link")).content.decode()
     download = client.get(
-        reverse("panel:file_download", args=[live_service.pk]) + "?path=etc-link/hostname"
+        reverse("panel:file_download", args=[live_service.pk])
+        + "?path=public_html/etc-link/hostname"
     )
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     upload = client.post(
         reverse("panel:file_action", args=[live_service.pk, "upload"]),
-        {"folder": "etc-link", "file": SimpleUploadedFile("hw-evil.conf", b"x")},
+        {"folder": "public_html/etc-link", "file": SimpleUploadedFile("hw-evil.conf", b"x")},
         HTTP_X_REQUESTED_WITH="XMLHttpRequest",
     )
     # then each is refused and nothing under /etc is read or written
@@ -153,5 +154,5 @@ def test_symlinks_cannot_leave_the_home(client, owner, live_service):
     assert upload.status_code == 400 and b"leaves the home folder" in upload.content
     assert not Path("/etc/hw-evil.conf").exists()
     # when the link is deleted / then the link goes and /etc stays
-    action(client, live_service, "delete", folder="", path="etc-link")
+    action(client, live_service, "delete", folder="public_html", path="public_html/etc-link")
     assert not link.is_symlink() and Path("/etc/hostname").exists()

@@ -27,10 +27,19 @@ from tests.node.harness import http_get, unique_domain, wait_for_operation
 MiB = 2**20
 
 
-def test_the_nodes_answer_is_read_line_by_line_and_unknowns_stay_unknown() -> None:
+def test_the_nodes_answer_is_read_account_by_account_and_unknowns_stay_unknown() -> None:
     found = parse_usage(
-        "hwa1 12 52428800 1048576 7000000000\nhwa2 - - 0 -\ngarbage line\n"
-        "hwa3 1 2 not-a-number 5\nhwa4 1 2 3\n"
+        {
+            "hwa1": {
+                "disk_mb": 12,
+                "memory_bytes": 52428800,
+                "traffic_bytes": 1048576,
+                "cpu_ns": 7000000000,
+            },
+            "hwa2": {"disk_mb": None, "memory_bytes": None, "traffic_bytes": 0, "cpu_ns": None},
+            "hwa3": {"disk_mb": 1, "memory_bytes": 2, "traffic_bytes": "many", "cpu_ns": 5},
+            "hwa4": "garbage",
+        }
     )
     assert set(found) == {"hwa1", "hwa2"}
     assert (found["hwa1"].cpu_ns, found["hwa2"].cpu_ns) == (7_000_000_000, None)

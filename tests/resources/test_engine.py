@@ -420,12 +420,14 @@ def test_sftp_upload_is_served_by_the_site_and_the_chroot_holds(account):
     # when SFTP is allowed with a password
     _completed(services.sftp_enable(service=service, password="sftp-password-123"))
 
-    # then the customer logs in with paramiko, lands in the account's home and uploads a page
+    # then the customer logs in with paramiko, is jailed in the account's home (which is "/",
+    # so no other account's name shows) and uploads a page
     transport = paramiko.Transport(("127.0.0.1", 2022))
     transport.connect(username=user, password="sftp-password-123")
     client = paramiko.SFTPClient.from_transport(transport)
     assert client is not None
-    assert client.normalize(".") == f"/{user}"
+    assert client.normalize(".") == "/"
+    assert "public_html" in client.listdir("/") and user not in client.listdir("/")
     with client.open("public_html/hello.txt", "w") as remote:
         remote.write("uploaded over sftp\n")
     # and the chroot holds: the system's files are not there

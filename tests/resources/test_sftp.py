@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bcrypt
 import paramiko
 import pytest
 
@@ -31,11 +32,16 @@ def test_bad_keys_are_refused(line):
         sftp.validate_public_key(line)
 
 
-def test_password_is_hashed_and_only_the_hash_is_in_the_script():
+def test_password_is_hashed_and_the_hash_is_a_secret_of_the_action():
+    from provisioning import ssh
+
     password_hash = sftp.hash_password("sftp-password-123")
-    script = sftp.sftp_enable_script(account="alice", password_hash=password_hash)
-    assert "sftp-password-123" not in script.script
-    assert password_hash not in script.for_log()
+    assert "sftp-password-123" not in password_hash
+    assert bcrypt.checkpw(b"sftp-password-123", password_hash.encode())
+    act = ssh.action(
+        "sftp.enable", user="alice", password_hash=password_hash, secret=("password_hash",)
+    )
+    assert password_hash not in act.display() and "***" in act.display()
 
 
 def test_short_password_is_refused():

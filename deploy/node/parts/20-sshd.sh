@@ -42,7 +42,13 @@ authorize_key() {
 # The web processes' key reaches only the per-account file and log actions.
 [ -z "${PANEL_WEB_PUBKEY:-}" ] || authorize_key "$PANEL_WEB_PUBKEY" web
 
+# Hosting accounts whose plan grants no shell are in the group hwnologin (the node agent keeps
+# the memberships): sshd turns them away before anything runs, so no forwarding either.
+getent group hwnologin >/dev/null || groupadd --system hwnologin
+getent group hwssh >/dev/null || groupadd --system hwssh
+
 common="PermitRootLogin prohibit-password
+DenyGroups hwnologin
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 AuthorizedKeysFile .ssh/authorized_keys /etc/hostwright/authorized_keys/%u
@@ -63,6 +69,8 @@ HostKey /etc/ssh/ssh_host_ecdsa_key
 HostKey /etc/ssh/ssh_host_rsa_key
 PidFile $pidfile
 UsePAM no
+# Only the panel logs in here.
+AllowGroups root
 $common
 Subsystem sftp internal-sftp
 CONF

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Node part: chrooted SFTP for hosting accounts, served by an sshd instance of its own.
 #
-# Customers log in with their account's Linux user (password or key) and land in their home
-# directory inside a chroot of /home: they can reach their own files only (other homes are
-# mode 0750), get no shell, no forwarding. Accounts are let in by membership of the group
+# Customers log in with their account's Linux user (password or key) and are jailed in their own
+# home: the chroot is /home/<user> (root-owned 0751, made by the node agent), so "/" is their
+# home and they see neither /home nor any other account's name; no shell, no forwarding. Accounts are let in by membership of the group
 # hwsftp (provisioning/resources/sftp.py adds and removes them); their public keys live in
 # /etc/hostwright/sftp/keys/<user>, written by the panel. An expired (suspended) account is
 # refused by PAM.
@@ -53,8 +53,8 @@ PasswordAuthentication yes
 KbdInteractiveAuthentication no
 PubkeyAuthentication yes
 AuthorizedKeysFile /etc/hostwright/sftp/keys/%u
-ChrootDirectory /home
-ForceCommand internal-sftp -d /%u -u 0022
+ChrootDirectory %h
+ForceCommand internal-sftp -d / -u 0022
 Subsystem sftp internal-sftp
 AllowTcpForwarding no
 AllowAgentForwarding no
@@ -105,4 +105,4 @@ else
 fi
 for _ in $(seq 100); do port_open "$SFTP_PORT" && break; sleep 0.1; done
 port_open "$SFTP_PORT" || { echo "85-sftp: SFTP does not answer on $SFTP_PORT" >&2; exit 1; }
-echo "85-sftp: SFTP on $SFTP_LISTEN:$SFTP_PORT (chroot /home, group hwsftp)"
+echo "85-sftp: SFTP on $SFTP_LISTEN:$SFTP_PORT (chroot: each account's home, group hwsftp)"
