@@ -64,14 +64,38 @@ php_admin_value[session.save_path] = {tmp}
 """
 
 
+def _master_from_proc() -> int | None:
+    """The running master found by its process title (while its pid file is rewritten): one
+    of this system's, not of a container running on the same kernel."""
+    try:
+        ours = (os.readlink("/proc/self/ns/mnt"), os.readlink("/proc/self/ns/pid"))
+    except OSError:
+        return None
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        if not _confswap.cmdline_of(int(entry)).startswith(b"php-fpm: master process"):
+            continue
+        try:
+            theirs = (os.readlink(f"/proc/{entry}/ns/mnt"), os.readlink(f"/proc/{entry}/ns/pid"))
+        except OSError:
+            continue
+        if theirs == ours:
+            return int(entry)
+    return None
+
+
 def _master(wait: float = 3.0) -> int | None:
     """The master's pid. While an earlier reload re-executes the master its pid file is
-    missing for a moment: wait for it before concluding that PHP-FPM is down."""
+    missing for a moment: wait for it, then look for the master itself, before concluding
+    that PHP-FPM is down."""
     deadline = time.monotonic() + wait
     while True:
         pid = _confswap.pid_from(FPM_PID)
-        if pid is not None or time.monotonic() > deadline:
+        if pid is not None:
             return pid
+        if time.monotonic() > deadline:
+            return _master_from_proc()
         time.sleep(0.05)
 
 
@@ -82,7 +106,15 @@ def reload_fpm() -> None:
     pid = _master()
     if pid is None:
         os.makedirs("/run/php", exist_ok=True)
-        system.run([f"php-fpm{PHP}", "-D"], what="starting PHP-FPM")
+        started = system.run([f"php-fpm{PHP}", "-D"], check=False, what="starting PHP-FPM")
+        if started.returncode != 0:
+            # Most often another master came up meanwhile: worth another attempt.
+            raise AgentError(
+                "busy",
+                "PHP-FPM could not be started or reloaded",
+                permanent=False,
+                detail=system.output_tail(started),
+            )
     else:
         os.kill(pid, signal.SIGUSR2)
 
