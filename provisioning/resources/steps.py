@@ -47,7 +47,7 @@ from provisioning.resources.agent import action, agent_failure, applied, created
 from provisioning.resources.errors import ResourceError, ResourceRefused, check_limit
 from provisioning.resources.scripts import NodeScript
 from provisioning.resources.validation import validate_domain, validate_email, validate_ip
-from provisioning.ssh import action, cmd
+from provisioning.ssh import cmd
 from provisioning.steps import hosting  # noqa: F401  (registers the kinds extended below)
 from provisioning.steps.base import KINDS, OperationKind, Step, StepContext, register_kind
 

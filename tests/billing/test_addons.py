@@ -7,12 +7,13 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hwagent import sites
 
 from billing import services
 from billing.models import Addon, AddonPrice, Invoice
 from panel.selectors import service_usage
 from provisioning.models import IPAddress, Service
-from provisioning.steps.hosting import site_config
+from provisioning.steps.hosting import listen_ip
 
 pytestmark = pytest.mark.django_db
 
@@ -65,12 +66,18 @@ def test_a_dedicated_ip_is_taken_from_the_pool_and_the_site_listens_on_it(
     # then the account holds the node's dedicated address
     assert service.ip == dedicated
     # and its nginx server block listens on that address only
-    config = site_config(service, service.username, service.domain)
+    # (the node agent builds the block from the address the step sends)
+    config = sites.site_config(
+        service=service.pk, user=service.username, domain=service.domain, ip=listen_ip(service)
+    )
     assert "listen 192.0.2.50:80;" in config
     # while an account without the add-on gets the shared address
     plain = buy(customer, plan, [], "shared-ip.example.com")
     assert plain.ip is not None and plain.ip.kind == IPAddress.Kind.SHARED
-    assert "listen 80;" in site_config(plain, plain.username, plain.domain)
+    assert listen_ip(plain) == ""
+    assert "listen 80;" in sites.site_config(
+        service=plain.pk, user=plain.username, domain=plain.domain, ip=listen_ip(plain)
+    )
 
 
 def test_without_a_free_address_the_add_on_is_neither_offered_nor_sold(
