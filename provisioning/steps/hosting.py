@@ -30,6 +30,9 @@ SITES_DIR = "/etc/nginx/hostwright/sites"
 POOL_DIR = f"/etc/php/{PHP}/fpm/pool.d"
 
 
+RUNTIME_CHECKS = ("MariaDB answering", "PHP-FPM running")
+
+
 def _user(ctx: StepContext) -> str:
     return validators.validate_username(ctx.service.username)
 
@@ -92,7 +95,9 @@ class ValidateAccount(Step):
         _user(ctx)
         _domain(ctx)
         (check,) = ctx.agent([action("node.check")])
-        missing = check.data.get("missing") or []
+        # A daemon that is down (MariaDB, PHP-FPM) is for its own step to retry; what is
+        # missing from the node's preparation is permanent.
+        missing = [m for m in check.data.get("missing") or [] if m not in RUNTIME_CHECKS]
         if missing:
             raise PermanentStepError(
                 f"node {ctx.node.name} is not prepared ({', '.join(missing)} missing): "
