@@ -15,6 +15,11 @@ from hwagent.errors import AgentError
 
 from provisioning.resources import mail as hwmail
 from provisioning.resources.errors import ResourceRefused
+from provisioning.resources.validation import (
+    validate_forward_targets,
+    validate_local_part,
+    validate_quota,
+)
 
 PASSWORD = "correct horse battery"
 
@@ -200,35 +205,17 @@ def test_mailbox_for_a_domain_not_set_up_is_refused_on_the_node(mail_node):
 @pytest.mark.parametrize(
     "local_part", ["", "a b", "../etc", "x;reboot", "$(id)", "a..b", ".lead", "UPPER\n"]
 )
-def test_bad_mailbox_names_are_refused_before_any_script(local_part):
+def test_bad_mailbox_names_are_refused_before_anything_reaches_the_node(local_part):
     with pytest.raises(ResourceRefused):
-        hwmail.mailbox_create_script(
-            local_part=local_part,
-            domain="example.com",
-            password_hash=hwmail.hash_password(PASSWORD),
-            quota_mb=10,
-        )
-
-
-def test_scripts_never_show_the_password_and_hide_the_hash_in_logs():
-    password_hash = hwmail.hash_password(PASSWORD)
-    script = hwmail.mailbox_create_script(
-        local_part="info", domain="example.com", password_hash=password_hash, quota_mb=10
-    )
-    assert PASSWORD not in script.script
-    assert password_hash in script.script
-    assert password_hash not in script.for_log()
+        validate_local_part(local_part)
 
 
 def test_quota_and_forward_limits():
-    with pytest.raises(ResourceRefused, match="quota"):
-        hwmail.mailbox_create_script(
-            local_part="a",
-            domain="example.com",
-            password_hash=hwmail.hash_password(PASSWORD),
-            quota_mb=0,
-        )
+    for quota in (0, -1, True, "10", 2 * 1024 * 1024):
+        with pytest.raises(ResourceRefused, match="quota"):
+            validate_quota(quota)  # type: ignore[arg-type]
     with pytest.raises(ResourceRefused, match="at most"):
-        hwmail.forwarder_set_script(
-            source="a@example.com", targets=[f"t{i}@example.net" for i in range(21)]
-        )
+        validate_forward_targets([f"t{i}@example.net" for i in range(21)])
+    with pytest.raises(ResourceRefused, match="at least one"):
+        validate_forward_targets([])
+    assert validate_forward_targets(["a@example.net", "a@example.net"]) == ["a@example.net"]

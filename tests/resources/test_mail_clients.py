@@ -450,20 +450,20 @@ def test_dkim_key_rotation_signs_with_the_new_key(host_domain, pdns):
 )
 def test_bad_auto_replies_are_refused(subject, body):
     with pytest.raises(ResourceRefused):
-        hwmail.autoreply_set_script(address="a@example.com", subject=subject, body=body)
+        hwmail.autoreply_script_text(subject=subject, body=body)
 
 
 @pytest.mark.parametrize("selector", ["", "Upper", "a.b", "x;id", "a" * 64, "1abc"])
 def test_bad_dkim_selectors_are_refused(selector):
     with pytest.raises(ResourceRefused):
-        hwmail.dkim_key_script(domain="example.com", selector=selector)
+        hwmail.validate_selector(selector)
 
 
 def test_sending_limits_and_accounts_are_checked():
     for hour in (0, -1, 10**7, True):
-        with pytest.raises(ResourceRefused):
-            hwmail.mail_domain_add_script(
+        with pytest.raises(AgentError):
+            agent_mail.domain_ensure(
                 domain="example.com", account="acct", account_hour=hour, mailbox_hour=10
             )
-    with pytest.raises(ResourceRefused):
-        hwmail.mail_domain_add_script(domain="example.com", account="a b; id")
+    with pytest.raises(AgentError):
+        agent_mail.domain_ensure(domain="example.com", account="a b; id")
