@@ -119,17 +119,29 @@ def floor_account(target, key: str, plan, n: int) -> tuple[float, str, str]:
     assert answer.ok, answer.failure()
     result = ssh.run(target, base.floor_database(user), key_path=key, timeout=120)
     assert result.ok, result.stderr
-    agent(
-        target,
-        key,
-        action("mail.domain.ensure", domain=domain),
-        action("dns.zone_ensure", domain=domain, ipv4="127.0.0.1", nameservers=nameservers),
-    )
     rrsets = hwdns.zone_rrsets(
         domain=domain,
         ipv4="127.0.0.1",
         nameservers=nameservers,
         serial=hwdns.next_serial(0, dt.datetime.now(dt.UTC).date()),
+    )
+    # The mail policy records (SPF, DMARC) go with the zone, as the engine's zone step sends them.
+    policy = [
+        {"name": r.name, "type": r.rtype, "ttl": r.ttl, "contents": list(r.contents)}
+        for r in rrsets
+        if r.rtype == "TXT"
+    ]
+    agent(
+        target,
+        key,
+        action("mail.domain.ensure", domain=domain),
+        action(
+            "dns.zone_ensure",
+            domain=domain,
+            ipv4="127.0.0.1",
+            nameservers=nameservers,
+            records=policy,
+        ),
     )
     check = hwdns.verify_zone(domain, nameserver="127.0.0.1", port=5353, expect=rrsets)
     assert check.ok, check.problems
