@@ -108,3 +108,17 @@ def test_account_built_by_the_engine_on_a_lab_node(worker, lab, lab_nodes):
     # and the account's database lives in the node's MariaDB, reachable as the account
     query = f"cd / && runuser -u {user} -- mysql -N -B -e 'SELECT DATABASE()'"
     assert on_node(lab, node.name, query).strip() == f"{user}_main"
+    # and the account's systemd slice holds the plan's limits (as configured: this machine keeps
+    # the cgroup controllers, so the lab can show the configuration, not its enforcement)
+    shown = on_node(
+        lab,
+        node.name,
+        "systemctl show -p CPUQuotaPerSecUSec,MemoryHigh,MemoryMax,TasksMax "
+        f"hostwright-{user}.slice",
+    )
+    assert dict(line.split("=", 1) for line in shown.split()) == {
+        "CPUQuotaPerSecUSec": "500ms",
+        "MemoryHigh": str(256 * 2**20 * 9 // 10),
+        "MemoryMax": str(256 * 2**20),
+        "TasksMax": "40",
+    }

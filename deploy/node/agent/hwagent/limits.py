@@ -1,14 +1,11 @@
 """An account's CPU, memory and process limits.
 
-Today: cgroup files (v1: the cpu, memory and pids controllers, plus cpuacct for the usage
-figures; v2: one ``hostwright/<user>`` group), used on nodes without systemd. The account owns
-only its groups' ``cgroup.procs`` (PHP-FPM workers move themselves in on their first request);
-it cannot change a limit or move anything out to an unlimited group.
-
-The seam for systemd nodes: ``backend()`` picks how limits are applied. A backend for systemd
-slices (``hostwright-<user>.slice`` holding the account's PHP-FPM, cron jobs and SFTP
-sessions, with CPUQuota, MemoryMax, TasksMax) goes next to ``CgroupFiles`` and is returned for
-nodes where ``system.have_systemd()``; the actions below stay as they are.
+On systemd nodes (``SystemdSlices``): a slice per account with the plan's CPUQuota,
+MemoryHigh/MemoryMax and TasksMax. On nodes without systemd (``CgroupFiles``): cgroup files
+(v1: the cpu, memory and pids controllers, plus cpuacct for the usage figures; v2: one
+``hostwright/<user>`` group). There the account owns only its groups' ``cgroup.procs`` (PHP-FPM
+workers move themselves in on their first request); it cannot change a limit or move anything
+out to an unlimited group. ``backend()`` picks one; the actions below stay the same.
 """
 
 from __future__ import annotations
@@ -118,8 +115,53 @@ class CgroupFiles:
         return changed
 
 
+SLICE_DIR = "/etc/systemd/system"
+
+
+class SystemdSlices:
+    """One slice per account, ``hostwright-<user>.slice`` (under ``hostwright.slice``), with the
+    plan's CPUQuota, MemoryHigh (90 % of the limit: reclaim before the hard stop), MemoryMax and
+    TasksMax; systemd applies them to whatever runs in the slice. The unit file is root's, in
+    /etc/systemd/system, written whole and renamed into place."""
+
+    def unit(self, user: str) -> str:
+        return f"{SLICE_DIR}/hostwright-{user}.slice"
+
+    def exists(self, user: str) -> list[str]:
+        return [u for u in (self.unit(user),) if os.path.isfile(u)]
+
+    def apply(self, user: str, *, cpu_quota_us: int, memory_bytes: int, pids: int) -> bool:
+        pwd.getpwnam(user)
+        text = (
+            "# Managed by Hostwright: the account's resource limits.\n"
+            f"[Unit]\nDescription=Hostwright account {user}\n\n"
+            f"[Slice]\nCPUQuota={cpu_quota_us // 1000}%\n"
+            f"MemoryHigh={memory_bytes * 9 // 10}\nMemoryMax={memory_bytes}\n"
+            f"TasksMax={pids}\n"
+        )
+        path = self.unit(user)
+        with contextlib.suppress(OSError), open(path) as f:
+            if f.read() == text:
+                return False
+        tmp = f"{path}.hw-new"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+        system.run(["systemctl", "daemon-reload"], what="reloading systemd")
+        return True
+
+    def remove(self, user: str) -> bool:
+        path = self.unit(user)
+        if not os.path.isfile(path):
+            return False
+        system.run(["systemctl", "stop", os.path.basename(path)], check=False)
+        os.unlink(path)
+        system.run(["systemctl", "daemon-reload"], what="reloading systemd")
+        return True
+
+
 def backend() -> Backend:
-    return CgroupFiles()
+    return SystemdSlices() if system.have_systemd() else CgroupFiles()
 
 
 @action("limits.set")
