@@ -422,10 +422,11 @@ class Invoice(FSMModelMixin, models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            # Rounded to cents: SQLite (the demo) adds decimals as floats, and 12.90 + 2.45
-            # is not 15.35 there; PostgreSQL's numeric is exact either way.
+            # Rounded to the stored precision (three decimals, for currencies such as KWD):
+            # SQLite (the demo) adds decimals as floats, and 12.90 + 2.45 is not 15.35 there;
+            # PostgreSQL's numeric is exact either way.
             models.CheckConstraint(
-                condition=Q(total=Round(models.F("subtotal") + models.F("tax_total"), 2)),
+                condition=Q(total=Round(models.F("subtotal") + models.F("tax_total"), 3)),
                 name="billing_invoice_total_adds_up",
             ),
             models.CheckConstraint(condition=Q(total__gte=0), name="billing_invoice_total_gte0"),
@@ -554,7 +555,7 @@ class CreditNote(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(total__gt=0), name="billing_creditnote_positive"),
             models.CheckConstraint(
-                condition=Q(total=Round(models.F("subtotal") + models.F("tax_total"), 2)),
+                condition=Q(total=Round(models.F("subtotal") + models.F("tax_total"), 3)),
                 name="billing_creditnote_total_adds_up",
             ),
         ]

@@ -79,6 +79,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("billing.billingrun", "delete_selected"): frozenset({B, A}),
     ("billing.billingsettings", "delete_selected"): NOBODY,
     # Hosting: support agents run the day-to-day actions, administrators everything
+    ("provisioning.nodegroup", "delete_selected"): frozenset({A}),
     ("provisioning.node", "delete_selected"): frozenset({A}),
     ("provisioning.node", "check_now"): frozenset({S, A}),
     ("provisioning.node", "drain"): frozenset({A}),

@@ -283,9 +283,10 @@ def _rolling_back_on(operation, *, port: int) -> None:
     key = Ed25519PrivateKey.generate().public_key()
     host_key = key.public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
     Node.objects.filter(pk=operation.service.node_id).update(port=port, host_key=host_key)
+    # It created the account's user, so its undo must reach the node to remove it.
     StepRun.objects.create(
         operation=operation, position=1, step="linux_user", status="succeeded",
-        finished_at=timezone.now(),
+        finished_at=timezone.now(), resources={"linux_user_created": True},
     )  # fmt: skip
     Operation.objects.filter(pk=operation.pk).update(
         state="rolling_back", current_step=2, reason="Step 3 failed."
