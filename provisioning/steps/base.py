@@ -174,7 +174,7 @@ class StepContext:
                 not error.get("changed")
                 and failed is not None
                 and all(not r.changed for r in result.results[: result.results.index(failed)])
-                and code in ("not_found", "conflict", "unsafe_path", "not_prepared")
+                and code in ("not_found", "conflict", "unsafe_path", "not_prepared", "unavailable")
             )
             if error.get("permanent", True):
                 raise PermanentStepError(message, clean=clean, code=code)

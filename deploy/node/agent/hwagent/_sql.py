@@ -33,7 +33,8 @@ def password_hash(value: object) -> str:
 def run(sql: str, *, database: str | None = None, stdin: bytes | None = None) -> str:
     """Run statements and return the client's output (tab-separated rows, no headers).
 
-    A server that does not answer is a transient ``busy`` error; anything else MariaDB refuses
+    A server that cannot be reached is a transient ``unavailable`` error (one that does not
+    answer in time, ``busy``); anything else MariaDB refuses
     is a permanent ``failed`` error whose ``detail`` holds the client's message.
     """
     argv = ["mariadb", "--batch", "--skip-column-names", "--protocol=socket"]
@@ -53,8 +54,12 @@ def run(sql: str, *, database: str | None = None, stdin: bytes | None = None) ->
     err = done.stderr.decode(errors="replace").strip()
     if done.returncode != 0:
         if any(marker in err for marker in _UNAVAILABLE):
+            # The client never reached the server: this statement changed nothing.
             raise AgentError(
-                "busy", "the database server is not answering", permanent=False, detail=err[-500:]
+                "unavailable",
+                "the database server is not answering",
+                permanent=False,
+                detail=err[-500:],
             )
         raise AgentError("failed", "the database server refused the change", detail=err[-500:])
     return done.stdout.decode(errors="replace")
