@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import errno
-import fcntl
 import grp
 import json
 import os
 import pwd
 import re
 import tempfile
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -78,24 +75,10 @@ def _selector(value: str) -> str:
 @contextlib.contextmanager
 def _locked(wait: float = 50) -> Iterator[None]:
     """The mail tables' lock (the same file the shell tooling locks)."""
-    fd = os.open(f"{MAIL_ETC}/.lock", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    try:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    raise
-                if time.monotonic() > deadline:
-                    raise AgentError(
-                        "busy", "another mail change is in progress", permanent=False
-                    ) from None
-                time.sleep(0.02)
+    with system.file_lock(
+        f"{MAIL_ETC}/.lock", wait=wait, busy="another mail change is in progress"
+    ):
         yield
-    finally:
-        os.close(fd)
 
 
 def _lines(path: str) -> list[str]:

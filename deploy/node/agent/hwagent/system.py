@@ -73,14 +73,10 @@ def output_tail(proc: subprocess.CompletedProcess[bytes]) -> str:
 
 
 @contextlib.contextmanager
-def node_lock(kind: str, *, wait: float = 60) -> Iterator[None]:
-    """Serialize changes to one node-wide configuration (``nginx``, ``fpm``, ``sshd``...).
-
-    The lock files are the ones the node's earlier shell tooling used, so both agree while a
-    node is being upgraded.
-    """
-    os.makedirs(LOCK_DIR, mode=0o755, exist_ok=True)
-    fd = os.open(f"{LOCK_DIR}/{kind}.lock", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+def file_lock(path: str, *, wait: float, busy: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (opened without following links), waiting up to
+    ``wait`` seconds; past that, a transient ``busy`` error with the message ``busy``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         deadline = time.monotonic() + wait
         while True:
@@ -91,15 +87,24 @@ def node_lock(kind: str, *, wait: float = 60) -> Iterator[None]:
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                     raise
                 if time.monotonic() > deadline:
-                    raise AgentError(
-                        "busy",
-                        f"another change to the {kind} configuration is in progress",
-                        permanent=False,
-                    ) from None
+                    raise AgentError("busy", busy, permanent=False) from None
                 time.sleep(0.02)
         yield
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def node_lock(kind: str, *, wait: float = 60) -> Iterator[None]:
+    """Serialize changes to one node-wide configuration (``nginx``, ``fpm``, ``sshd``...).
+
+    The lock files are the ones the node's earlier shell tooling used, so both agree while a
+    node is being upgraded.
+    """
+    os.makedirs(LOCK_DIR, mode=0o755, exist_ok=True)
+    busy = f"another change to the {kind} configuration is in progress"
+    with file_lock(f"{LOCK_DIR}/{kind}.lock", wait=wait, busy=busy):
+        yield
 
 
 def run_dir() -> str:
