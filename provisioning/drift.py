@@ -24,15 +24,7 @@ from accounts.models import User
 from provisioning import nodes, ssh, validators
 from provisioning.errors import ProvisioningRefused, StepError
 from provisioning.models import DriftFinding, Node, Operation, Service
-from provisioning.steps.base import OperationKind, Step, StepContext, register_kind
-from provisioning.steps.hosting import (
-    AccountDatabase,
-    AccountLimits,
-    LinuxUser,
-    PhpPool,
-    SiteConfig,
-    ValidateAccount,
-)
+from provisioning.steps.base import Step, StepContext
 
 KINDS = ("user", "pool", "site", "database")
 
@@ -155,16 +147,6 @@ def converging(step: type[Step]) -> type[Step]:
 
 
 REPAIR = "repair"
-register_kind(
-    OperationKind(
-        name=REPAIR,
-        steps=[
-            ValidateAccount,
-            *(converging(s) for s in (LinuxUser, AccountLimits, PhpPool, AccountDatabase,
-                                       SiteConfig)),
-        ],
-    )
-)  # fmt: skip
 
 
 def drift_repair(*, finding: DriftFinding, actor: User | None = None) -> Operation:

@@ -22,7 +22,7 @@ def _created(service: Service, operation: Operation) -> list[str]:
 register_kind(
     OperationKind(
         name=KIND,
-        steps=[
+        steps=(
             hosting.ValidateAccount,
             hosting.LinuxUser,
             hosting.AccountLimits,
@@ -30,7 +30,7 @@ register_kind(
             hosting.AccountDatabase,
             hosting.SiteConfig,
             hosting.MeasureDisk,
-        ],
+        ),
         on_completed=_created,
     )
 )

@@ -31,7 +31,7 @@ from provisioning.resources import acme as hwacme
 from provisioning.resources.agent import action, applied
 from provisioning.resources.errors import ResourceError
 from provisioning.resources.validation import validate_domain
-from provisioning.steps.base import OperationKind, Step, StepContext, register_kind
+from provisioning.steps.base import Step, StepContext
 
 
 def _names(ctx: StepContext) -> list[str]:
@@ -176,12 +176,3 @@ class Https(Step):
     def undo(self, ctx: StepContext) -> None:
         if applied(ctx, self.name, "created"):
             ctx.agent([action("cert.https_remove", account=str(ctx.service.username))])
-
-
-register_kind(
-    OperationKind(
-        name="certificate_issue",
-        steps=[CertificatePrecheck, Certificate, Https],
-        description="Issue (or renew) the site's certificate and serve HTTPS",
-    )
-)

@@ -1,17 +1,16 @@
-"""Node resources as engine steps and operation kinds.
+"""Node resources as engine steps (the operation kinds using them are in
+``provisioning.kinds``).
 
-Added to the engine's own kinds:
+``create`` uses ``dns_zone`` (the domain's zone on the node's PowerDNS, with SPF and
+DMARC), ``mail_domain`` (with the plan's sending limits) and ``dkim_key`` (a key made on the
+node, published in the zone, then signed with) before the site goes live, and
+``verify_dns`` after it: the nameserver is asked with dnspython and its answers are stored
+on the step run, so "was DNS configured?" has a recorded answer. ``terminate`` removes the
+account's databases and database users, its backups, its certificate and HTTPS, the mail
+domain (with its mail) and the zone. ``change_plan`` sets the new plan's sending limits
+(``mail_limits``).
 
-- ``create`` gains ``dns_zone`` (the domain's zone on the node's PowerDNS, with SPF and
-  DMARC), ``mail_domain`` (with the plan's sending limits) and ``dkim_key`` (a key made on the
-  node, published in the zone, then signed with) before the site goes live, and
-  ``verify_dns`` after it: the nameserver is asked with dnspython and its answers are stored
-  on the step run, so "was DNS configured?" has a recorded answer.
-- ``terminate`` removes the account's databases and database users, its backups, its
-  certificate and HTTPS, the mail domain (with its mail) and the zone.
-- ``change_plan`` sets the new plan's sending limits (``mail_limits``).
-
-Kinds of their own (params hold validated values and password *hashes* only, never a
+The resource kinds (params hold validated values and password *hashes* only, never a
 password; ``provisioning.resources.services`` builds them):
 
 ``dns_records``, ``database_create``, ``database_delete``, ``database_password``,
@@ -36,20 +35,16 @@ from django.conf import settings
 
 from billing.models import Plan
 from provisioning.errors import PermanentStepError, TransientStepError
-from provisioning.models import Operation, StepRun
-from provisioning.resources import (
-    certificates,  # noqa: F401  (registers certificate_issue)
-    sftp,
-)
+from provisioning.models import StepRun
 from provisioning.resources import dns as hwdns
 from provisioning.resources import mail as hwmail
+from provisioning.resources import sftp
 from provisioning.resources.agent import action, agent_failure, applied, created_by_service
 from provisioning.resources.errors import ResourceError, ResourceRefused, check_limit
 from provisioning.resources.scripts import NodeScript
 from provisioning.resources.validation import validate_domain, validate_email, validate_ip
 from provisioning.ssh import cmd
-from provisioning.steps import hosting  # noqa: F401  (registers the kinds extended below)
-from provisioning.steps.base import KINDS, OperationKind, Step, StepContext, register_kind
+from provisioning.steps.base import Step, StepContext
 
 
 def run_script(ctx: StepContext, script: NodeScript, *, check: bool = True) -> Any:
@@ -748,61 +743,3 @@ class RemoveSftp(SftpOff):
     """At termination: no SFTP keys may outlive the account (a later user of the name)."""
 
     name = "remove_sftp"
-
-
-def _insert(kind: str, steps: list[type[Step]], *, before: str | None = None) -> None:
-    """Add steps to one of the engine's kinds, before the named step (or at the end)."""
-    existing = KINDS[kind].steps
-    names = [s.name for s in existing]
-    if any(s.name in names for s in steps):
-        return  # imported twice
-    at = names.index(before) if before in names else len(existing)
-    existing[at:at] = steps
-
-
-_insert(Operation.Kind.CREATE, [DnsZone, MailDomain, DkimKey], before="nginx_site")
-_insert(Operation.Kind.CHANGE_PLAN, [MailLimits])
-_insert(Operation.Kind.CREATE, [VerifyDns], before="measure_disk")
-_insert(
-    Operation.Kind.TERMINATE,
-    [RemoveSftp, RemoveAccountData, RemoveMailDomain, RemoveZone],
-    before="remove_user",
-)
-
-for _kind in (
-    OperationKind(name="dns_records", steps=[DnsRecords], description="Change DNS records"),
-    OperationKind(
-        name="database_create",
-        steps=[DatabaseLimit, Database, DatabaseUser],
-        description="Create a database and its user",
-    ),
-    OperationKind(name="database_delete", steps=[DropDatabase], description="Delete a database"),
-    OperationKind(
-        name="database_password", steps=[DatabasePassword], description="Change a database password"
-    ),
-    OperationKind(
-        name="mailbox_create", steps=[MailboxLimit, Mailbox], description="Create a mailbox"
-    ),
-    OperationKind(name="mailbox_delete", steps=[DeleteMailbox], description="Delete a mailbox"),
-    OperationKind(
-        name="mailbox_password", steps=[MailboxPassword], description="Change a mailbox password"
-    ),
-    OperationKind(name="forwarder_set", steps=[Forwarder], description="Set a mail forwarder"),
-    OperationKind(
-        name="forwarder_delete", steps=[DeleteForwarder], description="Delete a mail forwarder"
-    ),
-    OperationKind(name="mailbox_quota", steps=[MailboxQuota], description="Change a mailbox quota"),
-    OperationKind(name="mail_catchall", steps=[CatchAll], description="Set the catch-all address"),
-    OperationKind(name="mail_autoreply", steps=[AutoReply], description="Set an auto-reply"),
-    OperationKind(name="dkim_rotate", steps=[DkimKey], description="Rotate the DKIM key"),
-    OperationKind(
-        name="wordpress_install",
-        steps=[DatabaseLimit, WordPress],
-        description="Install WordPress",
-    ),
-    OperationKind(name="backup_create", steps=[Backup], description="Back up the account"),
-    OperationKind(name="sftp_enable", steps=[Sftp], description="Allow SFTP access"),
-    OperationKind(name="sftp_disable", steps=[SftpOff], description="Turn SFTP access off"),
-    OperationKind(name="backup_restore", steps=[Restore], description="Restore a backup"),
-):
-    register_kind(_kind)

@@ -29,19 +29,17 @@ rollback can skip this step.
 
 
 An **operation kind** is an ordered list of steps plus what happens to the service when the
-operation completes or is rolled back::
+operation completes or is rolled back. Every kind is declared, with its whole step list, in
+``provisioning.kinds`` (the one registry: no module adds to another's list)::
 
-    from provisioning.steps.base import OperationKind, register_kind
-
-    register_kind(OperationKind(
+    OperationKind(
         name="database_create",
-        steps=[ValidateNode, CreateDatabase, WriteDatabaseCredentials],
+        steps=(DatabaseLimit, Database, DatabaseUser),
         on_completed=None,          # or a function(service, operation) -> list of fields saved
         on_rolled_back=None,
-    ))
+    )
 
-Register kinds in a module imported by ``provisioning.steps`` (see ``__init__.py``) so the
-Celery worker knows them, then start one with
+Start one with
 ``provisioning.services.operation_start(service=..., kind="database_create", params={...})``.
 The workflow (``provisioning.workflow``) turns the list into a Celery chain, one task per
 step, with retries, events, step-run records, the sweeper and the rollback.
@@ -219,7 +217,7 @@ class Step:
 @dataclass
 class OperationKind:
     name: str
-    steps: list[type[Step]]
+    steps: tuple[type[Step], ...]
     on_completed: Callable[[Service, Operation], list[str]] | None = None
     on_rolled_back: Callable[[Service, Operation], list[str]] | None = None
     description: str = ""
@@ -230,15 +228,19 @@ KINDS: dict[str, OperationKind] = {}
 
 
 def register_kind(kind: OperationKind) -> OperationKind:
+    """Add a kind (``provisioning.kinds`` adds every built-in one). A name is declared once:
+    a kind's step list is never changed from elsewhere."""
     names = [s.name for s in kind.steps]
     if len(set(names)) != len(names) or not all(names):
         raise ValueError(f"steps of {kind.name} need unique, non-empty names: {names}")
+    if kind.name in KINDS:
+        raise ValueError(f"operation kind {kind.name!r} is declared twice")
     KINDS[kind.name] = kind
     return kind
 
 
 def get_kind(name: str) -> OperationKind:
-    from provisioning import steps  # noqa: F401  (registers the built-in kinds)
+    from provisioning import kinds  # noqa: F401  (declares the built-in kinds)
 
     try:
         return KINDS[name]

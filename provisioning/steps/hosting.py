@@ -1,5 +1,5 @@
 """The hosting account on a node: Linux user, PHP-FPM pool, nginx server block, limits,
-MariaDB database, disk usage; and the operation kinds built from them.
+MariaDB database, disk usage (the operation kinds using them are in ``provisioning.kinds``).
 
 Every step works through the node agent's actions (``deploy/node/agent/hwagent``): ``users``
 (the Linux user and its home: ``/home/<user>`` root-owned 0751, the SFTP chroot, with
@@ -18,9 +18,9 @@ from typing import Any
 from billing.models import Plan
 from provisioning import ssh, validators
 from provisioning.errors import PermanentStepError
-from provisioning.models import Operation, Service, StepRun
+from provisioning.models import Service, StepRun
 from provisioning.ssh import action
-from provisioning.steps.base import OperationKind, Step, StepContext, register_kind
+from provisioning.steps.base import Step, StepContext
 
 # Shell functions for the steps not yet moved to the node agent (databases, certificates).
 ssh.register_shell_functions((Path(__file__).parent / "shell.sh").read_text())
@@ -351,92 +351,3 @@ class PlanShell(Step):
         ctx.agent(
             [action("user.ensure", **_user_args(ctx), login_shell=ctx.previous_plan.shell_access)]
         )
-
-
-def _created(service: Service, operation: Operation) -> list[str]:
-    service.activate()
-    return ["state"]
-
-
-def _create_rolled_back(service: Service, operation: Operation) -> list[str]:
-    service.fail()
-    return ["state"]
-
-
-def _suspended(service: Service, operation: Operation) -> list[str]:
-    service.suspend()
-    return ["state"]
-
-
-def _unsuspended(service: Service, operation: Operation) -> list[str]:
-    service.unsuspend()
-    return ["state"]
-
-
-def _terminated(service: Service, operation: Operation) -> list[str]:
-    service.terminate()
-    return ["state"]
-
-
-def _plan_changed(service: Service, operation: Operation) -> list[str]:
-    service.plan_id = operation.params["plan_id"]
-    return ["plan"]
-
-
-register_kind(
-    OperationKind(
-        name=Operation.Kind.CREATE,
-        steps=[
-            ValidateAccount,
-            LinuxUser,
-            AccountLimits,
-            PhpPool,
-            AccountDatabase,
-            SiteConfig,
-            MeasureDisk,
-        ],
-        on_completed=_created,
-        on_rolled_back=_create_rolled_back,
-    )
-)
-register_kind(
-    OperationKind(
-        name=Operation.Kind.SUSPEND,
-        steps=[ValidateAccount, SuspendSite, StopPool, LockLogin],
-        on_completed=_suspended,
-    )
-)
-register_kind(
-    OperationKind(
-        name=Operation.Kind.UNSUSPEND,
-        steps=[
-            ValidateAccount,
-            inverse(LockLogin, "unlock_login"),
-            inverse(StopPool, "start_pool"),
-            inverse(SuspendSite, "restore_site"),
-        ],
-        on_completed=_unsuspended,
-    )
-)
-# Terminating cannot be compensated (the files are gone); a failed terminate is retried.
-register_kind(
-    OperationKind(
-        name=Operation.Kind.TERMINATE,
-        steps=[
-            ValidateAccount,
-            inverse(SiteConfig, "remove_site", compensate=False),
-            inverse(PhpPool, "remove_pool", compensate=False),
-            inverse(AccountDatabase, "remove_database", compensate=False),
-            RemoveLinuxUser,
-            inverse(AccountLimits, "remove_limits", compensate=False),
-        ],
-        on_completed=_terminated,
-    )
-)
-register_kind(
-    OperationKind(
-        name=Operation.Kind.CHANGE_PLAN,
-        steps=[ValidateAccount, PlanPool, PlanLimits, PlanShell],
-        on_completed=_plan_changed,
-    )
-)
