@@ -77,8 +77,8 @@ class User(AbstractBaseUser, PermissionsMixin):
         return self.full_name.split(" ")[0] if self.full_name else self.email
 
 
-country_code = RegexValidator(r"^[A-Z]{2}$", "Use the two-letter country code, e.g. DE or US.")
-currency_code = RegexValidator(r"^[A-Z]{3}$", "Use the three-letter currency code, e.g. EUR.")
+country_code = RegexValidator(r"\A[A-Z]{2}\Z", "Use the two-letter country code, e.g. DE or US.")
+currency_code = RegexValidator(r"\A[A-Z]{3}\Z", "Use the three-letter currency code, e.g. EUR.")
 
 
 class Customer(models.Model):

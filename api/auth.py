@@ -24,8 +24,8 @@ from accounts.models import Membership
 from api.models import ApiNonce, ApiToken, ProvisioningClientKey
 from api.signing import TOLERANCE_SECONDS, decrypt_secret, sign_request, signature_matches
 
-TOKEN_RE = re.compile(r"^hw_([A-Za-z0-9]{8})_([A-Za-z0-9_-]{20,64})$")
-NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+TOKEN_RE = re.compile(r"hw_([A-Za-z0-9]{8})_([A-Za-z0-9_-]{20,64})")
+NONCE_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
 class AuthFailed(exceptions.AuthenticationFailed):
@@ -49,7 +49,7 @@ class TokenAuthentication(authentication.BaseAuthentication):
         scheme, _, value = header.partition(" ")
         if scheme != self.keyword:
             return None
-        match = TOKEN_RE.match(value.strip())
+        match = TOKEN_RE.fullmatch(value.strip())
         if not match:
             raise AuthFailed("The token is malformed.", "token_invalid")
         prefix, secret = match.groups()
@@ -102,7 +102,7 @@ class HMACAuthentication(authentication.BaseAuthentication):
                 f"The timestamp is outside the {TOLERANCE_SECONDS} s window; check the clock.",
                 "timestamp_stale",
             )
-        if not NONCE_RE.match(nonce):
+        if not NONCE_RE.fullmatch(nonce):
             raise AuthFailed("The nonce must be 16 to 64 letters, digits, - or _.", "nonce_invalid")
         secret = decrypt_secret(key.secret_encrypted)
         django_request = request._request

@@ -29,8 +29,8 @@ class NewCustomerSerializer(StrictSerializer):
     name = serializers.CharField(max_length=200)
     email = serializers.EmailField()
     company = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    country = serializers.RegexField(r"^[A-Z]{2}$", max_length=2)
-    currency = serializers.RegexField(r"^[A-Z]{3}$", max_length=3, required=False)
+    country = serializers.RegexField(r"\A[A-Z]{2}\Z", max_length=2)
+    currency = serializers.RegexField(r"\A[A-Z]{3}\Z", max_length=3, required=False)
 
 
 class AccountCreateSerializer(StrictSerializer):

@@ -109,7 +109,7 @@ def floor_account(target, key: str, plan, n: int) -> tuple[float, str, str]:
     from provisioning.resources import acme as hwacme
     from provisioning.resources import certificates
     from provisioning.resources import dns as hwdns
-    from provisioning.resources.agent import action
+    from provisioning.ssh import action
 
     user = f"{base.PREFIX}floor{n}{secrets.token_hex(2)}"
     domain = f"floor{n}-{secrets.token_hex(2)}.bench.example"
@@ -176,7 +176,7 @@ def floor_account(target, key: str, plan, n: int) -> tuple[float, str, str]:
 
 def floor_cleanup(target, key: str, user: str, domain: str) -> None:
     from provisioning import ssh
-    from provisioning.resources.agent import action
+    from provisioning.ssh import action
 
     agent(
         target,

@@ -38,7 +38,7 @@ MAX_DOWNLOAD = 2 * 1024 * 1024
 MAX_EDIT = 512 * 1024
 PAGE = 200
 
-_MODE = re.compile(r"^[0-7]{3,4}$")
+_MODE = re.compile(r"[0-7]{3,4}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 

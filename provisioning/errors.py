@@ -1,8 +1,10 @@
-"""Errors of the provisioning engine.
+"""Errors of the provisioning engine, the node resources included.
 
 ``ProvisioningRefused`` is what a caller sees when a request is refused before anything
-reaches a node. ``StepError`` and its subclasses describe what went wrong while a step
-ran; ``permanent`` says whether trying again can help.
+reaches a node (bad input, a plan limit, another operation running); its message is meant
+for the customer. ``StepError`` and its subclasses describe what went wrong while a step
+ran or an outside system (a node, the certificate authority) failed; ``permanent`` says
+whether trying again can help.
 """
 
 from __future__ import annotations
@@ -10,8 +12,11 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 
 
-class ProvisioningRefused(ValidationError):
-    """A request the engine will not act on: bad input, or another operation is running."""
+class ProvisioningRefused(ValidationError, ValueError):
+    """A request the engine will not act on: bad input, a limit, or another operation is
+    running. ``message`` and ``code`` say what and why; trying again cannot help."""
+
+    permanent = True
 
 
 class StepError(Exception):

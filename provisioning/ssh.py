@@ -153,9 +153,11 @@ class AgentAction:
         return f"{self.name} {text}"
 
 
-def action(name: str, *, secret: tuple[str, ...] = (), **args: Any) -> AgentAction:
-    """``action("user.ensure", user="hwt1", ...)``: an agent action for ``call``."""
-    return AgentAction(name=name, args=args, secret=secret)
+def action(action_name: str, /, *, secret: tuple[str, ...] = (), **args: Any) -> AgentAction:
+    """``action("user.ensure", user="hwt1", ...)``: an agent action for ``call``. The action's
+    name is positional, so an argument may be called ``name``; ``secret`` names the arguments
+    shown as ``***`` in records."""
+    return AgentAction(name=action_name, args=args, secret=secret)
 
 
 @dataclass

@@ -1,12 +1,14 @@
-"""Validation of every value that can reach a node's shell.
+"""Validation of every value the panel sends to a node: one validator per kind of name.
 
 Each function returns the normalized value or raises ``ProvisioningRefused`` with a message
-a customer or an agent can act on. Nothing is sent to a node that has not passed through one
-of these; the command builder in ``provisioning.ssh`` then quotes it with ``shlex``.
+a customer or an agent can act on. Nothing is sent to a node agent that has not passed
+through one of these (the agent checks again). Patterns are allow-lists matched with
+``re.fullmatch`` (``$`` would let a trailing newline through).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 
@@ -15,12 +17,17 @@ import idna
 from provisioning.errors import ProvisioningRefused
 
 # A DNS label after IDNA encoding: letters, digits and inner hyphens, 1 to 63 characters.
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_TLD = re.compile(r"^(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$")
-_USERNAME = re.compile(r"^[a-z][a-z0-9]{2,31}$")
-_DB_NAME = re.compile(r"^[a-z][a-z0-9_]{2,63}$")
-_NODE_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
-_HOST = re.compile(r"^[A-Za-z0-9.:-]{1,253}$")
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+_TLD = re.compile(r"[a-z]{2,63}|xn--[a-z0-9-]{1,59}")
+_USERNAME = re.compile(r"[a-z][a-z0-9]{2,31}")
+_DB_NAME = re.compile(r"[a-z][a-z0-9_]{2,63}")
+# MariaDB allows 64 characters for database names (and 80 for user names); the account
+# prefix and its underscore count towards that.
+_DB_SUFFIX = re.compile(r"[a-z0-9][a-z0-9_]{0,31}")
+DB_NAME_MAX = 64
+_LOCAL_PART = re.compile(r"[a-z0-9](?:[a-z0-9._+-]{0,62}[a-z0-9])?")
+_NODE_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{0,62}")
+_HOST = re.compile(r"[A-Za-z0-9.:-]{1,253}")
 
 SUSPENSION_REASONS = ("non_payment", "abuse", "staff")
 
@@ -78,7 +85,7 @@ def domain_to_ascii(value: object) -> str:
         raise _refuse("A domain name can have at most 253 characters.", "domain_length")
     if len(labels) < 2:
         raise _refuse("Enter a full domain name such as example.com.", "domain_not_fqdn")
-    if not _TLD.match(labels[-1]):
+    if not _TLD.fullmatch(labels[-1]):
         raise _refuse(f"{labels[-1]!r} is not a top-level domain.", "domain_tld")
     return ascii_name
 
@@ -141,7 +148,7 @@ def _ascii_label(label: str, raw: str) -> str:
     which refuses invisible characters, symbols and other look-alike tricks that the older
     IDNA 2003 codec would silently drop or map."""
     if label.isascii() and not label.startswith("xn--"):
-        if not _LABEL.match(label):
+        if not _LABEL.fullmatch(label):
             raise _refuse(
                 f"{label!r} is not allowed in a domain name: use letters, digits and hyphens.",
                 "domain_label",
@@ -158,28 +165,133 @@ def _ascii_label(label: str, raw: str) -> str:
             ascii_label = idna.alabel(label).decode("ascii")
     except (idna.IDNAError, UnicodeError, ValueError):
         raise _refuse(f"{raw!r} is not a valid international domain name.", "domain_idna") from None
-    if not _LABEL.match(ascii_label):
+    if not _LABEL.fullmatch(ascii_label):
         raise _refuse(f"{raw!r} is not a valid international domain name.", "domain_idna")
     _check_single_script(ulabel, raw)
     return ascii_label
 
 
 def validate_username(value: object) -> str:
-    """A Linux account name made by the engine: lower-case letters and digits, 3-32 long."""
-    if not isinstance(value, str) or not _USERNAME.match(value):
+    """A hosting account's Linux user name, made by the engine (it also prefixes the
+    account's databases): lower-case letters and digits, 3-32 long."""
+    if not isinstance(value, str) or not _USERNAME.fullmatch(value):
         raise _refuse(f"{value!r} is not a valid account name.", "username")
     return value
 
 
-def validate_db_name(value: object) -> str:
-    """A MariaDB database or user name: lower-case letters, digits and underscores."""
-    if not isinstance(value, str) or not _DB_NAME.match(value):
-        raise _refuse(f"{value!r} is not a valid database name.", "db_name")
+def validate_db_name(value: object, *, account: str | None = None) -> str:
+    """A MariaDB database or user name.
+
+    Without ``account``: a whole name (lower-case letters, digits and underscores). With
+    ``account``: a customer's name, given with or without the account's prefix, returned as
+    ``<account>_<name>`` (so one account never reaches another's databases).
+    """
+    if account is None:
+        if not isinstance(value, str) or not _DB_NAME.fullmatch(value):
+            raise _refuse(f"{value!r} is not a valid database name.", "db_name")
+        return value
+    account = validate_username(account)
+    if not isinstance(value, str) or any(ord(c) < 32 for c in value):
+        raise _refuse("The database name must be one line of text.", "db_name")
+    suffix = value.strip().lower()
+    if suffix.startswith(account + "_"):
+        suffix = suffix[len(account) + 1 :]
+    longest = min(32, DB_NAME_MAX - len(account) - 1)
+    if not _DB_SUFFIX.fullmatch(suffix) or len(suffix) > longest:
+        raise _refuse(
+            f"{value!r} is not a valid database name: use up to {longest} lower-case letters, "
+            "digits and underscores.",
+            "db_name",
+        )
+    return f"{account}_{suffix}"
+
+
+def validate_local_part(value: object) -> str:
+    """The part of a mailbox address before the ``@``, in lower case."""
+    if not isinstance(value, str) or any(ord(c) < 32 for c in value):
+        raise _refuse("The mailbox name must be one line of text.", "mailbox")
+    local = value.strip().lower()
+    if not _LOCAL_PART.fullmatch(local) or ".." in local:
+        raise _refuse(
+            f"{value!r} is not a valid mailbox name: use letters, digits, dots, hyphens, "
+            "underscores and plus signs.",
+            "mailbox",
+        )
+    return local
+
+
+def validate_email(value: object) -> str:
+    """A full e-mail address (a mailbox or a forwarding target), returned in lower case with
+    its domain in ASCII (``domain_to_ascii``)."""
+    if not isinstance(value, str) or value.count("@") != 1:
+        raise _refuse(f"{value!r} is not an e-mail address.", "email")
+    local, domain = value.strip().rsplit("@", 1)
+    try:
+        ascii_domain = domain_to_ascii(domain)
+    except ProvisioningRefused as exc:
+        raise _refuse(exc.messages[0], "domain") from None
+    return f"{validate_local_part(local)}@{ascii_domain}"
+
+
+def validate_ip(value: object, *, version: int | None = None) -> str:
+    """An IPv4 or IPv6 address in its canonical text form."""
+    try:
+        address = ipaddress.ip_address(str(value).strip())
+    except ValueError:
+        raise _refuse(f"{value!r} is not an IP address.", "ip") from None
+    if version is not None and address.version != version:
+        raise _refuse(f"{value!r} is not an IPv{version} address.", "ip")
+    return str(address)
+
+
+def validate_password(value: object, *, min_length: int = 10) -> str:
+    """A password we store or hand to a node service: long enough, one line, printable."""
+    if not isinstance(value, str) or len(value) < min_length:
+        raise _refuse(f"The password must have at least {min_length} characters.", "password")
+    if len(value) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise _refuse("The password cannot contain control characters or line breaks.", "password")
     return value
 
 
+# Mail: the same limits the node agent applies.
+MAX_QUOTA_MB = 1024 * 1024
+MAX_FORWARD_TARGETS = 20
+
+
+def validate_quota(quota_mb: object) -> int:
+    """A mailbox quota in MB."""
+    if (
+        not isinstance(quota_mb, int)
+        or isinstance(quota_mb, bool)
+        or not 1 <= quota_mb <= MAX_QUOTA_MB
+    ):
+        raise _refuse(f"A mailbox quota must be between 1 and {MAX_QUOTA_MB} MB.", "mail_quota")
+    return quota_mb
+
+
+def validate_forward_targets(targets: object) -> list[str]:
+    """A forwarder's targets: valid addresses, duplicates dropped, between 1 and the maximum."""
+    if not isinstance(targets, list):
+        raise _refuse("A forwarder's targets must be a list of addresses.", "forward")
+    dests = list(dict.fromkeys(validate_email(t) for t in targets))
+    if not dests:
+        raise _refuse("A forwarder needs at least one target address.", "forward")
+    if len(dests) > MAX_FORWARD_TARGETS:
+        raise _refuse(f"A forwarder can have at most {MAX_FORWARD_TARGETS} targets.", "forward")
+    return dests
+
+
+def check_limit(*, what: str, used: int, allowed: int) -> None:
+    """Refuse one more ``what`` when ``used`` already reaches ``allowed`` (the plan's limit).
+
+    The message names the limit so the customer knows what to change.
+    """
+    if used >= allowed:
+        raise _refuse(f"Your plan allows {allowed} {what}; you already have {used}.", "limit")
+
+
 def validate_node_name(value: object) -> str:
-    if not isinstance(value, str) or not _NODE_NAME.match(value):
+    if not isinstance(value, str) or not _NODE_NAME.fullmatch(value):
         raise _refuse(
             f"{value!r} is not a valid node name: use lower-case letters, digits, dots, hyphens.",
             "node_name",
@@ -189,7 +301,7 @@ def validate_node_name(value: object) -> str:
 
 def validate_host(value: object) -> str:
     """An SSH address: a host name or an IPv4/IPv6 address (never passed to a shell)."""
-    if not isinstance(value, str) or not _HOST.match(value):
+    if not isinstance(value, str) or not _HOST.fullmatch(value):
         raise _refuse(f"{value!r} is not a valid host name or address.", "host")
     return value
 

@@ -27,16 +27,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from provisioning.errors import ProvisioningRefused, StepError
 from provisioning.resources import dns as hwdns
-from provisioning.resources.errors import ResourceError, ResourceRefused
-from provisioning.resources.validation import validate_domain, validate_ip
+from provisioning.validators import domain_to_ascii, validate_ip
 
 LETSENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,128}")
 
 
-class CertificateError(ResourceError):
-    """A certificate could not be issued; ``code`` names the reason for the panel."""
+class CertificateError(StepError):
+    """A certificate could not be issued; ``code`` names the reason for the panel. Transient
+    unless raised with ``permanent=True``."""
+
+    permanent = False
 
 
 # --- before the CA: do the names point at the node? -----------------------------------------
@@ -55,7 +58,7 @@ def precheck_names(
     seen: dict[str, list[str]] = {}
     wrong = []
     for raw in names:
-        name = validate_domain(raw)
+        name = domain_to_ascii(raw)
         try:
             _, addresses, _ = hwdns.query(
                 name, rtype, nameserver=nameserver, port=port, timeout=timeout
@@ -90,7 +93,7 @@ class ChallengeFiles(Protocol):
 
 
 def check_token(token: str) -> str:
-    if not _TOKEN.match(token):
+    if not _TOKEN.fullmatch(token):
         raise CertificateError(
             f"The CA sent an unusable challenge token {token!r}.", permanent=True
         )
@@ -196,9 +199,9 @@ def issue_certificate(
     certificate (Pebble). Challenge files are removed afterwards, whatever happened.
     Run ``precheck_names`` first; this function always talks to the CA.
     """
-    domains = [validate_domain(n) for n in names]
+    domains = [domain_to_ascii(n) for n in names]
     if not domains:
-        raise ResourceRefused("A certificate needs at least one name.", code="cert_names")
+        raise ProvisioningRefused("A certificate needs at least one name.", code="cert_names")
     key_pem = key_pem or new_certificate_key_pem()
     jwk = jose.JWKRSA.load(account_key_pem)
     tokens: list[str] = []

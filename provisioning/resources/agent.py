@@ -8,17 +8,10 @@ back, and nothing else.
 
 from __future__ import annotations
 
-from typing import Any
-
 from provisioning.errors import PermanentStepError, TransientStepError
 from provisioning.models import Service, StepRun
-from provisioning.ssh import ActionResult, AgentAction
+from provisioning.ssh import ActionResult
 from provisioning.steps.base import StepContext
-
-
-def action(action_name: str, /, *, secret: tuple[str, ...] = (), **args: Any) -> AgentAction:
-    """One node agent action (its name positional, so an argument may be called ``name``)."""
-    return AgentAction(name=action_name, args=args, secret=secret)
 
 
 def applied(ctx: StepContext, step: str, key: str) -> bool:

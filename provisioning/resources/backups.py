@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import re
 
-from provisioning.resources.errors import ResourceRefused
+from provisioning.errors import ProvisioningRefused
 
-_BACKUP_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z(?:-[a-z0-9]{1,8})?$")
+_BACKUP_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z(?:-[a-z0-9]{1,8})?")
 MAX_KEEP = 90
 
 
 def validate_backup_id(value: str) -> str:
     """Backup ids are UTC timestamps (``20261122T213000Z``), optionally with a short tag."""
-    if not isinstance(value, str) or not _BACKUP_ID.match(value):
-        raise ResourceRefused(f"{value!r} is not a backup id.", code="backup_id")
+    if not isinstance(value, str) or not _BACKUP_ID.fullmatch(value):
+        raise ProvisioningRefused(f"{value!r} is not a backup id.", code="backup_id")
     return value
 
 
 def validate_keep(value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_KEEP:
-        raise ResourceRefused(f"Keep between 1 and {MAX_KEEP} backups.", code="backup_keep")
+        raise ProvisioningRefused(f"Keep between 1 and {MAX_KEEP} backups.", code="backup_keep")
     return value

@@ -26,16 +26,16 @@ from typing import Any
 
 from django.conf import settings
 
-from provisioning.errors import PermanentStepError, TransientStepError
+from provisioning.errors import PermanentStepError, StepError, TransientStepError
 from provisioning.resources import acme as hwacme
-from provisioning.resources.agent import action, applied
-from provisioning.resources.errors import ResourceError
-from provisioning.resources.validation import validate_domain
+from provisioning.resources.agent import applied
+from provisioning.ssh import action
 from provisioning.steps.base import Step, StepContext
+from provisioning.validators import domain_to_ascii
 
 
 def _names(ctx: StepContext) -> list[str]:
-    domain = validate_domain(ctx.service.domain)
+    domain = domain_to_ascii(ctx.service.domain)
     return [domain, f"www.{domain}"]
 
 
@@ -49,7 +49,7 @@ def _dns_port(ctx: StepContext) -> int:
     return int(result.data.get("port", 53))
 
 
-def _as_step_error(exc: ResourceError, *, clean: bool = False) -> Exception:
+def _as_step_error(exc: StepError, *, clean: bool = False) -> Exception:
     if exc.permanent:
         return PermanentStepError(exc.message, clean=clean)
     return TransientStepError(exc.message, clean=clean)
@@ -103,7 +103,7 @@ class CertificatePrecheck(Step):
                 nameserver=ctx.node.address,
                 port=_dns_port(ctx),
             )
-        except ResourceError as exc:
+        except StepError as exc:
             raise _as_step_error(exc, clean=True) from exc
         ctx.resource("resolved", seen)
 
@@ -126,7 +126,7 @@ class Certificate(Step):
                 email=params.get("email") or None,
                 verify=params.get("ca_bundle") or True,
             )
-        except ResourceError as exc:
+        except StepError as exc:
             raise _as_step_error(exc) from exc
         # Mail clients asking for the domain by name (SNI) get this certificate too.
         result, _ = ctx.agent(

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import hashlib
 
-from provisioning.resources.errors import check_limit
-from provisioning.resources.validation import validate_db_name, validate_password
+from provisioning.validators import check_limit, validate_db_name, validate_password
 
 __all__ = ["check_database_limit", "native_password_hash", "validate_db_name"]
 

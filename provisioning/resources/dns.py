@@ -29,9 +29,9 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
-from provisioning.resources.errors import ResourceRefused
+from provisioning.errors import ProvisioningRefused
 from provisioning.resources.mail import dmarc_text, spf_text
-from provisioning.resources.validation import validate_domain, validate_ip
+from provisioning.validators import domain_to_ascii, validate_ip
 
 EDITABLE_TYPES = ("A", "AAAA", "CNAME", "MX", "TXT", "SRV", "CAA")
 # Records a customer may have in one zone, the ones we create included. A zone is stored and
@@ -43,7 +43,7 @@ DEFAULT_TTL = 3600
 SOA_TIMERS = "10800 3600 604800 3600"  # refresh retry expire negative-ttl
 
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
-_OWNER_LABEL = re.compile(r"^(?:\*|[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)$")
+_OWNER_LABEL = re.compile(r"\*|[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 
 
 # --- names, serials, record data --------------------------------------------------------------
@@ -59,7 +59,7 @@ def owner_name(*, zone: str, name: str) -> str:
 
     Accepts ``www``, ``_sip._tcp``, ``*``, ``@`` or a full name inside the zone.
     """
-    zone = validate_domain(zone)
+    zone = domain_to_ascii(zone)
     raw = name.strip().lower().rstrip(".")
     if raw in ("", "@"):
         return fqdn(zone)
@@ -69,13 +69,13 @@ def owner_name(*, zone: str, name: str) -> str:
         raw = raw[: -len(zone) - 1]
     labels = raw.split(".")
     for i, label in enumerate(labels):
-        if not _OWNER_LABEL.match(label) or (label == "*" and i != 0):
-            raise ResourceRefused(
+        if not _OWNER_LABEL.fullmatch(label) or (label == "*" and i != 0):
+            raise ProvisioningRefused(
                 f"{name!r} is not a valid record name in {zone}.", code="dns_name"
             )
     full = f"{raw}.{zone}"
     if len(full) > 253:
-        raise ResourceRefused(f"{name!r} is too long for a record name.", code="dns_name")
+        raise ProvisioningRefused(f"{name!r} is too long for a record name.", code="dns_name")
     return fqdn(full)
 
 
@@ -102,22 +102,22 @@ def validate_record(*, zone: str, rtype: str, content: str) -> str:
     Relative names in the data (an MX or CNAME target such as ``mail``) are made absolute in
     ``zone``. A TXT value that is not already quoted is taken as plain text and quoted.
     """
-    zone = validate_domain(zone)
+    zone = domain_to_ascii(zone)
     rtype = rtype.strip().upper()
     if rtype not in EDITABLE_TYPES:
-        raise ResourceRefused(
+        raise ProvisioningRefused(
             f"Record type {rtype!r} cannot be edited here; use one of {', '.join(EDITABLE_TYPES)}.",
             code="dns_type",
         )
     text = content.strip()
     if not text or len(text) > 4000 or any(c in text for c in "\r\n\0"):
-        raise ResourceRefused(f"Enter a single line of {rtype} data.", code="dns_data")
+        raise ProvisioningRefused(f"Enter a single line of {rtype} data.", code="dns_data")
     if rtype == "TXT" and not text.startswith('"'):
         text = txt_content(text)
     # The zone-file parser reads ";" as a comment and parentheses as line continuation: data
     # after them would be silently dropped, so they are only accepted inside quoted strings.
     if any(c in _QUOTED.sub("", text) for c in ";()"):
-        raise ResourceRefused(f"{content!r} is not valid {rtype} data.", code="dns_data")
+        raise ProvisioningRefused(f"{content!r} is not valid {rtype} data.", code="dns_data")
     try:
         rdata = dns.rdata.from_text(
             dns.rdataclass.IN,
@@ -127,7 +127,7 @@ def validate_record(*, zone: str, rtype: str, content: str) -> str:
             relativize=False,
         )
     except (dns.exception.DNSException, ValueError, UnicodeError) as exc:
-        raise ResourceRefused(
+        raise ProvisioningRefused(
             f"{content!r} is not valid {rtype} data ({exc}).", code="dns_data"
         ) from None
     return str(rdata.to_text(relativize=False))
@@ -157,7 +157,7 @@ class RRset:
 def make_rrset(*, zone: str, name: str, rtype: str, contents: list[str], ttl: int) -> RRset:
     """A validated RRset a customer asked for: name, type, each value, TTL."""
     if not MIN_TTL <= ttl <= MAX_TTL:
-        raise ResourceRefused(
+        raise ProvisioningRefused(
             f"The TTL must be between {MIN_TTL} and {MAX_TTL} seconds.", code="dns_ttl"
         )
     owner = owner_name(zone=zone, name=name)
@@ -166,15 +166,15 @@ def make_rrset(*, zone: str, name: str, rtype: str, contents: list[str], ttl: in
         dict.fromkeys(validate_record(zone=zone, rtype=rtype, content=c) for c in contents)
     )
     if not values:
-        raise ResourceRefused("Enter at least one value.", code="dns_data")
+        raise ProvisioningRefused("Enter at least one value.", code="dns_data")
     if rtype == "CNAME":
-        if owner == fqdn(validate_domain(zone)):
-            raise ResourceRefused(
+        if owner == fqdn(domain_to_ascii(zone)):
+            raise ProvisioningRefused(
                 "A CNAME cannot be set on the domain itself (it would hide its SOA and NS).",
                 code="dns_cname_apex",
             )
         if len(values) > 1:
-            raise ResourceRefused("A name can have only one CNAME.", code="dns_cname")
+            raise ProvisioningRefused("A name can have only one CNAME.", code="dns_cname")
     return RRset(name=owner, rtype=rtype, ttl=ttl, contents=values)
 
 
@@ -187,8 +187,8 @@ def deletion(*, zone: str, name: str, rtype: str) -> tuple[str, str]:
     owner = owner_name(zone=zone, name=name)
     rtype = rtype.strip().upper()
     if rtype not in EDITABLE_TYPES:
-        what = "The domain's own" if owner == fqdn(validate_domain(zone)) else "A"
-        raise ResourceRefused(
+        what = "The domain's own" if owner == fqdn(domain_to_ascii(zone)) else "A"
+        raise ProvisioningRefused(
             f"{what} {rtype} record cannot be deleted or changed here; "
             f"only {', '.join(EDITABLE_TYPES)} records can.",
             code="dns_type",
@@ -219,13 +219,13 @@ def zone_rrsets(
     ``dmarc_policy`` and aggregate reports to the domain's postmaster. The DKIM key is added
     once the node has made it.
     """
-    zone = validate_domain(domain)
+    zone = domain_to_ascii(domain)
     ipv4 = validate_ip(ipv4, version=4)
     ipv6 = validate_ip(ipv6, version=6) if ipv6 else None
-    ns = [validate_domain(n) for n in nameservers]
+    ns = [domain_to_ascii(n) for n in nameservers]
     senders = [validate_ip(a) for a in mail_from] if mail_from else [ipv4, *filter(None, [ipv6])]
     if not ns:
-        raise ResourceRefused("A zone needs at least one nameserver.", code="dns_ns")
+        raise ProvisioningRefused("A zone needs at least one nameserver.", code="dns_ns")
     apex = fqdn(zone)
     rrsets = [
         RRset(
@@ -255,7 +255,7 @@ def check_rrsets(rrsets: list[RRset], *, limit: int = MAX_RECORDS_PER_ZONE) -> N
     """Refuse a zone content that breaks a rule: too many records, CNAME beside other data."""
     count = sum(len(r.contents) for r in rrsets)
     if count > limit:
-        raise ResourceRefused(
+        raise ProvisioningRefused(
             f"A zone can have at most {limit} records; this change would make {count}.",
             code="dns_limit",
         )
@@ -264,7 +264,7 @@ def check_rrsets(rrsets: list[RRset], *, limit: int = MAX_RECORDS_PER_ZONE) -> N
         types_by_name.setdefault(r.name, set()).add(r.rtype)
     for name, types in types_by_name.items():
         if "CNAME" in types and len(types) > 1:
-            raise ResourceRefused(
+            raise ProvisioningRefused(
                 f"{name} has a CNAME, so it cannot have other records "
                 f"({', '.join(sorted(types - {'CNAME'}))}).",
                 code="dns_cname",
@@ -330,7 +330,7 @@ def verify_zone(
     With ``expect`` (usually what ``zone_rrsets`` built), each expected RRset must be
     answered authoritatively with the same data, and any difference becomes a problem.
     """
-    zone = validate_domain(zone)
+    zone = domain_to_ascii(zone)
     check = ZoneCheck(zone=zone, nameserver=f"{nameserver}:{port}")
     questions = [(fqdn(zone), t) for t in ("SOA", "NS", "A", "AAAA", "MX", "TXT")]
     questions.append((f"www.{fqdn(zone)}", "A"))
@@ -367,5 +367,5 @@ def verify_zone(
 def _canonical(rtype: str, content: str, zone: str) -> str:
     try:
         return validate_record(zone=zone, rtype=rtype, content=content)
-    except ResourceRefused:
+    except ProvisioningRefused:
         return content

@@ -16,9 +16,9 @@ import re
 
 import bcrypt
 
-from provisioning.resources.errors import ResourceRefused
-from provisioning.resources.validation import (
-    validate_domain,
+from provisioning.errors import ProvisioningRefused
+from provisioning.validators import (
+    domain_to_ascii,
     validate_ip,
     validate_local_part,
     validate_password,
@@ -32,8 +32,8 @@ POLICY = "/usr/local/lib/hostwright/mail-policy.py"
 MAX_SEND_PER_HOUR = 1_000_000
 MAX_REPLY_SUBJECT = 200
 MAX_REPLY_BODY = 4000
-SELECTOR_RE = re.compile(r"^[a-z][a-z0-9]{0,62}$")
-ACCOUNT_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+SELECTOR_RE = re.compile(r"[a-z][a-z0-9]{0,62}")
+ACCOUNT_RE = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 # Mail clients reach the node under this name (the node's own certificate is made for it).
 SUBMISSION_PORTS = {"submission": 587, "submissions": 465}
 
@@ -50,18 +50,18 @@ def hash_password(password: str) -> str:
 
 
 def mailbox_address(*, local_part: str, domain: str) -> str:
-    return f"{validate_local_part(local_part)}@{validate_domain(domain)}"
+    return f"{validate_local_part(local_part)}@{domain_to_ascii(domain)}"
 
 
 def _check_hash(password_hash: str) -> str:
     if not password_hash.startswith("{BLF-CRYPT}$2") or any(c in password_hash for c in ":\n\r \t"):
-        raise ResourceRefused("Unusable password hash.", code="password_hash")
+        raise ProvisioningRefused("Unusable password hash.", code="password_hash")
     return password_hash
 
 
-def validate_account(account: str) -> str:
+def validate_username(account: str) -> str:
     if not isinstance(account, str) or not ACCOUNT_RE.fullmatch(account):
-        raise ResourceRefused("Unusable account name.", code="account")
+        raise ProvisioningRefused("Unusable account name.", code="account")
     return account
 
 
@@ -71,15 +71,15 @@ def _sieve_string(text: str) -> str:
 
 def _reply_text(value: object, *, limit: int, multiline: bool, what: str) -> str:
     if not isinstance(value, str):
-        raise ResourceRefused(f"The auto-reply {what} must be text.", code="autoreply")
+        raise ProvisioningRefused(f"The auto-reply {what} must be text.", code="autoreply")
     text = value.replace("\r\n", "\n").strip()
     allowed = "\n\t" if multiline else ""
     if not text or len(text) > limit:
-        raise ResourceRefused(
+        raise ProvisioningRefused(
             f"The auto-reply {what} must have between 1 and {limit} characters.", code="autoreply"
         )
     if any((ord(c) < 32 and c not in allowed) or ord(c) == 127 for c in text):
-        raise ResourceRefused(
+        raise ProvisioningRefused(
             f"The auto-reply {what} has characters that cannot be sent.", code="autoreply"
         )
     return text
@@ -90,7 +90,7 @@ def autoreply_script_text(*, subject: str, body: str, days: int = 1) -> str:
     subject = _reply_text(subject, limit=MAX_REPLY_SUBJECT, multiline=False, what="subject")
     body = _reply_text(body, limit=MAX_REPLY_BODY, multiline=True, what="text")
     if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 30:
-        raise ResourceRefused(
+        raise ProvisioningRefused(
             "Reply again to the same sender after 1 to 30 days.", code="autoreply"
         )
     return (
@@ -102,7 +102,7 @@ def autoreply_script_text(*, subject: str, body: str, days: int = 1) -> str:
 
 def validate_selector(selector: object) -> str:
     if not isinstance(selector, str) or not SELECTOR_RE.fullmatch(selector):
-        raise ResourceRefused("Unusable DKIM selector.", code="dkim")
+        raise ProvisioningRefused("Unusable DKIM selector.", code="dkim")
     return selector
 
 
@@ -111,7 +111,7 @@ def dkim_record(*, selector: str, public_key: str) -> tuple[str, str]:
     sel = validate_selector(selector)
     key = public_key.strip()
     if not re.fullmatch(r"[A-Za-z0-9+/]{100,1000}={0,2}", key):
-        raise ResourceRefused("The node returned an unusable DKIM public key.", code="dkim")
+        raise ProvisioningRefused("The node returned an unusable DKIM public key.", code="dkim")
     return f"{sel}._domainkey", f"v=DKIM1; k=rsa; p={key}"
 
 
@@ -129,9 +129,9 @@ DMARC_POLICIES = ("none", "quarantine", "reject")
 
 def dmarc_text(*, domain: str, policy: str = "none") -> str:
     """DMARC: the policy chosen for the domain, aggregate reports to its postmaster."""
-    name = validate_domain(domain)
+    name = domain_to_ascii(domain)
     if policy not in DMARC_POLICIES:
-        raise ResourceRefused(
+        raise ProvisioningRefused(
             f"The DMARC policy must be one of {', '.join(DMARC_POLICIES)}.", code="dmarc"
         )
     return f"v=DMARC1; p={policy}; rua=mailto:postmaster@{name}; adkim=r; aspf=r"

@@ -9,8 +9,6 @@ shows the password to the customer once and keeps it nowhere.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
@@ -26,8 +24,7 @@ from provisioning.resources import databases as hwdb
 from provisioning.resources import dns as hwdns
 from provisioning.resources import mail as hwmail
 from provisioning.resources import wordpress as wp
-from provisioning.resources.errors import ResourceRefused
-from provisioning.resources.validation import (
+from provisioning.validators import (
     validate_email,
     validate_forward_targets,
     validate_local_part,
@@ -39,23 +36,10 @@ def _start(*, service: Service, kind: str, params: dict[str, Any], actor: User |
     return engine.operation_start(service=service, kind=kind, params=params, actor=actor)
 
 
-def _refused(exc: ResourceRefused) -> ProvisioningRefused:
-    return ProvisioningRefused(exc.message, code=exc.code or "invalid")
-
-
-@contextmanager
-def refusing() -> Iterator[None]:
-    """Turn a resource check's refusal into the engine's ``ProvisioningRefused``."""
-    try:
-        yield
-    except ResourceRefused as exc:
-        raise _refused(exc) from None
-
-
 def _own_address(service: Service, address: str) -> str:
     address = validate_email(address)
     if address.split("@")[1] != service.domain:
-        raise ResourceRefused(f"{address} is not an address of {service.domain}.", code="mail")
+        raise ProvisioningRefused(f"{address} is not an address of {service.domain}.", code="mail")
     return address
 
 
@@ -69,19 +53,18 @@ def dns_records_change(
 ) -> Operation:
     """Replace RRsets (``{"name", "type", "contents", "ttl"}``) and delete (name, type) pairs
     in the account's zone. Record data is checked with dnspython here, before any SSH."""
-    with refusing():
-        rrsets = [
-            hwdns.make_rrset(
-                zone=service.domain,
-                name=str(r["name"]),
-                rtype=str(r["type"]),
-                contents=[str(c) for c in r["contents"]],
-                ttl=int(r.get("ttl", hwdns.DEFAULT_TTL)),
-            )
-            for r in replace
-        ]
-        deletions = [list(hwdns.deletion(zone=service.domain, name=n, rtype=t)) for n, t in delete]
-        hwdns.check_rrsets(rrsets)
+    rrsets = [
+        hwdns.make_rrset(
+            zone=service.domain,
+            name=str(r["name"]),
+            rtype=str(r["type"]),
+            contents=[str(c) for c in r["contents"]],
+            ttl=int(r.get("ttl", hwdns.DEFAULT_TTL)),
+        )
+        for r in replace
+    ]
+    deletions = [list(hwdns.deletion(zone=service.domain, name=n, rtype=t)) for n, t in delete]
+    hwdns.check_rrsets(rrsets)
     params = {
         "replace": [
             {"name": r.name, "type": r.rtype, "ttl": r.ttl, "contents": list(r.contents)}
@@ -97,12 +80,11 @@ def database_create(
     *, service: Service, name: str, user: str, password: str, actor: User | None = None
 ) -> Operation:
     """A database ``<account>_<name>`` and a user ``<account>_<user>`` granted on it."""
-    with refusing():
-        params = {
-            "name": hwdb.validate_db_name(account=service.username, name=name),
-            "user": hwdb.validate_db_name(account=service.username, name=user),
-            "password_hash": hwdb.native_password_hash(password),
-        }
+    params = {
+        "name": hwdb.validate_db_name(name, account=service.username),
+        "user": hwdb.validate_db_name(user, account=service.username),
+        "password_hash": hwdb.native_password_hash(password),
+    }
     return _start(service=service, kind="database_create", params=params, actor=actor)
 
 
@@ -110,11 +92,10 @@ def database_create(
 def database_delete(
     *, service: Service, name: str, user: str | None = None, actor: User | None = None
 ) -> Operation:
-    with refusing():
-        params = {
-            "name": hwdb.validate_db_name(account=service.username, name=name),
-            "user": hwdb.validate_db_name(account=service.username, name=user) if user else "",
-        }
+    params = {
+        "name": hwdb.validate_db_name(name, account=service.username),
+        "user": hwdb.validate_db_name(user, account=service.username) if user else "",
+    }
     return _start(service=service, kind="database_delete", params=params, actor=actor)
 
 
@@ -122,11 +103,10 @@ def database_delete(
 def database_password_change(
     *, service: Service, user: str, password: str, actor: User | None = None
 ) -> Operation:
-    with refusing():
-        params = {
-            "user": hwdb.validate_db_name(account=service.username, name=user),
-            "password_hash": hwdb.native_password_hash(password),
-        }
+    params = {
+        "user": hwdb.validate_db_name(user, account=service.username),
+        "password_hash": hwdb.native_password_hash(password),
+    }
     return _start(service=service, kind="database_password", params=params, actor=actor)
 
 
@@ -140,18 +120,16 @@ def mailbox_create(
     actor: User | None = None,
 ) -> Operation:
     """A mailbox ``<local_part>@<the account's domain>`` with a password and a quota."""
-    with refusing():
-        address = f"{validate_local_part(local_part)}@{service.domain}"
-        validate_quota(quota_mb)
-        password_hash = hwmail.hash_password(password)
+    address = f"{validate_local_part(local_part)}@{service.domain}"
+    validate_quota(quota_mb)
+    password_hash = hwmail.hash_password(password)
     params = {"address": address, "password_hash": password_hash, "quota_mb": quota_mb}
     return _start(service=service, kind="mailbox_create", params=params, actor=actor)
 
 
 @transaction.atomic
 def mailbox_delete(*, service: Service, address: str, actor: User | None = None) -> Operation:
-    with refusing():
-        params = {"address": _own_address(service, address)}
+    params = {"address": _own_address(service, address)}
     return _start(service=service, kind="mailbox_delete", params=params, actor=actor)
 
 
@@ -159,11 +137,10 @@ def mailbox_delete(*, service: Service, address: str, actor: User | None = None)
 def mailbox_password_change(
     *, service: Service, address: str, password: str, actor: User | None = None
 ) -> Operation:
-    with refusing():
-        params = {
-            "address": _own_address(service, address),
-            "password_hash": hwmail.hash_password(password),
-        }
+    params = {
+        "address": _own_address(service, address),
+        "password_hash": hwmail.hash_password(password),
+    }
     return _start(service=service, kind="mailbox_password", params=params, actor=actor)
 
 
@@ -171,16 +148,14 @@ def mailbox_password_change(
 def forwarder_set(
     *, service: Service, source: str, targets: list[str], actor: User | None = None
 ) -> Operation:
-    with refusing():
-        src = _own_address(service, source)
-        params = {"source": src, "targets": validate_forward_targets(targets)}
+    src = _own_address(service, source)
+    params = {"source": src, "targets": validate_forward_targets(targets)}
     return _start(service=service, kind="forwarder_set", params=params, actor=actor)
 
 
 @transaction.atomic
 def forwarder_delete(*, service: Service, source: str, actor: User | None = None) -> Operation:
-    with refusing():
-        params = {"source": _own_address(service, source)}
+    params = {"source": _own_address(service, source)}
     return _start(service=service, kind="forwarder_delete", params=params, actor=actor)
 
 
@@ -188,9 +163,8 @@ def forwarder_delete(*, service: Service, source: str, actor: User | None = None
 def mailbox_quota_change(
     *, service: Service, address: str, quota_mb: int, actor: User | None = None
 ) -> Operation:
-    with refusing():
-        address = _own_address(service, address)
-        validate_quota(quota_mb)
+    address = _own_address(service, address)
+    validate_quota(quota_mb)
     params = {"address": address, "quota_mb": quota_mb}
     return _start(service=service, kind="mailbox_quota", params=params, actor=actor)
 
@@ -198,8 +172,7 @@ def mailbox_quota_change(
 @transaction.atomic
 def catchall_set(*, service: Service, target: str | None, actor: User | None = None) -> Operation:
     """Send mail for unknown addresses of the domain to ``target`` (``None``: refuse it)."""
-    with refusing():
-        params = {"target": validate_email(target) if target else ""}
+    params = {"target": validate_email(target) if target else ""}
     return _start(service=service, kind="mail_catchall", params=params, actor=actor)
 
 
@@ -215,10 +188,9 @@ def autoreply_set(
     actor: User | None = None,
 ) -> Operation:
     """Turn a mailbox's auto-reply on with this text, or off (``enabled=False``)."""
-    with refusing():
-        address = _own_address(service, address)
-        if enabled:
-            hwmail.autoreply_script_text(subject=subject, body=body, days=days)  # same checks
+    address = _own_address(service, address)
+    if enabled:
+        hwmail.autoreply_script_text(subject=subject, body=body, days=days)  # same checks
     params: dict[str, Any] = {"address": address, "enabled": enabled}
     if enabled:
         params |= {"subject": subject.strip(), "body": body.replace("\r\n", "\n").strip()}
@@ -235,8 +207,7 @@ def dkim_rotate(*, service: Service, actor: User | None = None) -> Operation:
 @transaction.atomic
 def dmarc_set(*, service: Service, policy: str, actor: User | None = None) -> Operation:
     """The domain's DMARC policy (none, quarantine, reject), reports to its postmaster."""
-    with refusing():
-        text = hwmail.dmarc_text(domain=service.domain, policy=policy)
+    text = hwmail.dmarc_text(domain=service.domain, policy=policy)
     return dns_records_change(
         service=service,
         replace=[{"name": "_dmarc", "type": "TXT", "contents": [text], "ttl": 3600}],
@@ -336,14 +307,13 @@ def wordpress_install(
     """Install WordPress into the account's site. Returns the operation and the admin
     password, which is shown to the customer once: only its WordPress hash is stored."""
     password = wp.new_secret(20)
-    with refusing():
-        checked = wp.validate_install(  # the same checks the node makes, before any SSH
-            account=service.username,
-            domain=service.domain,
-            title=title,
-            admin_user=admin_user,
-            admin_email=admin_email,
-        )
+    checked = wp.validate_install(  # the same checks the node makes, before any SSH
+        account=service.username,
+        domain=service.domain,
+        title=title,
+        admin_user=admin_user,
+        admin_email=admin_email,
+    )
     params = {
         "name": "wp",
         **checked,
@@ -357,16 +327,14 @@ def wordpress_install(
 def backup_create(*, service: Service, keep: int = 7, actor: User | None = None) -> Operation:
     """Back up the account now (files and databases), keeping the newest ``keep`` backups."""
     backup_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    with refusing():
-        params = {"backup_id": backup_id, "keep": backups.validate_keep(keep)}
+    params = {"backup_id": backup_id, "keep": backups.validate_keep(keep)}
     return _start(service=service, kind="backup_create", params=params, actor=actor)
 
 
 @transaction.atomic
 def backup_restore(*, service: Service, backup_id: str, actor: User | None = None) -> Operation:
     """Restore the account's files and databases from one of its backups (verified first)."""
-    with refusing():
-        params = {"backup_id": backups.validate_backup_id(backup_id)}
+    params = {"backup_id": backups.validate_backup_id(backup_id)}
     return _start(service=service, kind="backup_restore", params=params, actor=actor)
 
 
@@ -381,12 +349,11 @@ def sftp_enable(
     """Allow SFTP for the account's Linux user with a password and/or public keys."""
     if not password and not public_keys:
         raise ProvisioningRefused("Give a password or an SSH key for SFTP.", code="sftp")
-    with refusing():
-        params: dict[str, Any] = {
-            "public_keys": [sftp.validate_public_key(k) for k in public_keys or []]
-        }
-        if password:
-            params["password_hash"] = sftp.hash_password(password)
+    params: dict[str, Any] = {
+        "public_keys": [sftp.validate_public_key(k) for k in public_keys or []]
+    }
+    if password:
+        params["password_hash"] = sftp.hash_password(password)
     return _start(service=service, kind="sftp_enable", params=params, actor=actor)
 
 

@@ -13,13 +13,13 @@ import re
 
 import bcrypt
 
-from provisioning.resources.errors import ResourceRefused
-from provisioning.resources.validation import validate_password
+from provisioning.errors import ProvisioningRefused
+from provisioning.validators import validate_password
 
 MAX_KEYS = 10
 _KEY = re.compile(
-    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)) ([A-Za-z0-9+/]+={0,3})"
-    r"(?: [A-Za-z0-9@._+-]{1,100})?$"
+    r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)) ([A-Za-z0-9+/]+={0,3})"
+    r"(?: [A-Za-z0-9@._+-]{1,100})?"
 )
 
 
@@ -32,14 +32,16 @@ def hash_password(password: str) -> str:
 def validate_public_key(value: str) -> str:
     """An OpenSSH public key line (type, base64 blob of that type, optional comment)."""
     line = value.strip()
-    match = _KEY.match(line)
+    match = _KEY.fullmatch(line)
     if not match:
-        raise ResourceRefused("That is not an SSH public key (ssh-ed25519 AAAA...).", code="key")
+        raise ProvisioningRefused(
+            "That is not an SSH public key (ssh-ed25519 AAAA...).", code="key"
+        )
     try:
         blob = base64.b64decode(match.group(2), validate=True)
     except (binascii.Error, ValueError):
-        raise ResourceRefused("That SSH public key is damaged.", code="key") from None
+        raise ProvisioningRefused("That SSH public key is damaged.", code="key") from None
     kind = match.group(1).encode()
     if blob[4 : 4 + len(kind)] != kind:
-        raise ResourceRefused("That SSH public key is damaged.", code="key")
+        raise ProvisioningRefused("That SSH public key is damaged.", code="key")
     return line

@@ -34,28 +34,23 @@ from typing import Any
 from django.conf import settings
 
 from billing.models import Plan
-from provisioning.errors import PermanentStepError, TransientStepError
+from provisioning.errors import (
+    PermanentStepError,
+    ProvisioningRefused,
+    TransientStepError,
+)
 from provisioning.models import StepRun
 from provisioning.resources import dns as hwdns
 from provisioning.resources import mail as hwmail
 from provisioning.resources import sftp
-from provisioning.resources.agent import action, agent_failure, applied, created_by_service
-from provisioning.resources.errors import ResourceError, ResourceRefused, check_limit
-from provisioning.resources.scripts import NodeScript
-from provisioning.resources.validation import validate_domain, validate_email, validate_ip
-from provisioning.ssh import cmd
+from provisioning.resources.agent import agent_failure, applied, created_by_service
+from provisioning.ssh import action
 from provisioning.steps.base import Step, StepContext
+from provisioning.validators import check_limit, domain_to_ascii, validate_email, validate_ip
 
 
-def run_script(ctx: StepContext, script: NodeScript, *, check: bool = True) -> Any:
-    """Run a resource's NodeScript in the node's shell; its secrets are masked in records."""
-    return ctx.run([cmd("bash", "-c", script.script, secrets=script.secrets)], check=check)
-
-
-def _raise(exc: ResourceError, *, clean: bool = False) -> None:
-    if exc.permanent:
-        raise PermanentStepError(exc.message, clean=clean) from exc
-    raise TransientStepError(exc.message, clean=clean) from exc
+def _refuse(exc: ProvisioningRefused, *, clean: bool = False) -> None:
+    raise PermanentStepError(str(exc.message), clean=clean, code=exc.code or "") from exc
 
 
 def _address(ctx: StepContext) -> str:
@@ -70,7 +65,7 @@ def _mail_from(ctx: StepContext) -> list[str]:
     for candidate in (ip.address if ip is not None else None, ctx.node.address):
         try:
             address = validate_ip(candidate)
-        except ResourceRefused:
+        except ProvisioningRefused:
             continue  # the node is reached by name: its address is not known here
         if address not in found:
             found.append(address)
@@ -109,7 +104,7 @@ class DnsZone(Step):
     name = "dns_zone"
 
     def apply(self, ctx: StepContext) -> None:
-        domain = validate_domain(ctx.service.domain)
+        domain = domain_to_ascii(ctx.service.domain)
         [result] = ctx.agent(
             [
                 action(
@@ -126,7 +121,7 @@ class DnsZone(Step):
 
     def undo(self, ctx: StepContext) -> None:
         if applied(ctx, self.name, "created"):
-            ctx.agent([action("dns.zone_remove", domain=validate_domain(ctx.service.domain))])
+            ctx.agent([action("dns.zone_remove", domain=domain_to_ascii(ctx.service.domain))])
 
 
 class VerifyDns(Step):
@@ -160,7 +155,7 @@ class MailDomain(Step):
             [
                 action(
                     "mail.domain.ensure",
-                    domain=validate_domain(ctx.service.domain),
+                    domain=domain_to_ascii(ctx.service.domain),
                     account=_account(ctx),
                     account_hour=ctx.plan.mail_per_hour,
                     mailbox_hour=ctx.plan.mail_per_hour_mailbox,
@@ -170,7 +165,7 @@ class MailDomain(Step):
         ctx.resource("mail_domain", ctx.service.domain)
 
     def undo(self, ctx: StepContext) -> None:
-        domain = validate_domain(ctx.service.domain)
+        domain = domain_to_ascii(ctx.service.domain)
         ctx.agent(
             [action("mail.domain.remove", domain=domain, purge=True), action("mail.sni.refresh")]
         )
@@ -200,7 +195,7 @@ class DkimKey(Step):
     name = "dkim_key"
 
     def apply(self, ctx: StepContext) -> None:
-        domain = validate_domain(ctx.service.domain)
+        domain = domain_to_ascii(ctx.service.domain)
         selector = f"hw{ctx.operation.pk}"
         [made] = ctx.agent([action("mail.dkim.key", domain=domain, selector=selector)])
         try:
@@ -210,8 +205,8 @@ class DkimKey(Step):
             record = hwdns.make_rrset(
                 zone=domain, name=name, rtype="TXT", contents=[text], ttl=DKIM_TTL
             )
-        except ResourceError as exc:
-            _raise(exc)
+        except ProvisioningRefused as exc:
+            _refuse(exc)
         [zone] = ctx.agent([action("dns.zone_get", domain=domain)])
         if not zone.data.get("exists"):
             raise PermanentStepError(f"the zone {domain} does not exist on the node")
@@ -246,7 +241,7 @@ class MailLimits(Step):
             [
                 action(
                     "mail.limits.set",
-                    domain=validate_domain(ctx.service.domain),
+                    domain=domain_to_ascii(ctx.service.domain),
                     account=_account(ctx),
                     account_hour=plan.mail_per_hour,
                     mailbox_hour=plan.mail_per_hour_mailbox,
@@ -268,7 +263,7 @@ class RemoveZone(Step):
 
     def apply(self, ctx: StepContext) -> None:
         if created_by_service(ctx.service, DnsZone.name, ("created", "dns_zone_created")):
-            ctx.agent([action("dns.zone_remove", domain=validate_domain(ctx.service.domain))])
+            ctx.agent([action("dns.zone_remove", domain=domain_to_ascii(ctx.service.domain))])
 
     def undo(self, ctx: StepContext) -> None:
         """Termination is not compensated: the account's files are gone too."""
@@ -305,7 +300,7 @@ class DnsRecords(Step):
             [
                 action(
                     "dns.records",
-                    domain=validate_domain(ctx.service.domain),
+                    domain=domain_to_ascii(ctx.service.domain),
                     replace=list(ctx.params.get("replace", [])),
                     delete=[list(x) for x in ctx.params.get("delete", [])],
                 )
@@ -328,7 +323,7 @@ class DnsRecords(Step):
             [
                 action(
                     "dns.records",
-                    domain=validate_domain(ctx.service.domain),
+                    domain=domain_to_ascii(ctx.service.domain),
                     replace=previous,
                     delete=[list(x) for x in sorted(gone)],
                 )
@@ -355,8 +350,8 @@ class DatabaseLimit(Step):
         existing = [d for d in result.data.get("databases", []) if d != wanted]
         try:
             check_limit(what="databases", used=len(existing), allowed=ctx.plan.databases)
-        except ResourceError as exc:
-            _raise(exc, clean=True)
+        except ProvisioningRefused as exc:
+            _refuse(exc, clean=True)
 
 
 class Database(Step):
@@ -443,14 +438,14 @@ class MailboxLimit(Step):
     phase = "validating"
 
     def apply(self, ctx: StepContext) -> None:
-        domain = validate_domain(ctx.service.domain)
+        domain = domain_to_ascii(ctx.service.domain)
         address = validate_email(ctx.params["address"])
         [listed] = ctx.agent([action("mail.mailbox.list", domain=domain)])
         existing = [a for a in listed.data.get("mailboxes", []) if a != address]
         try:
             check_limit(what="mailboxes", used=len(existing), allowed=ctx.plan.mailboxes)
-        except ResourceError as exc:
-            _raise(exc, clean=True)
+        except ProvisioningRefused as exc:
+            _refuse(exc, clean=True)
 
 
 class Mailbox(Step):
@@ -552,7 +547,7 @@ class CatchAll(Step):
             [
                 action(
                     "mail.catchall.set",
-                    domain=validate_domain(ctx.service.domain),
+                    domain=domain_to_ascii(ctx.service.domain),
                     target=validate_email(target) if target else "",
                 )
             ]
@@ -598,7 +593,7 @@ class WordPress(Step):
                     "wordpress.install",
                     secret=("admin_password_hash",),
                     account=_account(ctx),
-                    domain=validate_domain(ctx.service.domain),
+                    domain=domain_to_ascii(ctx.service.domain),
                     title=p["title"],
                     admin_user=p["admin_user"],
                     admin_email=p["admin_email"],
@@ -695,7 +690,7 @@ class RemoveAccountData(Step):
         ]
         actions += [action("backup.remove_all", account=account), _https_off(account)]
         if created_by_service(ctx.service, "certificate", ("created",)):
-            actions.append(action("cert.remove", domain=validate_domain(ctx.service.domain)))
+            actions.append(action("cert.remove", domain=domain_to_ascii(ctx.service.domain)))
         ctx.agent(actions)
 
     def undo(self, ctx: StepContext) -> None:

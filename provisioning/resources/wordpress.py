@@ -14,11 +14,11 @@ import re
 import secrets
 import string
 
-from provisioning.resources.errors import ResourceRefused
-from provisioning.resources.validation import validate_account, validate_domain, validate_email
+from provisioning.errors import ProvisioningRefused
+from provisioning.validators import domain_to_ascii, validate_email, validate_username
 
-_TITLE = re.compile(r"^[\w .,:!?&()'-]{1,80}$")
-_ADMIN = re.compile(r"^[a-z][a-z0-9_.-]{2,59}$")
+_TITLE = re.compile(r"[\w .,:!?&()'-]{1,80}")
+_ADMIN = re.compile(r"[a-z][a-z0-9_.-]{2,59}")
 _SECRET_CHARS = string.ascii_letters + string.digits + "_-"
 
 
@@ -31,14 +31,16 @@ def validate_install(
     *, account: str, domain: str, title: str, admin_user: str, admin_email: str
 ) -> dict[str, str]:
     """The install's values as the node will check them again; refusals are for the customer."""
-    validate_account(account)
-    validate_domain(domain)
-    if not isinstance(title, str) or not _TITLE.match(title):
-        raise ResourceRefused(
+    validate_username(account)
+    domain_to_ascii(domain)
+    if not isinstance(title, str) or not _TITLE.fullmatch(title):
+        raise ProvisioningRefused(
             "Use letters, digits and simple punctuation for the title.", code="wp_title"
         )
-    if not isinstance(admin_user, str) or not _ADMIN.match(admin_user):
-        raise ResourceRefused(f"{admin_user!r} is not a valid admin user name.", code="wp_admin")
+    if not isinstance(admin_user, str) or not _ADMIN.fullmatch(admin_user):
+        raise ProvisioningRefused(
+            f"{admin_user!r} is not a valid admin user name.", code="wp_admin"
+        )
     return {"title": title, "admin_user": admin_user, "admin_email": validate_email(admin_email)}
 
 

@@ -211,12 +211,7 @@ class AccountDatabase(Step):
             return
         db_user, db_name = self.names(ctx)
         [result] = ctx.agent(
-            [
-                ssh.AgentAction(
-                    name="db.account_ensure",
-                    args={"account": _user(ctx), "user": db_user, "name": db_name},
-                )
-            ]
+            [action("db.account_ensure", account=_user(ctx), user=db_user, name=db_name)]
         )
         ctx.resource("database", db_name)
         ctx.resource("database_user", db_user)
@@ -228,14 +223,7 @@ class AccountDatabase(Step):
         if not any(r.resources.get("created") or r.resources.get("user_created") for r in runs):
             return  # nothing of this operation's own to remove
         db_user, db_name = self.names(ctx)
-        ctx.agent(
-            [
-                ssh.AgentAction(
-                    name="db.account_remove",
-                    args={"account": _user(ctx), "user": db_user, "name": db_name},
-                )
-            ]
-        )
+        ctx.agent([action("db.account_remove", account=_user(ctx), user=db_user, name=db_name)])
 
 
 class SiteConfig(Step):

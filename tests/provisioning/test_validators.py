@@ -176,9 +176,8 @@ def test_checkout_api_dns_and_mail_all_give_the_same_answer(value):
     # the engine's own
     from billing.errors import BillingError
     from billing.services import clean_domain
-    from provisioning.resources.errors import ResourceRefused
-    from provisioning.resources.validation import validate_domain as resource_domain
-    from provisioning.resources.validation import validate_email
+    from provisioning.errors import ProvisioningRefused
+    from provisioning.validators import domain_to_ascii, validate_email
 
     def outcome(check, refusal):
         try:
@@ -189,6 +188,43 @@ def test_checkout_api_dns_and_mail_all_give_the_same_answer(value):
     # then they accept and refuse the same names, with the same ASCII form
     engine = outcome(validators.validate_domain, ProvisioningRefused)
     assert outcome(clean_domain, BillingError) == engine
-    assert outcome(resource_domain, ResourceRefused) == engine
-    mail = outcome(lambda v: validate_email(f"info@{v}"), ResourceRefused)
+    assert outcome(domain_to_ascii, ProvisioningRefused) == engine
+    mail = outcome(lambda v: validate_email(f"info@{v}"), ProvisioningRefused)
     assert mail == ("refused" if engine == "refused" else f"info@{engine}")
+
+
+@pytest.mark.parametrize(
+    ("check", "value"),
+    [
+        (validators.validate_username, "hwt123\n"),
+        (validators.validate_db_name, "hwt123_main\n"),
+        (lambda v: validators.validate_db_name(v, account="hwt123"), "blog\n"),
+        (validators.validate_local_part, "info\n"),
+        (validators.validate_node_name, "node1\n"),
+        (validators.validate_host, "127.0.0.1\n"),
+        (validators.validate_domain, "example.com\n"),
+    ],
+)
+def test_a_trailing_newline_is_refused(check, value):
+    # given a name that is valid but for a newline at its end (what a ``$`` pattern lets by)
+    # then the one validator of its kind refuses it
+    with pytest.raises(ProvisioningRefused):
+        check(value)
+
+
+def test_the_account_prefix_is_added_once_to_database_names():
+    assert validators.validate_db_name("Shop", account="hwt123") == "hwt123_shop"
+    assert validators.validate_db_name("hwt123_shop", account="hwt123") == "hwt123_shop"
+    with pytest.raises(ProvisioningRefused):
+        validators.validate_db_name("x;drop", account="hwt123")
+
+
+def test_country_and_currency_codes_match_the_whole_value():
+    from django.core.exceptions import ValidationError
+
+    from accounts.models import country_code, currency_code
+
+    for validator, value in ((country_code, "DE\n"), (currency_code, "EUR\n")):
+        with pytest.raises(ValidationError):
+            validator(value)
+    country_code("DE")

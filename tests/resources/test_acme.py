@@ -23,8 +23,8 @@ from hwagent import certs as agent_certs
 from hwagent import dns as agent_dns
 from hwagent.errors import AgentError
 
+from provisioning.errors import ProvisioningRefused
 from provisioning.resources import acme as hwacme
-from provisioning.resources.errors import ResourceRefused
 
 from .conftest import DNS_PORT, run_part
 
@@ -255,7 +255,7 @@ def test_installed_certificate_files_are_root_only_and_the_key_is_not_logged():
 
 
 def test_bad_names_are_refused_before_anything_is_sent():
-    with pytest.raises(ResourceRefused):
+    with pytest.raises(ProvisioningRefused):
         hwacme.precheck_names(["bad name.test"], node_ip="127.0.0.1", nameserver="127.0.0.1")
     with pytest.raises(AgentError):
         agent_certs.install(

@@ -15,8 +15,8 @@ from hwagent import backups as agent_backups
 from hwagent import databases as agent_db
 from hwagent.errors import AgentError
 
+from provisioning.errors import ProvisioningRefused
 from provisioning.resources import backups
-from provisioning.resources.errors import ResourceRefused
 
 ID = "20261122T210000Z"
 
@@ -100,7 +100,7 @@ def test_prune_keeps_the_newest(site):
 
 @pytest.mark.parametrize("backup_id", ["../x", "2026", "20261122T210000Z;rm", ""])
 def test_bad_backup_ids_are_refused(backup_id):
-    with pytest.raises(ResourceRefused):
+    with pytest.raises(ProvisioningRefused):
         backups.validate_backup_id(backup_id)
     with pytest.raises(AgentError):
         agent_backups.verify(account="alice", backup_id=backup_id)
@@ -108,5 +108,5 @@ def test_bad_backup_ids_are_refused(backup_id):
 
 @pytest.mark.parametrize("keep", [0, 91, True])
 def test_keeping_too_few_or_too_many_is_refused(keep):
-    with pytest.raises(ResourceRefused):
+    with pytest.raises(ProvisioningRefused):
         backups.validate_keep(keep)

@@ -12,8 +12,8 @@ import pytest
 from hwagent import databases as agent_db
 from hwagent.errors import AgentError
 
+from provisioning.errors import ProvisioningRefused
 from provisioning.resources import databases as hwdb
-from provisioning.resources.errors import ResourceRefused
 
 
 def as_customer(
@@ -44,14 +44,14 @@ def account(mariadb_node):
 def user_ensure(account: str, user: str, password: str, databases: list[str]) -> dict:
     return agent_db.user_ensure(
         account=account,
-        user=hwdb.validate_db_name(account=account, name=user),
+        user=hwdb.validate_db_name(user, account=account),
         password_hash=hwdb.native_password_hash(password),
-        databases=[hwdb.validate_db_name(account=account, name=d) for d in databases],
+        databases=[hwdb.validate_db_name(d, account=account) for d in databases],
     )
 
 
 def db_ensure(account: str, name: str) -> dict:
-    return agent_db.ensure(account=account, name=hwdb.validate_db_name(account=account, name=name))
+    return agent_db.ensure(account=account, name=hwdb.validate_db_name(name, account=account))
 
 
 @pytest.mark.node
@@ -128,13 +128,13 @@ def test_password_change_for_a_missing_user_fails(account):
     "name", ["", "a-b", "x;drop", "`x`", "../x", "a b", "x" * 33, "Ünï", "db'--"]
 )
 def test_bad_database_names_are_refused(name):
-    with pytest.raises(ResourceRefused):
-        hwdb.validate_db_name(account="alice", name=name)
+    with pytest.raises(ProvisioningRefused):
+        hwdb.validate_db_name(name, account="alice")
 
 
 def test_names_are_prefixed_with_the_account():
-    assert hwdb.validate_db_name(account="alice", name="alice_blog") == "alice_blog"
-    assert hwdb.validate_db_name(account="alice", name="Shop") == "alice_shop"
+    assert hwdb.validate_db_name("alice_blog", account="alice") == "alice_blog"
+    assert hwdb.validate_db_name("Shop", account="alice") == "alice_shop"
 
 
 def test_the_password_never_reaches_the_node_only_its_hash():
@@ -152,6 +152,6 @@ def test_native_hash_matches_mariadb():
 
 
 def test_over_the_plan_limit_is_refused_naming_the_limit():
-    with pytest.raises(ResourceRefused, match="Your plan allows 2 databases"):
+    with pytest.raises(ProvisioningRefused, match="Your plan allows 2 databases"):
         hwdb.check_database_limit(used=2, allowed=2)
     hwdb.check_database_limit(used=1, allowed=2)

@@ -8,8 +8,8 @@ import pytest
 from hwagent import dns as agent_dns
 from hwagent.errors import AgentError
 
+from provisioning.errors import ProvisioningRefused
 from provisioning.resources import dns as hwdns
-from provisioning.resources.errors import ResourceRefused
 
 from .conftest import DNS_PORT, AgentZones
 
@@ -61,7 +61,7 @@ def test_valid_record_data_is_returned_in_the_form_powerdns_stores(rtype, conten
     ],
 )
 def test_invalid_record_data_is_refused(rtype, content):
-    with pytest.raises(ResourceRefused):
+    with pytest.raises(ProvisioningRefused):
         hwdns.validate_record(zone="example.com", rtype=rtype, content=content)
 
 
@@ -82,7 +82,7 @@ def test_record_names_are_made_absolute_inside_the_zone(name, owner):
 
 @pytest.mark.parametrize("name", ["a b", "x;y", "../etc", "a.*", "-bad", "é$"])
 def test_bad_record_names_are_refused(name):
-    with pytest.raises(ResourceRefused):
+    with pytest.raises(ProvisioningRefused):
         hwdns.owner_name(zone="example.com", name=name)
 
 
@@ -95,12 +95,12 @@ def test_serials_follow_the_date_and_always_increase():
 
 
 def test_cname_on_the_apex_is_refused():
-    with pytest.raises(ResourceRefused, match="domain itself"):
+    with pytest.raises(ProvisioningRefused, match="domain itself"):
         hwdns.make_rrset(zone="example.com", name="@", rtype="CNAME", contents=["x.net."], ttl=300)
 
 
 def test_ttl_out_of_range_is_refused():
-    with pytest.raises(ResourceRefused, match="TTL"):
+    with pytest.raises(ProvisioningRefused, match="TTL"):
         hwdns.make_rrset(zone="example.com", name="a", rtype="A", contents=["192.0.2.1"], ttl=5)
 
 

@@ -13,13 +13,9 @@ import pytest
 from hwagent import mail as agent_mail
 from hwagent.errors import AgentError
 
+from provisioning.errors import ProvisioningRefused
 from provisioning.resources import mail as hwmail
-from provisioning.resources.errors import ResourceRefused
-from provisioning.resources.validation import (
-    validate_forward_targets,
-    validate_local_part,
-    validate_quota,
-)
+from provisioning.validators import validate_forward_targets, validate_local_part, validate_quota
 
 PASSWORD = "correct horse battery"
 
@@ -206,16 +202,16 @@ def test_mailbox_for_a_domain_not_set_up_is_refused_on_the_node(mail_node):
     "local_part", ["", "a b", "../etc", "x;reboot", "$(id)", "a..b", ".lead", "UPPER\n"]
 )
 def test_bad_mailbox_names_are_refused_before_anything_reaches_the_node(local_part):
-    with pytest.raises(ResourceRefused):
+    with pytest.raises(ProvisioningRefused):
         validate_local_part(local_part)
 
 
 def test_quota_and_forward_limits():
     for quota in (0, -1, True, "10", 2 * 1024 * 1024):
-        with pytest.raises(ResourceRefused, match="quota"):
-            validate_quota(quota)  # type: ignore[arg-type]
-    with pytest.raises(ResourceRefused, match="at most"):
+        with pytest.raises(ProvisioningRefused, match="quota"):
+            validate_quota(quota)
+    with pytest.raises(ProvisioningRefused, match="at most"):
         validate_forward_targets([f"t{i}@example.net" for i in range(21)])
-    with pytest.raises(ResourceRefused, match="at least one"):
+    with pytest.raises(ProvisioningRefused, match="at least one"):
         validate_forward_targets([])
     assert validate_forward_targets(["a@example.net", "a@example.net"]) == ["a@example.net"]

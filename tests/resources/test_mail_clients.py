@@ -29,9 +29,9 @@ from hwagent import protocol
 from hwagent.errors import AgentError
 from hwagent.registry import load_all
 
+from provisioning.errors import ProvisioningRefused
 from provisioning.resources import dns as hwdns
 from provisioning.resources import mail as hwmail
-from provisioning.resources.errors import ResourceRefused
 from provisioning.usage import parse_mail_sending
 
 from .conftest import DNS_PORT, AgentZones
@@ -287,7 +287,7 @@ def test_dmarc_record_parses(host_domain):
     assert tags["p"] == "none"
     assert tags["rua"] == f"mailto:postmaster@{hosted.domain}"
     assert parse_dmarc(hwmail.dmarc_text(domain="example.com", policy="reject"))["p"] == "reject"
-    with pytest.raises(ResourceRefused):
+    with pytest.raises(ProvisioningRefused):
         hwmail.dmarc_text(domain="example.com", policy="p=none; rua=mailto:x@evil.example")
 
 
@@ -449,13 +449,13 @@ def test_dkim_key_rotation_signs_with_the_new_key(host_domain, pdns):
     [("", "text"), ("line\nbreak", "text"), ("ok", ""), ("ok", "x" * 4001), ("ok", "nul\x00")],
 )
 def test_bad_auto_replies_are_refused(subject, body):
-    with pytest.raises(ResourceRefused):
+    with pytest.raises(ProvisioningRefused):
         hwmail.autoreply_script_text(subject=subject, body=body)
 
 
 @pytest.mark.parametrize("selector", ["", "Upper", "a.b", "x;id", "a" * 64, "1abc"])
 def test_bad_dkim_selectors_are_refused(selector):
-    with pytest.raises(ResourceRefused):
+    with pytest.raises(ProvisioningRefused):
         hwmail.validate_selector(selector)
 
 

@@ -6,8 +6,8 @@ import bcrypt
 import paramiko
 import pytest
 
+from provisioning.errors import ProvisioningRefused
 from provisioning.resources import sftp
-from provisioning.resources.errors import ResourceRefused
 
 
 def test_a_real_public_key_is_accepted():
@@ -28,7 +28,7 @@ def test_a_real_public_key_is_accepted():
     ],
 )
 def test_bad_keys_are_refused(line):
-    with pytest.raises(ResourceRefused):
+    with pytest.raises(ProvisioningRefused):
         sftp.validate_public_key(line)
 
 
@@ -45,5 +45,5 @@ def test_password_is_hashed_and_the_hash_is_a_secret_of_the_action():
 
 
 def test_short_password_is_refused():
-    with pytest.raises(ResourceRefused):
+    with pytest.raises(ProvisioningRefused):
         sftp.hash_password("short")

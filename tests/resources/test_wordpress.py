@@ -14,8 +14,8 @@ from hwagent import databases as agent_db
 from hwagent import wordpress as agent_wp
 from hwagent.errors import AgentError
 
+from provisioning.errors import ProvisioningRefused
 from provisioning.resources import wordpress as wp
-from provisioning.resources.errors import ResourceRefused
 
 RENDER = """<?php
 $_SERVER['HTTP_HOST'] = '{domain}'; $_SERVER['REQUEST_URI'] = '/';
@@ -121,7 +121,7 @@ def check(**kw):
 
 @pytest.mark.parametrize("title", ["<script>", "a;b`c`", "x" * 81, ""])
 def test_bad_titles_are_refused(title):
-    with pytest.raises(ResourceRefused):
+    with pytest.raises(ProvisioningRefused):
         check(title=title)
 
 
@@ -129,5 +129,5 @@ def test_bad_titles_are_refused(title):
     "kw", [{"admin_user": "bad user;rm"}, {"admin_email": "nope"}, {"account": "../bob"}]
 )
 def test_bad_install_values_are_refused(kw):
-    with pytest.raises(ResourceRefused):
+    with pytest.raises(ProvisioningRefused):
         check(**kw)
