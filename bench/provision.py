@@ -8,12 +8,14 @@ on a benchmark database (PostgreSQL) and Redis, then in one run:
   The operation runs the web-account steps of ``create`` (``bench/lib/provision_kind.py``): the
   DNS and mail steps added to ``create`` have node commands the floor does not contain;
 - floor: the same node work for an account (user, docroot, limits, PHP-FPM pool with its
-  check and reload, nginx server block with its check and reload, disk usage) sent as ONE
-  request to the node agent, and the database and its user as one shell script, over one
-  already-open SSH connection;
+  check and reload, the database and its user with the credentials file, nginx server block
+  with its check and reload, disk usage): the node agent actions the steps send, as ONE
+  request over one already-open SSH connection (no root shell: the panel's keys run only the
+  agent, and the floor needs nothing else);
 - engine, concurrent: orders a batch at once on a worker with 4 processes: accounts/minute.
 
-All accounts are removed afterwards (terminate operations, and one script for the floor's).
+All accounts are removed afterwards (terminate operations, and one agent request for each of
+the floor's).
 
     .venv/bin/python bench/provision.py [--quick]
 
@@ -134,42 +136,29 @@ def floor_actions(user: str, domain: str, plan) -> list:
     owner = "hostwright service 999999999"
     return [
         action("node.check"),
-        action("user.ensure", user=user, owner=owner, welcome_html=h.welcome_page(domain)),
+        action("user.ensure", user=user, owner=owner, login_shell=False,
+               welcome_html=h.welcome_page(domain)),
         action("limits.set", user=user, cpu_percent=plan.cpu_percent, memory_mb=plan.memory_mb,
                processes=plan.processes),
         action("pool.ensure", user=user, workers=plan.php_workers, memory_mb=plan.memory_mb),
-        action("site.ensure", user=user, service=999999999, domain=domain),
-        action("usage.measure", users=[user]),
+        action("db.account_ensure", account=user, user=user, name=f"{user}_main"),
+        action("site.ensure", user=user, service=999999999, domain=domain, ip="",
+               suspended=False),
+        action("usage.measure", users=[user], month=""),
     ]  # fmt: skip
 
 
-def floor_database(user: str) -> list:
-    """The database part (still a shell script), with the credentials file after it."""
-    from provisioning.ssh import cmd
-
-    return [
-        cmd("mysqladmin", "--protocol=socket", "-uroot", "ping"),
-        cmd("hw_sql", f"SELECT COUNT(*) FROM mysql.user WHERE user = '{user}';"),  # noqa: S608
-        cmd("hw_sql", f"CREATE DATABASE IF NOT EXISTS `{user}_main`;"
-            f" CREATE USER IF NOT EXISTS '{user}'@'localhost' IDENTIFIED BY 'x{user}';"
-            f" GRANT ALL PRIVILEGES ON `{user}_main`.* TO '{user}'@'localhost';"),
-    ]  # fmt: skip
-
-
-def floor_cleanup(user: str) -> tuple[list, list]:
-    from provisioning.ssh import action, cmd
+def floor_cleanup(user: str) -> list:
+    from provisioning.ssh import action
 
     owner = "hostwright service 999999999"
-    return (
-        [
-            action("site.remove", user=user),
-            action("pool.remove", user=user),
-            action("user.remove", user=user, owner=owner),
-            action("limits.remove", user=user),
-        ],
-        [cmd("hw_sql", f"DROP DATABASE IF EXISTS `{user}_main`;"
-             f" DROP USER IF EXISTS '{user}'@'localhost';")],
-    )  # fmt: skip
+    return [
+        action("site.remove", user=user),
+        action("pool.remove", user=user),
+        action("db.account_remove", account=user, user=user, name=f"{user}_main"),
+        action("user.remove", user=user, owner=owner),
+        action("limits.remove", user=user),
+    ]
 
 
 def main() -> None:
@@ -211,7 +200,6 @@ def main() -> None:
         target = nodes.node_target(node)
         key, timeout = settings.PROVISIONING_SSH_KEY, 120
         # connect first
-        ssh.run(target, [ssh.cmd("true")], key_path=key, timeout=timeout)
         ssh.call(target, [ssh.action("node.ping")], key_path=key, timeout=timeout)
         floor_ms = []
         for i in range(serial_n):
@@ -220,12 +208,9 @@ def main() -> None:
             started = time.perf_counter()
             answer = ssh.call(target, floor_actions(user, domain, plan), key_path=key,
                               timeout=timeout)  # fmt: skip
-            result = ssh.run(target, floor_database(user), key_path=key, timeout=timeout)
             floor_ms.append((time.perf_counter() - started) * 1000)
-            assert answer.ok and result.ok, (answer.failure(), result.stderr)
-            undo_actions, undo_commands = floor_cleanup(user)
-            ssh.call(target, undo_actions, key_path=key, timeout=timeout)
-            ssh.run(target, undo_commands, key_path=key, timeout=timeout)
+            assert answer.ok, answer.failure()
+            ssh.call(target, floor_cleanup(user), key_path=key, timeout=timeout)
 
         started = time.perf_counter()
         batch = [order(customer, plan, f"batch{i}") for i in range(batch_n)]

@@ -7,14 +7,8 @@ request with all of a step's actions, one JSON line back. A request on the open 
 a few milliseconds; timeouts apply to the connect and to every request, and a channel found
 broken is reopened once.
 
-Until every caller speaks to the agent, ``run`` keeps the older protocol on the same
-connection: one long-lived remote ``bash -s``.
-A step sends all its commands as one script over that shell and reads back one line: the
-exit code, the tails of stdout and stderr, and a trace with every command's exit code and
-duration. A new exec channel costs about 80 ms; a script on the open shell about 4 ms.
-
-Commands are argument lists joined with ``shlex.join``; values are validated before they
-are put into a ``Command`` (see ``provisioning.validators``). Host keys are pinned: a node
+Every value in an action went through ``provisioning.validators`` first (the agent checks
+it again); the panel's keys can run nothing but the agent. Host keys are pinned: a node
 presenting any key other than the one stored on its ``Node`` row is refused and the
 fingerprint it showed is reported.
 """
@@ -26,7 +20,6 @@ import hashlib
 import json
 import os
 import secrets
-import shlex
 import socket
 import threading
 import time
@@ -44,80 +37,10 @@ from provisioning.errors import (
     TransientStepError,
 )
 
-TAIL_BYTES = 4096
 CONNECT_TIMEOUT = 10.0
 AGENT = "/usr/local/sbin/hostwright-agent"
 # Codes of agent errors raised before the action touched anything.
 REFUSED_BEFORE_ACTING = frozenset({"invalid", "unknown_action", "forbidden", "bad_request"})
-
-# Defined once per remote shell. hw_run records each command's exit code and duration in
-# the trace file; hw_put writes a file through a temporary name so readers never see half.
-_PREAMBLE = r"""
-export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-HW_D=$(mktemp -d /tmp/hw-exec.XXXXXXXX)
-trap 'rm -rf "$HW_D"' EXIT
-hw_run() { local i=$1; shift; local t0=$EPOCHREALTIME; "$@"; local rc=$?
-  printf '%s %s %s %s\n' "$i" "$rc" "$t0" "$EPOCHREALTIME" >>"$HW_D/t"; return $rc; }
-hw_put() { local tmp="$1.hwtmp.$$"
-  printf '%s' "$4" >"$tmp" && chmod "$2" "$tmp" && chown "$3" "$tmp" && mv -f "$tmp" "$1"; }
-"""
-
-
-_EXTRA_FUNCTIONS: list[str] = []
-
-
-def register_shell_functions(text: str) -> None:
-    """Add shell functions to every remote shell opened after this (call at import time)."""
-    if text not in _EXTRA_FUNCTIONS:
-        _EXTRA_FUNCTIONS.append(text)
-
-
-@dataclass(frozen=True)
-class Command:
-    """One command for a node: an argument list, never a shell string.
-
-    ``check=False`` lets the script go on when the command fails (probes that look at the
-    node). ``secrets`` are masked wherever the command or its output is recorded.
-    ``label`` replaces the recorded text (used for file writes whose content is long).
-    """
-
-    argv: tuple[str, ...]
-    check: bool = True
-    secrets: tuple[str, ...] = ()
-    label: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.argv:
-            raise PermanentStepError("empty command")
-        for arg in self.argv:
-            if not isinstance(arg, str) or "\x00" in arg:
-                raise PermanentStepError(f"refusing a command argument: {arg!r}")
-
-    def render(self) -> str:
-        return shlex.join(self.argv)
-
-    def display(self) -> str:
-        return redact(self.label or self.render(), self.secrets)
-
-
-def cmd(*argv: str, check: bool = True, secrets: tuple[str, ...] = (), label: str = "") -> Command:
-    return Command(tuple(argv), check=check, secrets=secrets, label=label)
-
-
-def put_file(
-    path: str,
-    content: str,
-    *,
-    mode: str = "0644",
-    owner: str = "root:root",
-    secrets: tuple[str, ...] = (),
-) -> Command:
-    """Write a file atomically (temporary name, then rename)."""
-    return Command(
-        ("hw_put", path, mode, owner, content),
-        label=f"write {path} ({len(content)} bytes)",
-        secrets=secrets,
-    )
 
 
 def redact(text: str, secrets_: tuple[str, ...] | list[str]) -> str:
@@ -190,49 +113,6 @@ class AgentResult:
             if not r.ok and not r.skipped:
                 return r, r.error or {}
         return None
-
-
-@dataclass
-class CommandRecord:
-    cmd: str
-    exit: int
-    ms: int
-
-    def as_dict(self) -> dict[str, object]:
-        return {"cmd": self.cmd, "exit": self.exit, "ms": self.ms}
-
-
-@dataclass
-class ScriptResult:
-    exit: int
-    stdout: str
-    stderr: str
-    commands: list[CommandRecord] = field(default_factory=list)
-    ms: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return self.exit == 0
-
-    def exit_of(self, index: int) -> int | None:
-        """Exit code of the index-th command of the script, None when it did not run."""
-        return self.commands[index].exit if index < len(self.commands) else None
-
-
-def render_script(commands: list[Command], nonce: str) -> str:
-    """The text sent to the remote shell for one batch of commands."""
-    lines = [': >"$HW_D/t"', "(", "set -o pipefail"]
-    for i, c in enumerate(commands):
-        line = f"hw_run {i} {c.render()}"
-        lines.append(f"{line} || exit $?" if c.check else line)
-    lines.append("exit 0")  # a failing check=False command last must not fail the script
-    lines.append(') </dev/null >"$HW_D/o" 2>"$HW_D/e"')
-    lines.append(
-        f"printf '{nonce} %s :%s :%s :%s\\n' \"$?\" "
-        f'"$(tail -c {TAIL_BYTES} "$HW_D/o" | base64 -w0)" '
-        f'"$(tail -c {TAIL_BYTES} "$HW_D/e" | base64 -w0)" "$(base64 -w0 <"$HW_D/t")"'
-    )
-    return "\n".join(lines) + "\n"
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -310,21 +190,15 @@ def load_panel_key(path: str) -> paramiko.PKey:
 
 
 class NodeSession:
-    """An authenticated connection to one node: the agent's channel (and the older shell)."""
+    """An authenticated connection to one node and the node agent's channel on it."""
 
     def __init__(self, target: Target, key_path: str) -> None:
         self.target = target
         self.key_path = key_path
         self.lock = threading.Lock()
         self._transport: paramiko.Transport | None = None
-        self._chan: paramiko.Channel | None = None
-        self._buf = b""
         self._agent: paramiko.Channel | None = None
         self._agent_buf = b""
-
-    @property
-    def connected(self) -> bool:
-        return bool(self._transport and self._transport.is_active() and self._chan)
 
     def _transport_up(self) -> paramiko.Transport:
         if self._transport is not None and self._transport.is_active():
@@ -367,15 +241,10 @@ class NodeSession:
             raise TransientStepError(f"cannot open a channel on the node: {exc}") from None
         return chan
 
-    def connect(self) -> None:
-        chan = self._open_channel("exec bash --noprofile --norc -s")
-        self._chan, self._buf = chan, b""
-        chan.sendall((_PREAMBLE + "\n".join(_EXTRA_FUNCTIONS) + "\n").encode())
-
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
-        self._transport, self._chan, self._buf = None, None, b""
+        self._transport = None
         self._agent, self._agent_buf = None, b""
 
     def call(self, actions: list[AgentAction], *, tier: str, timeout: float) -> AgentResult:
@@ -456,56 +325,6 @@ class NodeSession:
                 raise _ChannelClosed(f" (exit {status}): {detail}" if detail else "")
             self._agent_buf += chunk
 
-    def run(self, commands: list[Command], timeout: float) -> ScriptResult:
-        """Run commands as one script; raises OutcomeUnknown when the result did not come back."""
-        with self.lock:
-            if not self.connected:
-                self.connect()
-            assert self._chan is not None
-            nonce = "HWEND" + secrets.token_hex(8)
-            started = time.monotonic()
-            try:
-                self._chan.sendall(render_script(commands, nonce).encode())
-                line = self._read_marker(nonce.encode(), started + timeout)
-            except OutcomeUnknown:
-                self.close()
-                raise
-            except (OSError, EOFError, paramiko.SSHException) as exc:
-                self.close()
-                raise OutcomeUnknown(f"the connection dropped while commands ran: {exc}") from None
-            ms = int((time.monotonic() - started) * 1000)
-        return _parse_marker(line, commands, ms)
-
-    def _read_marker(self, nonce: bytes, deadline: float) -> bytes:
-        assert self._chan is not None
-        while True:
-            start = self._buf.find(nonce)
-            if start >= 0:
-                end = self._buf.find(b"\n", start)
-                if end >= 0:
-                    line = self._buf[start:end]
-                    self._buf = self._buf[end + 1 :]
-                    return line
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise OutcomeUnknown("the node did not answer in time; the outcome is unknown")
-            self._chan.settimeout(remaining)
-            try:
-                chunk = self._chan.recv(65536)
-            except TimeoutError:
-                raise OutcomeUnknown(
-                    "the node did not answer in time; the outcome is unknown"
-                ) from None
-            if not chunk:
-                err = b""
-                while self._chan.recv_stderr_ready():
-                    err += self._chan.recv_stderr(65536)
-                raise OutcomeUnknown(
-                    "the remote shell closed while commands ran"
-                    + (f": {err.decode(errors='replace')[-500:]}" if err else "")
-                )
-            self._buf += chunk
-
 
 class _ChannelClosed(Exception):
     """The agent's channel ended without an answer."""
@@ -532,34 +351,6 @@ def _parse_answer(raw: bytes, request_id: str, ms: int) -> AgentResult:
             )
         )
     return AgentResult(ok=bool(answer.get("ok")), results=results, ms=ms, error=answer.get("error"))
-
-
-def _b64(field_: bytes) -> str:
-    return base64.b64decode(field_.lstrip(b":") or b"").decode(errors="replace")
-
-
-def _parse_marker(line: bytes, commands: list[Command], ms: int) -> ScriptResult:
-    parts = line.split(b" ")
-    if len(parts) != 5:
-        raise OutcomeUnknown(f"unreadable answer from the node: {line[:200]!r}")
-    secrets_ = tuple(s for c in commands for s in c.secrets)
-    records = []
-    for row in _b64(parts[4]).splitlines():
-        i, rc, t0, t1 = row.split()
-        records.append(
-            CommandRecord(
-                cmd=commands[int(i)].display(),
-                exit=int(rc),
-                ms=round((float(t1) - float(t0)) * 1000),
-            )
-        )
-    return ScriptResult(
-        exit=int(parts[1]),
-        stdout=redact(_b64(parts[2]), secrets_),
-        stderr=redact(_b64(parts[3]), secrets_),
-        commands=records,
-        ms=ms,
-    )
 
 
 class _Pool:
@@ -591,11 +382,6 @@ class _Pool:
 
 
 pool = _Pool()
-
-
-def run(target: Target, commands: list[Command], *, key_path: str, timeout: float) -> ScriptResult:
-    """Run commands on a node through this process's session for it."""
-    return pool.get(target, key_path).run(commands, timeout)
 
 
 def call(

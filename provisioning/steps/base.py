@@ -4,9 +4,9 @@ A **step** is a subclass of ``Step`` with a unique ``name``, a ``phase`` (``vali
 ``provisioning`` or ``configuring``: the operation's state while it runs), and two methods:
 
 ``apply(ctx)``
-    Idempotent. Look at the node first (one ``ctx.run([...probes])``), then converge
-    (another ``ctx.run([...])``). Running it twice leaves one resource, never two; running
-    it after a timeout whose outcome is unknown finishes the work or finds it done.
+    Idempotent. The node agent's ensure actions look at the node before they act, so
+    running a step twice leaves one resource, never two; running it after a timeout whose
+    outcome is unknown finishes the work or finds it done.
 ``undo(ctx)``
     Compensation, also idempotent: remove what ``apply`` may have created, checking the
     node first. It runs for every step that succeeded *or* failed part-way, in reverse
@@ -17,13 +17,11 @@ Both talk to the node through ``ctx.agent([...])``: node agent actions built wit
 ``provisioning.ssh.action(name, **args)`` from values that went through
 ``provisioning.validators`` first (the agent checks them again). Each ``ctx.agent`` call is
 one request on the node's open channel (a few milliseconds), so send a step's actions
-together; they run in order and the first failure stops the rest. ``ctx.run(commands)`` is
-the older protocol (a shell script per call), kept until every step uses the agent.
+together; they run in order and the first failure stops the rest.
 Raise ``TransientStepError`` for what a retry can fix and ``PermanentStepError`` for what it
-cannot; a failed action or command raises one for you (exit 75, ``EX_TEMPFAIL``, means
-"busy, try again"; exit 3, ``EX_REFUSED``, means "refused", with a sentence for the customer
-as the last line of stderr). An error's ``message`` is what the customer reads; its
-``detail`` (the command, exit code and output) stays in the admin's step record. Pass
+cannot; a failed action raises one for you (the agent says whether a retry can help). An
+error's ``message`` is what the customer reads; its ``detail`` (the action, the agent's code
+and output) stays in the admin's step record. Pass
 ``clean=True`` when the failure happened before anything changed on the node, so the
 rollback can skip this step.
 
@@ -55,18 +53,14 @@ from django.conf import settings
 
 from billing.models import Plan
 from provisioning import nodes, ssh
-from provisioning.errors import PermanentStepError, StepError, TransientStepError
+from provisioning.errors import PermanentStepError, TransientStepError
 from provisioning.models import Node, Operation, Service, StepRun
 
 TAIL_CHARS = 4000
-EX_TEMPFAIL = 75
-# A script that refuses (the site has other files, no such mailbox) exits 3 with a sentence
-# for the customer as the last line of its stderr.
-EX_REFUSED = 3
 
 
 class StepContext:
-    """What a step sees: the operation, its service, node and plan, and ``run``."""
+    """What a step sees: the operation, its service, node and plan, and ``agent``."""
 
     def __init__(self, *, operation: Operation, step_run: StepRun) -> None:
         self.operation = operation
@@ -94,40 +88,6 @@ class StepContext:
 
     def target(self) -> ssh.Target:
         return nodes.node_target(self.node)
-
-    def run(self, commands: list[ssh.Command], *, check: bool = True) -> ssh.ScriptResult:
-        """Run commands on the node as one script and record them on the step run.
-
-        With ``check`` a failing script raises: transient for exit 75, permanent otherwise.
-        """
-        result = ssh.run(
-            self.target(),
-            commands,
-            key_path=settings.PROVISIONING_SSH_KEY,
-            timeout=settings.PROVISIONING_COMMAND_TIMEOUT,
-        )
-        sr = self.step_run
-        sr.commands = [*sr.commands, *(r.as_dict() for r in result.commands)]
-        sr.stdout_tail = (sr.stdout_tail + result.stdout)[-TAIL_CHARS:]
-        sr.stderr_tail = (sr.stderr_tail + result.stderr)[-TAIL_CHARS:]
-        if check and not result.ok:
-            failed = result.commands[-1].cmd if result.commands else "the script"
-            output = (result.stderr or result.stdout).strip()[-500:]
-            error: StepError
-            if result.exit == EX_TEMPFAIL:
-                error = TransientStepError("the server was busy with another change")
-            elif result.exit == EX_REFUSED and _last_line(result.stderr):
-                # The script refused with a sentence written for the customer.
-                error = PermanentStepError(_last_line(result.stderr))
-            else:
-                error = PermanentStepError(
-                    "the server could not complete this step; support can see what happened"
-                )
-            error.detail = f"`{failed}` exited with {result.exit}" + (
-                f": {output}" if output else ""
-            )
-            raise error
-        return result
 
     def agent(
         self, actions: list[ssh.AgentAction], *, check: bool = True
@@ -194,11 +154,6 @@ class StepContext:
     def resource(self, key: str, value: Any) -> None:
         """Note a resource id this step created (shown in the admin timeline)."""
         self.step_run.resources = {**self.step_run.resources, key: value}
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][:300] if lines else ""
 
 
 class Step:

@@ -12,7 +12,6 @@ configuration files from the typed values sent here and checks them before loadi
 from __future__ import annotations
 
 import posixpath
-from pathlib import Path
 from typing import Any
 
 from billing.models import Plan
@@ -21,9 +20,6 @@ from provisioning.errors import PermanentStepError
 from provisioning.models import Service, StepRun
 from provisioning.ssh import action
 from provisioning.steps.base import Step, StepContext
-
-# Shell functions for the steps not yet moved to the node agent (databases, certificates).
-ssh.register_shell_functions((Path(__file__).parent / "shell.sh").read_text())
 
 PHP = "8.2"
 SITES_DIR = "/etc/nginx/hostwright/sites"

@@ -67,10 +67,6 @@ BOOTSTRAP_ENV = {
     "MAIL_LISTEN": "all",
     "SFTP_LISTEN": "0.0.0.0",  # noqa: S104
 }
-# Given to each node's bootstrap, not part of the template's key: the engine's steps still send
-# shell scripts, so the workers' key may run more than the node agent (as on the loopback node)
-# until every step speaks the agent's protocol.
-NODE_ENV = {"HW_PANEL_KEY_UNRESTRICTED": "1"}
 # Left in the template by the builder node but belonging to one node: removed before caching.
 # (The mail server's certificate stays: nginx's webmail block needs one from the start, and
 # 80-mail makes a new one when the node's name differs.)
@@ -488,7 +484,7 @@ class Lab:
         )
         if copied.returncode:
             raise LabError(f"{node.name}: copying the bootstrap failed: {copied.stderr!r}")
-        env = " ".join(f"{k}={v}" for k, v in {**BOOTSTRAP_ENV, **NODE_ENV}.items())
+        env = " ".join(f"{k}={v}" for k, v in BOOTSTRAP_ENV.items())
         result = self.ssh(
             node,
             f"{env} PANEL_PUBKEY='{panel_pubkey}' /root/hostwright-node/bootstrap.sh 2>&1",

@@ -237,8 +237,6 @@ def test_node() -> Iterator[TestNode]:
         "PANEL_PUBKEY": Path(f"{key}.pub").read_text().strip(),
         "PANEL_WEB_PUBKEY": Path(f"{web_key}.pub").read_text().strip(),
         "HW_SSH_PORT": str(SSH_PORT),
-        # Steps not yet moved to the node agent still open a shell with the worker key.
-        "HW_PANEL_KEY_UNRESTRICTED": "1",
     }
     if os.environ.get("HW_TEST_NODE_PARTS"):
         env["NODE_PARTS"] = os.environ["HW_TEST_NODE_PARTS"]

@@ -1,8 +1,10 @@
-"""The SSH executor against the test node's sshd: pinning, timeouts, one shell per node."""
+"""The SSH executor against the test node's sshd: pinning, timeouts, one agent channel per
+node; and the node's side of it: the panel's keys run the node agent and nothing else."""
 
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 from pathlib import Path
 
@@ -22,73 +24,6 @@ def target(test_node, *, host_key=None, node_id=9001) -> ssh.Target:
         user="root",
         host_key=test_node.host_key if host_key is None else host_key,
     )
-
-
-def run(test_node, commands, *, timeout=20.0, **kw):
-    return ssh.run(target(test_node, **kw), commands, key_path=test_node.key_path, timeout=timeout)
-
-
-def test_commands_run_in_one_script_with_each_exit_code_recorded(test_node):
-    # when three commands go to the node, one of them allowed to fail
-    result = run(
-        test_node,
-        [ssh.cmd("echo", "a b;$(id)"), ssh.cmd("false", check=False), ssh.cmd("id", "-un")],
-    )
-
-    # then each ran once, in order, with its arguments untouched, and its exit code recorded
-    assert result.ok
-    assert result.stdout == "a b;$(id)\nroot\n"
-    assert [(c.cmd, c.exit) for c in result.commands] == [
-        ("echo 'a b;$(id)'", 0),
-        ("false", 1),
-        ("id -un", 0),
-    ]
-
-
-def test_a_failing_checked_command_stops_the_script(test_node):
-    result = run(test_node, [ssh.cmd("false"), ssh.cmd("echo", "never")])
-    assert result.exit == 1 and "never" not in result.stdout
-    assert len(result.commands) == 1
-
-
-def test_secrets_are_masked_in_commands_and_output(test_node):
-    result = run(test_node, [ssh.cmd("echo", "pw=hunter22secret", secrets=("hunter22secret",))])
-    assert result.stdout == "pw=***\n"
-    assert result.commands[0].cmd == "echo pw=***"
-
-
-def test_unknown_and_changed_host_keys_are_refused_with_the_fingerprint(test_node):
-    presented = ssh.fingerprint(ssh.fetch_host_key(test_node.address, test_node.port))
-    with pytest.raises(HostKeyRefused, match="no pinned host key"):
-        run(test_node, [ssh.cmd("true")], host_key="", node_id=9002)
-    other = " ".join(Path(f"{test_node.key_path}.pub").read_text().split()[:2])
-    with pytest.raises(HostKeyRefused) as exc:
-        run(test_node, [ssh.cmd("touch", "/tmp/hw-must-not-exist")], host_key=other, node_id=9003)
-    assert presented in str(exc.value) and exc.value.clean
-
-
-def test_a_timeout_reports_an_unknown_outcome_and_the_next_run_reconnects(test_node):
-    # given a command slower than the timeout
-    with pytest.raises(OutcomeUnknown, match="outcome is unknown"):
-        run(test_node, [ssh.cmd("sleep", "3")], timeout=0.5, node_id=9004)
-    # then the session was dropped, and the next command gets a fresh shell
-    assert run(test_node, [ssh.cmd("true")], node_id=9004).ok
-
-
-def test_the_session_is_kept_open_between_runs(test_node):
-    # Each script runs in a subshell of the one long-lived remote shell: same grandparent.
-    probe = ssh.cmd("sh", "-c", "ps -o ppid= -p $PPID")
-    first = run(test_node, [probe], node_id=9005)
-    second = run(test_node, [probe], node_id=9005)
-    assert first.stdout and first.stdout == second.stdout
-
-
-def test_a_closed_port_is_a_transient_error(test_node):
-    t = ssh.Target(
-        node_id=9006, address="127.0.0.1", port=1, user="root", host_key=test_node.host_key
-    )
-    with pytest.raises(TransientStepError, match="cannot connect"):
-        ssh.run(t, [ssh.cmd("true")], key_path="/nonexistent", timeout=5)
 
 
 def call(test_node, actions, *, key_path=None, tier="worker", node_id=9100, timeout=20.0):
@@ -174,3 +109,96 @@ def ssh_command(test_node, key_path, *command):
          f"root@{test_node.address}", *command],
         capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL, check=False,
     )  # fmt: skip
+
+
+def test_unknown_and_changed_host_keys_are_refused_with_the_fingerprint(test_node):
+    presented = ssh.fingerprint(ssh.fetch_host_key(test_node.address, test_node.port))
+    with pytest.raises(HostKeyRefused, match="no pinned host key"):
+        ssh.call(
+            target(test_node, host_key="", node_id=9002),
+            [ssh.action("node.ping")],
+            key_path=test_node.key_path,
+            timeout=20,
+        )
+    other = " ".join(Path(f"{test_node.key_path}.pub").read_text().split()[:2])
+    with pytest.raises(HostKeyRefused) as exc:
+        ssh.call(
+            target(test_node, host_key=other, node_id=9003),
+            [ssh.action("node.ping")],
+            key_path=test_node.key_path,
+            timeout=20,
+        )
+    assert presented in str(exc.value) and exc.value.clean
+
+
+def test_a_timeout_reports_an_unknown_outcome_and_the_next_request_reconnects(test_node):
+    # given a request whose answer cannot come back in time (a new channel starts the agent)
+    with pytest.raises(OutcomeUnknown, match="outcome is unknown"):
+        call(test_node, [ssh.action("node.check")], node_id=9004, timeout=0.005)
+    # then the connection was dropped, and the next request gets a fresh one
+    assert call(test_node, [ssh.action("node.ping")], node_id=9004).ok
+
+
+def test_a_closed_port_is_a_transient_error(test_node):
+    t = ssh.Target(
+        node_id=9006, address="127.0.0.1", port=1, user="root", host_key=test_node.host_key
+    )
+    with pytest.raises(TransientStepError, match="cannot connect"):
+        ssh.call(t, [ssh.action("node.ping")], key_path="/nonexistent", timeout=5)
+
+
+def test_secret_arguments_are_masked_in_what_is_recorded():
+    shown = ssh.action("db.user_password", secret=("password_hash",), password_hash="*ABC123")
+    assert "*ABC123" not in shown.display() and "***" in shown.display()
+
+
+# --- the node's side: both panel keys are forced to run the agent ----------------------------
+
+
+@pytest.mark.parametrize("which", ["worker", "web"])
+def test_a_panel_key_runs_no_shell_command(test_node, which):
+    # given either of the panel's keys
+    key = test_node.key_path if which == "worker" else test_node.web_key_path
+    marker = Path(f"/tmp/hw-forced-command-{secrets.token_hex(6)}")
+    # when a client asks the node for a shell command instead of the agent
+    shown = ssh_command(test_node, key, "id")
+    touched = ssh_command(test_node, key, "touch", str(marker))
+    # then the agent answers with its refusal and nothing ran
+    assert "uid=" not in shown.stdout
+    assert json.loads(shown.stdout)["error"]["code"] == "forbidden"
+    assert json.loads(touched.stdout)["error"]["code"] == "forbidden"
+    assert not marker.exists()
+
+
+def test_both_panel_keys_are_restricted_to_the_agent_in_authorized_keys(test_node):
+    lines = Path("/etc/hostwright/authorized_keys/root").read_text().splitlines()
+    for key_path, tier in ((test_node.key_path, "worker"), (test_node.web_key_path, "web")):
+        blob = Path(f"{key_path}.pub").read_text().split()[1]
+        (line,) = [line for line in lines if f" {blob}" in line]
+        assert line.startswith(
+            f'restrict,command="/usr/local/sbin/hostwright-agent --tier {tier}" '
+        )
+
+
+def test_the_web_key_cannot_reach_account_or_database_actions(test_node):
+    # given the web tier's key, which reaches only the per-account file and log actions
+    for act in (
+        ssh.action("user.ensure", user="hwtwebkey", owner="hostwright service 1"),
+        ssh.action("db.remove", account="hwtwebkey", name="hwtwebkey_main"),
+        ssh.action("user.remove", user="hwtwebkey", owner="hostwright service 1"),
+    ):
+        result = call(test_node, [act], key_path=test_node.web_key_path, tier="web", node_id=9110)
+        # then the agent refuses each before it acts
+        assert not result.ok
+        assert result.results[0].error and result.results[0].error["code"] == "forbidden"
+
+
+def test_sshd_lets_in_only_the_groups_that_should_log_in(test_node):
+    # The test node's sshd (only the panel logs in there) and its effective configuration.
+    conf = subprocess.run(
+        ["/usr/sbin/sshd", "-T", "-f", "/etc/hostwright/sshd_config"],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    assert "allowgroups root" in conf
+    assert "denygroups hwnologin" in conf
+    assert "passwordauthentication no" in conf

@@ -8,7 +8,6 @@ DNS on 5353, Pebble, mail on loopback only.
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -99,16 +98,6 @@ def zone_name(powerdns_node: AgentZones):
     name = f"hw-{uuid.uuid4().hex[:10]}.test"
     yield name
     agent_dns.zone_remove(domain=name)
-
-
-def run_on_node(node_script, *, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run a NodeScript the way the engine does: ``bash -s`` with the script on stdin."""
-    result = subprocess.run(
-        node_script.argv(), input=node_script.script, capture_output=True, text=True, timeout=60
-    )
-    if check:
-        assert result.returncode == 0, f"script failed:\n{result.stderr}"
-    return result
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,9 @@
 # agent (15-agent.sh): PANEL_PUBKEY for the workers (every action), PANEL_WEB_PUBKEY for the
 # web processes (file and log actions only). Passwords are never accepted.
 #
-# production: a drop-in for the system's sshd (port HW_SSH_PORT, default 22), reloaded.
+# production: a drop-in for the system's sshd (port HW_SSH_PORT, default 22), reloaded. Only
+#             the groups in SSH_ALLOW_GROUPS (default: root, sudo and hwssh, the hosting
+#             accounts whose plan grants a shell) may log in.
 # test:       a separate sshd on 127.0.0.1:HW_SSH_PORT (default 2222) with its own config, so
 #             the machine's own sshd is left alone.
 set -euo pipefail
@@ -12,6 +14,9 @@ source "$HW_NODE_LIB"
 
 if hw_test_node; then : "${HW_SSH_PORT:=2222}"; else : "${HW_SSH_PORT:=22}"; fi
 [[ $HW_SSH_PORT =~ ^[0-9]{1,5}$ ]] || { echo "20-sshd: bad port $HW_SSH_PORT" >&2; exit 1; }
+: "${SSH_ALLOW_GROUPS:=root sudo hwssh}"
+[[ $SSH_ALLOW_GROUPS =~ ^[a-z_][a-z0-9_-]*( [a-z_][a-z0-9_-]*)*$ ]] \
+  || { echo "20-sshd: bad SSH_ALLOW_GROUPS $SSH_ALLOW_GROUPS" >&2; exit 1; }
 
 mkdir -p /run/sshd
 ssh-keygen -A >/dev/null
@@ -32,7 +37,6 @@ authorize_key() {
   fi
   blob=$(printf '%s' "$key" | cut -d' ' -f2)
   line="restrict,command=\"/usr/local/sbin/hostwright-agent --tier $tier\" $key"
-  if [ "$tier" = worker ] && [ "${HW_PANEL_KEY_UNRESTRICTED:-}" = 1 ]; then line=$key; fi
   grep -qxF "$line" "$keys" && return 0
   grep -vF " $blob" "$keys" >"$keys.new" || true
   printf '%s\n' "$line" >>"$keys.new"
@@ -86,6 +90,7 @@ else
   hw_install_file /etc/ssh/sshd_config.d/hostwright.conf 0644 >/dev/null <<CONF
 # Managed by Hostwright (deploy/node/parts/20-sshd.sh).
 Port $HW_SSH_PORT
+AllowGroups $SSH_ALLOW_GROUPS
 $common
 CONF
   /usr/sbin/sshd -t

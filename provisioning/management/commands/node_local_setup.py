@@ -44,8 +44,6 @@ class Command(BaseCommand):
                 "NODE_ACME": "pebble",
                 "PANEL_PUBKEY": public_key,
                 "PANEL_WEB_PUBKEY": web_key,
-                # Steps not yet moved to the node agent still open a shell with this key.
-                "HW_PANEL_KEY_UNRESTRICTED": "1",
                 "HW_SSH_PORT": str(opts["port"]),
             }
             if opts["parts"]:
