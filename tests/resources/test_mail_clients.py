@@ -242,6 +242,17 @@ def test_sending_as_another_customers_domain_is_refused(host_domain):
         assert code == 553
         assert f"Sender address rejected: not owned by user {alice}".encode() in text
 
+    # nor put bob's domain in the From: header with her own envelope sender (what DKIM signs
+    # and receivers show)
+    forged = message(f"ceo@{bob_host.domain}", bob, "spoof header")
+    with smtplib.SMTP("127.0.0.1", 587, timeout=15) as smtp:
+        smtp.starttls(context=tls())
+        smtp.login(alice, PASSWORD)
+        with pytest.raises(smtplib.SMTPDataError) as refused_header:
+            smtp.send_message(forged, from_addr=alice)
+    assert refused_header.value.smtp_code == 550
+    assert f"the From: address ceo@{bob_host.domain} is not one" in str(refused_header.value)
+
     # but she may send as any address of her own account's domains
     subject = f"own domain {uuid.uuid4().hex[:6]}"
     submit(alice, message(f"sales@{alice_second.domain}", bob, subject))

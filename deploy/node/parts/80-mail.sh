@@ -9,7 +9,7 @@
 #   aliases      "sales@example.com info@example.com,..."  forwarders (virtual_alias_maps)
 #   catchall     "@example.com info@example.com"           catch-all (virtual_alias_maps, last)
 #   limits       "example.com acct 500 100"                account, messages/hour per account
-#                                                          and per mailbox (mail-policy.py)
+#                                                          and per mailbox (mail-sending.py)
 #   passwd       Dovecot passwd-file: "info@example.com:{BLF-CRYPT}...::::::userdb_quota_rule=..."
 #   selfaliases  derived: every mailbox mapped to itself, so a catch-all never swallows it
 #   senders      derived: "@example.com info@example.com,..." every login of the account that
@@ -20,8 +20,17 @@
 # Ports: 25 SMTP (STARTTLS offered, no AUTH), 587 submission (STARTTLS required before AUTH),
 # 465 submission over implicit TLS, 143/110 IMAP/POP3 (STARTTLS), 993/995 IMAPS/POP3S.
 # Submission logs in through Dovecot's SASL with the mailbox password and may only send as
-# addresses of the login's own account (reject_sender_login_mismatch); every message leaving
-# through submission or sendmail (sites) is DKIM-signed when its sender's domain has a key.
+# addresses of the login's own account (reject_sender_login_mismatch for the envelope, the
+# mail filter for the From: header).
+#
+# Sites send over SMTP to 127.0.0.1:25 (PHP's sendmail_path is the node's wrapper, 40-php.sh):
+# hosting accounts may not run Postfix's sendmail/postdrop (authorized_submit_users refuses
+# every user whose passwd entry carries the account tag), and the mail filter
+# (mail-sending.py milter, on port 25 and submission) knows the account from the kernel's
+# socket table: the connecting socket's owner, which no customer can choose. Their envelope
+# sender and From: must be of the account's own domains and they count against the
+# account's hourly limit. Everything leaving through submission, port 25 from this machine
+# or Postfix's sendmail (auto-replies) is DKIM-signed when its From: domain has a key.
 #
 # Environment:
 #   MAIL_LISTEN       where the daemons listen: "loopback" (test node default) or "all"
@@ -54,7 +63,7 @@ VHOSTS=/var/mail/vhosts
 TLS_DIR=$MAIL_ETC/tls
 DKIM_DIR=$MAIL_ETC/dkim
 POLICY_DIR=/var/lib/hostwright/mail-policy
-POLICY=/usr/local/lib/hostwright/mail-policy.py
+POLICY=/usr/local/lib/hostwright/mail-sending.py
 
 # (debconf only when Postfix is still to be installed: its database may be locked by another
 # package run, and an installed node has nothing to ask)
@@ -114,7 +123,7 @@ echo "$MAIL_SERVER_NAME" | hw_install_file "$MAIL_ETC/server-name" 0644 >/dev/nu
 
 # --- the sending-limit policy service --------------------------------------------------------
 install -d -o hwmailpolicy -g hwmailpolicy -m 0750 "$POLICY_DIR"
-hw_install_file "$POLICY" 0755 <"$here/../mail/mail-policy.py" >/dev/null
+hw_install_file "$POLICY" 0755 <"$here/../mail/mail-sending.py" >/dev/null
 
 # --- OpenDKIM --------------------------------------------------------------------------------
 install -d -o opendkim -g opendkim -m 0750 "$DKIM_DIR"
@@ -142,6 +151,14 @@ EOF
 
 # --- Postfix ---------------------------------------------------------------------------------
 [ -s /etc/mailname ] || echo "$MAIL_HOSTNAME" >/etc/mailname
+# Hosting accounts (passwd entries tagged "hostwright service <id>" by the node agent) may not
+# run sendmail, postdrop, mailq or postqueue -f: their mail goes over SMTP, where the mail
+# filter knows them. Read by those commands as the calling user: world-readable.
+hw_install_file /etc/postfix/hostwright-accounts.regexp 0644 >/dev/null <<'EOF'
+# Managed by Hostwright (deploy/node/parts/80-mail.sh): a passwd entry of a hosting account.
+/^[^:]*:[^:]*:[^:]*:[^:]*:hostwright service [0-9]+(,[^:]*)?:/ account
+EOF
+no_accounts="!pipemap:{unix:passwd.byname, regexp:/etc/postfix/hostwright-accounts.regexp}"
 [ -s /etc/postfix/main.cf ] || cp /usr/share/postfix/main.cf.debian /etc/postfix/main.cf
 before=$( (postconf -n; postconf -M; postconf -P) | md5sum)
 # texthash maps are read at start and reload: no postmap step, nothing to get out of sync.
@@ -171,11 +188,17 @@ postconf -e \
   "smtpd_sender_login_maps = texthash:$MAIL_ETC/senders" \
   "milter_default_action = accept" \
   "milter_protocol = 6" \
+  "milter_connect_macros = j {daemon_name} {daemon_addr} {daemon_port} v _" \
+  "smtpd_milters = { unix:private/hwmilter, default_action=tempfail }, inet:127.0.0.1:8891" \
   "non_smtpd_milters = inet:127.0.0.1:8891" \
+  "authorized_submit_users = $no_accounts, static:anyone" \
+  "authorized_mailq_users = $no_accounts, static:anyone" \
+  "authorized_flush_users = $no_accounts, static:anyone" \
   "hw_submission_client = permit_sasl_authenticated reject" \
   "hw_submission_sender = reject_sender_login_mismatch permit_sasl_authenticated reject" \
   "hw_submission_limits = check_policy_service unix:private/hwpolicy" \
-  "hwpolicy_time_limit = 3600s"
+  "hwpolicy_time_limit = 3600s" \
+  "hwmilter_time_limit = 3600s"
 postconf -X smtpd_tls_cert_file smtpd_tls_key_file 2>/dev/null || true
 # Submission: 587 with STARTTLS required before AUTH, 465 with TLS from the first byte. Not
 # chrooted, so the SASL and policy sockets are found where they are.
@@ -188,14 +211,16 @@ submission_opts=(
   "smtpd_relay_restrictions=\$hw_submission_client"
   "smtpd_recipient_restrictions="
   "smtpd_end_of_data_restrictions=\$hw_submission_limits"
-  "smtpd_milters=inet:127.0.0.1:8891"
 )
 postconf -M "submission/inet=submission inet n - n - - smtpd"
 postconf -M "submissions/inet=submissions inet n - n - - smtpd"
 postconf -M "hwpolicy/unix=hwpolicy unix - n n - 0 spawn user=hwmailpolicy argv=/usr/bin/python3 $POLICY"
+postconf -M "hwmilter/unix=hwmilter unix - n n - 0 spawn user=hwmailpolicy argv=/usr/bin/python3 $POLICY milter"
 for opt in "${submission_opts[@]}"; do
   postconf -P "submission/inet/$opt" "submissions/inet/$opt"
 done
+# (an earlier version of this part gave submission its own list of milters: main.cf's now)
+postconf -PX submission/inet/smtpd_milters submissions/inet/smtpd_milters 2>/dev/null || true
 postconf -P "submission/inet/syslog_name=postfix/submission" \
   "submissions/inet/syslog_name=postfix/submissions" "submissions/inet/smtpd_tls_wrappermode=yes"
 # Without systemd's journal, Postfix writes its own log (postlogd).
