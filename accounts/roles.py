@@ -54,6 +54,7 @@ ACTION_PERMISSIONS: dict[str, tuple[str, str]] = {
     "billing.refund_payment": ("payment", "Can refund payments"),
     "provisioning.suspend_service": ("service", "Can suspend and unsuspend (staff hold)"),
     "provisioning.terminate_service": ("service", "Can terminate services"),
+    "provisioning.move_service": ("service", "Can move services to another node"),
     "provisioning.retry_operation": ("operation", "Can retry operations"),
     "provisioning.rollback_operation": ("operation", "Can roll back operations"),
     "provisioning.check_node": ("node", "Can check nodes (health, drift) now"),

@@ -8,10 +8,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import ValidationError
 from django.db.models import F, QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
@@ -251,7 +254,7 @@ class ServiceAdmin(admin.ModelAdmin):
             text += f"; {obj.mail_refused_count} refused by the limit"
         return text
 
-    actions = ["suspend", "unsuspend", "terminate"]
+    actions = ["suspend", "unsuspend", "terminate", "move_to_node"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # accounts are ordered through the service layer, never typed in
@@ -264,6 +267,9 @@ class ServiceAdmin(admin.ModelAdmin):
 
     def has_terminate_permission(self, request: HttpRequest) -> bool:
         return staff_may(request.user, "provisioning.terminate_service")
+
+    def has_move_permission(self, request: HttpRequest) -> bool:
+        return staff_may(request.user, "provisioning.move_service")
 
     @admin.action(description="Suspend (staff)", permissions=["suspend"])
     def suspend(self, request: HttpRequest, queryset: QuerySet[Service]) -> None:
@@ -293,6 +299,39 @@ class ServiceAdmin(admin.ModelAdmin):
             "Terminate",
             lambda s: services.service_terminate(service=s, actor=_actor(request)),
         )
+
+    @admin.action(description="Move to another node", permissions=["move"])
+    def move_to_node(
+        self, request: HttpRequest, queryset: QuerySet[Service]
+    ) -> TemplateResponse | None:
+        """Asks for the node first (a page of its own), then queues one move per service."""
+        form = MoveForm(request.POST if "node" in request.POST else None)
+        if form.is_valid():
+            node = form.cleaned_data["node"]
+            _each(
+                request,
+                queryset,
+                f"Move to {node}",
+                lambda s: services.service_move(service=s, node=node, actor=_actor(request)),
+            )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Move to another node",
+            "services": queryset,
+            "form": form,
+            "opts": self.model._meta,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/provisioning/service/move.html", context)
+
+
+class MoveForm(forms.Form):
+    node = forms.ModelChoiceField(
+        queryset=Node.objects.filter(status=Node.Status.ACTIVE),
+        help_text="The account is copied there, DNS switched, and the old node cleaned once "
+        "the new one serves the site.",
+    )
 
 
 def _step_html(run: StepRun) -> SafeString:

@@ -11,7 +11,7 @@ staff user, or no user at all (billing automation, the signed provisioning API, 
 state         may start
 ============  ===========================================================================
 pending       ``create`` (anyone: the order)
-active        every kind but ``create`` (anyone); ``repair`` (staff: drift repair)
+active        every kind but ``create`` (anyone); ``repair`` and ``move`` (staff)
 suspended     ``unsuspend``, ``suspend``, ``backup_create``, ``backup_restore``
               (staff and billing); ``terminate`` (anyone: closing an
               account through billing's cancellation is the customer's right)
@@ -30,7 +30,7 @@ EVERY_KIND = "*"
 
 RULES: dict[str, dict[str, str]] = {
     Service.State.PENDING: {"create": ANYONE},
-    Service.State.ACTIVE: {EVERY_KIND: ANYONE, "repair": STAFF},
+    Service.State.ACTIVE: {EVERY_KIND: ANYONE, "repair": STAFF, "move": STAFF},
     Service.State.SUSPENDED: {
         "unsuspend": STAFF,
         "suspend": STAFF,

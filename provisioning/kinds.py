@@ -18,6 +18,7 @@ from provisioning.models import Operation, Service
 from provisioning.resources import certificates as cert
 from provisioning.resources import steps as res
 from provisioning.steps import hosting as web
+from provisioning.steps import move
 from provisioning.steps.base import OperationKind, register_kind
 
 
@@ -183,6 +184,13 @@ ALL: tuple[OperationKind, ...] = (
     OperationKind(name="backup_restore", steps=(res.Restore,), description="Restore a backup"),
     OperationKind(name="sftp_enable", steps=(res.Sftp,), description="Allow SFTP access"),
     OperationKind(name="sftp_disable", steps=(res.SftpOff,), description="Turn SFTP access off"),
+    # --- the account's node (staff) --------------------------------------------------------
+    OperationKind(
+        name="move",
+        steps=move.MOVE_STEPS,
+        on_rolled_back=move.moved_back,
+        description="Move the account to another node",
+    ),
 )
 
 for _kind in ALL:

@@ -432,6 +432,65 @@ def service_change_plan(*, service: Service, plan: Plan, actor: User | None = No
 
 
 @transaction.atomic
+def service_move(
+    *,
+    service: Service,
+    node: Node,
+    actor: User | None = None,
+    failpoint: dict[str, str] | None = None,
+) -> Operation:
+    """Move an active account to another node (staff): files, databases, mail, certificate,
+    limits, backups and SFTP access copied, DNS and the service switched, the old node
+    cleaned once the new one serves the site (``provisioning.steps.move``).
+
+    The new node must be active, have the web role, room for one more account, and no live
+    account of the same Linux name. The site keeps its kind of address: a dedicated one
+    gets a free dedicated address of the new node, a shared one the new node's next shared
+    address. ``failpoint`` makes a step fail on purpose (fault tests; only with
+    PROVISIONING_FAILPOINTS on).
+    """
+    service = _lock_service(service)
+    source = service.node
+    if source is None:
+        raise ProvisioningRefused(f"{service.domain} is on no node yet.", code="state")
+    target = Node.objects.select_for_update().get(pk=node.pk)
+    if target.pk == source.pk:
+        raise ProvisioningRefused(f"{service.domain} is on {target.name} already.", code="node")
+    if target.status != Node.Status.ACTIVE or not target.has_role("web"):
+        raise ProvisioningRefused(
+            f"{target.name} takes no accounts (it must be active and have the web role).",
+            code="node",
+        )
+    if selectors.live_services().filter(node=target).count() >= target.capacity_accounts:
+        raise ProvisioningRefused(f"{target.name} has no room for another account.", code="node")
+    if selectors.live_services().filter(node=target, username=service.username).exists():
+        raise ProvisioningRefused(
+            f"{target.name} already has an account named {service.username}.", code="node"
+        )
+    _refuse_if_busy(service, "move")
+    dedicated = service.ip is not None and service.ip.kind == IPAddress.Kind.DEDICATED
+    ip = selectors.free_dedicated_ip(node=target) if dedicated else None
+    if dedicated and ip is None:
+        raise ProvisioningRefused(
+            f"{target.name} has no free dedicated IP address for {service.domain}.", code="no_ip"
+        )
+    if not dedicated:
+        ip = selectors.next_shared_ip(node=target)
+        if ip is not None:
+            ip.last_assigned_at = timezone.now()
+            ip.save(update_fields=["last_assigned_at"])
+    params: dict[str, Any] = {
+        "source_node_id": source.pk,
+        "source_ip_id": service.ip_id,
+        "target_node_id": target.pk,
+        "target_ip_id": ip.pk if ip is not None else None,
+    }
+    if failpoint:
+        params["failpoint"] = dict(failpoint)
+    return operation_start(service=service, kind="move", params=params, actor=actor)
+
+
+@transaction.atomic
 def operation_retry(*, operation: Operation, actor: User | None = None) -> Operation:
     """Run a failed or rolled-back operation again from its first step."""
     service = _lock_service(operation.service)

@@ -189,7 +189,8 @@ def step_execute(*, operation_id: int, position: int) -> tuple[str, int]:
             running.error = "the worker stopped during this step; the outcome is unknown"
             running.finished_at = timezone.now()
             running.save(update_fields=["status", "error", "finished_at"])
-        node_id = operation.service.node_id
+        step_node = step_cls.node_for(operation)
+        node_id = step_node.pk if step_node is not None else None
         if node_id is not None:
             verdict = breaker.breaker_allow(node_id=node_id)
             if not verdict.allowed:
@@ -204,7 +205,7 @@ def step_execute(*, operation_id: int, position: int) -> tuple[str, int]:
             operation=operation,
             position=position,
             step=step_cls.name,
-            node=operation.service.node,
+            node=step_node,
             attempt=attempt,
         )
         operation.heartbeat_at = timezone.now()
@@ -214,7 +215,7 @@ def step_execute(*, operation_id: int, position: int) -> tuple[str, int]:
     error: StepError | None = None
     ctx: StepContext | None = None
     try:
-        ctx = StepContext(operation=operation, step_run=step_run)
+        ctx = step_cls.context(operation=operation, step_run=step_run)
         _failpoint(operation, step, "before")
         step.apply(ctx)
         _failpoint(operation, step, "after")
@@ -381,7 +382,8 @@ def rollback_execute(*, operation_id: int) -> tuple[str, int]:
                 error="the worker stopped during this undo; it is run again",
                 finished_at=timezone.now(),
             )
-            node_id = operation.service.node_id
+            step_node = step_cls.node_for(operation)
+            node_id = step_node.pk if step_node is not None else None
             if node_id is not None:
                 verdict = breaker.breaker_allow(node_id=node_id)
                 if not verdict.allowed:
@@ -396,12 +398,12 @@ def rollback_execute(*, operation_id: int) -> tuple[str, int]:
                 position=position,
                 step=step_cls.name,
                 direction=StepRun.Direction.UNDO,
-                node=operation.service.node,
+                node=step_node,
                 attempt=attempt,
             )
         error: StepError | None = None
         try:
-            step_cls().undo(StepContext(operation=operation, step_run=step_run))
+            step_cls().undo(step_cls.context(operation=operation, step_run=step_run))
         except Exception as exc:
             error = _as_step_error(exc)
         if node_id is not None:

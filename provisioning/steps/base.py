@@ -62,10 +62,12 @@ TAIL_CHARS = 4000
 class StepContext:
     """What a step sees: the operation, its service, node and plan, and ``agent``."""
 
-    def __init__(self, *, operation: Operation, step_run: StepRun) -> None:
+    def __init__(
+        self, *, operation: Operation, step_run: StepRun, node: Node | None = None
+    ) -> None:
         self.operation = operation
         self.service: Service = operation.service
-        node = self.service.node
+        node = node or self.service.node
         if node is None:
             raise PermanentStepError("the service has no node")
         self.node: Node = node
@@ -86,13 +88,15 @@ class StepContext:
         plan_id = self.params.get("previous_plan_id")
         return Plan.objects.get(pk=plan_id) if plan_id else self.service.plan
 
-    def target(self) -> ssh.Target:
-        return nodes.node_target(self.node)
+    def target(self, node: Node | None = None) -> ssh.Target:
+        return nodes.node_target(node or self.node)
 
     def agent(
-        self, actions: list[ssh.AgentAction], *, check: bool = True
+        self, actions: list[ssh.AgentAction], *, check: bool = True, node: Node | None = None
     ) -> list[ssh.ActionResult]:
         """Send actions to the node agent as one request and record each on the step run.
+
+        They go to the step's node, or to ``node`` (a move speaks to two nodes in one step).
 
         Each action is recorded with its arguments (secret ones as ``***``), its outcome and
         its duration. With ``check`` the first failed action raises: ``TransientStepError``
@@ -101,7 +105,7 @@ class StepContext:
         the step run's output).
         """
         result = ssh.call(
-            self.target(),
+            self.target(node),
             actions,
             key_path=settings.PROVISIONING_SSH_KEY,
             timeout=settings.PROVISIONING_COMMAND_TIMEOUT,
@@ -167,6 +171,18 @@ class Step:
 
     def undo(self, ctx: StepContext) -> None:
         """Nothing to compensate by default (read-only steps)."""
+
+    @classmethod
+    def node_for(cls, operation: Operation) -> Node | None:
+        """The node this step works on (its circuit breaker paces it): the service's. A step
+        of a move names the old or the new node instead."""
+        return operation.service.node
+
+    @classmethod
+    def context(cls, *, operation: Operation, step_run: StepRun) -> StepContext:
+        """What ``apply`` and ``undo`` get; a step working on another node than the service's
+        gets a context on that node."""
+        return StepContext(operation=operation, step_run=step_run, node=cls.node_for(operation))
 
 
 @dataclass

@@ -89,6 +89,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("provisioning.service", "suspend"): frozenset({S, A}),
     ("provisioning.service", "unsuspend"): frozenset({S, A}),
     ("provisioning.service", "terminate"): frozenset({A}),
+    ("provisioning.service", "move_to_node"): frozenset({A}),
     ("provisioning.operation", "delete_selected"): NOBODY,
     ("provisioning.operation", "retry"): frozenset({S, A}),
     ("provisioning.operation", "rollback"): frozenset({S, A}),

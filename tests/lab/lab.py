@@ -185,8 +185,16 @@ def base_key() -> str:
 
 
 def stack_key() -> str:
-    """Changes whenever a file of the node bootstrap changes."""
-    files = sorted(p for p in NODE_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    """Changes whenever a file of the node bootstrap changes (but the agent: every node's own
+    bootstrap installs the agent of its checkout again, so a template with an older agent
+    serves as well and a changed action does not cost a template build)."""
+    files = sorted(
+        p
+        for p in NODE_DIR.rglob("*")
+        if p.is_file()
+        and "__pycache__" not in p.parts
+        and "agent" not in p.relative_to(NODE_DIR).parts[:1]
+    )
     parts: list[str | bytes] = [base_key(), json.dumps([BOOTSTRAP_ENV, NODE_IDENTITY])]
     for path in files:
         parts += [str(path.relative_to(NODE_DIR)), path.read_bytes()]
