@@ -490,6 +490,16 @@ def _checked(dir_fd: int) -> list[str]:
     return sorted(expected)
 
 
+def _write_mycnf(account: str, mycnf: dict[str, Any] | None) -> None:
+    if not mycnf:
+        return
+    pw = safefs.account(account)
+    uid = 0 if mycnf.get("root") else pw.pw_uid
+    mode = int(mycnf.get("mode", 0o600)) & 0o640
+    with safefs.home_fd(account) as home:
+        safefs.write_at(home, MYCNF, str(mycnf["text"]).encode(), uid=uid, gid=pw.pw_gid, mode=mode)
+
+
 @action("move.unpack")
 def unpack(*, account: str, move_id: str) -> dict[str, Any]:
     """Put the package's account in place on this (the new) node, whose Linux user must exist.
@@ -517,15 +527,10 @@ def unpack(*, account: str, move_id: str) -> dict[str, Any]:
             pw_hash = _sql.password_hash(entry["hash"])
             grants = [validate.owned_by(validate.db_name(d), account) for d in entry["databases"]]
             users.append((user, pw_hash, grants))
-        # ~/.my.cnf first: an entry of root's in the home, which the files' restore (as the
-        # account's user) leaves to root but expects to find.
-        mycnf = meta.get("mycnf")
-        if mycnf:
-            text = str(mycnf["text"])
-            uid = 0 if mycnf.get("root") else pw.pw_uid
-            mode = int(mycnf.get("mode", 0o600)) & 0o640
-            with safefs.home_fd(account) as home:
-                safefs.write_at(home, MYCNF, text.encode(), uid=uid, gid=pw.pw_gid, mode=mode)
+        # ~/.my.cnf before the files: an entry of root's in a root-owned home, which the
+        # files' restore (as the account's user) leaves to root but expects to find; and again
+        # after them, where the account may write its home itself and the restore replaced it.
+        _write_mycnf(account, meta.get("mycnf"))
         archive = os.open("files.tar.gz", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
                           dir_fd=dir_fd)  # fmt: skip
         try:
@@ -534,6 +539,7 @@ def unpack(*, account: str, move_id: str) -> dict[str, Any]:
             )
         finally:
             os.close(archive)
+        _write_mycnf(account, meta.get("mycnf"))
         loaded = []
         for name in names:
             match = backups._DUMP.match(name)
