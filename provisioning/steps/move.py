@@ -32,8 +32,9 @@ from typing import Any, ClassVar
 from provisioning import validators
 from provisioning.errors import PermanentStepError, TransientStepError
 from provisioning.models import IPAddress, Node, Operation, Service, StepRun
-from provisioning.resources.agent import action, applied
+from provisioning.resources.agent import applied
 from provisioning.resources.steps import DnsZone, MailLimits
+from provisioning.ssh import action
 from provisioning.steps.base import Step, StepContext
 from provisioning.steps.hosting import (
     AccountLimits,
