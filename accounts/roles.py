@@ -59,6 +59,7 @@ ACTION_PERMISSIONS: dict[str, tuple[str, str]] = {
     "provisioning.rollback_operation": ("operation", "Can roll back operations"),
     "provisioning.check_node": ("node", "Can check nodes (health, drift) now"),
     "provisioning.set_status_node": ("node", "Can drain and activate nodes"),
+    "provisioning.repin_node": ("node", "Can pin the host key a node presents now"),
     "provisioning.repair_driftfinding": ("driftfinding", "Can repair drift"),
     "api.issue_key_provisioningclient": ("provisioningclient", "Can issue provisioning keys"),
     "api.replay_webhookdelivery": ("webhookdelivery", "Can deliver webhooks again"),

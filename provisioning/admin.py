@@ -89,7 +89,7 @@ class NodeAdmin(admin.ModelAdmin):
     )
     exclude = ("health",)
     inlines = [IPAddressInline]
-    actions = ["check_now", "drain", "activate"]
+    actions = ["check_now", "drain", "activate", "repin_host_key"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Node]:
         return selectors.nodes_with_usage()
@@ -137,6 +137,22 @@ class NodeAdmin(admin.ModelAdmin):
             level = messages.SUCCESS if report["ok"] else messages.WARNING
             missing = ", ".join(report["missing"]) or report["error"] or "nothing"
             self.message_user(request, f"{node.name}: missing {missing}", level)
+
+    def has_repin_permission(self, request: HttpRequest) -> bool:
+        return staff_may(request.user, "provisioning.repin_node")
+
+    @admin.action(
+        description="Pin the host key each presents now (after checking the servers)",
+        permissions=["repin"],
+    )
+    def repin_host_key(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
+        for node in queryset:
+            try:
+                node = nodes.node_repin(node=node, actor=_actor(request))
+            except ValidationError as exc:
+                self.message_user(request, f"{node.name}: {exc.messages[0]}", messages.ERROR)
+                continue
+            self.message_user(request, f"{node.name}: pinned {self.fingerprint(node)}")
 
     @admin.action(description="Drain (no new accounts)", permissions=["set_status"])
     def drain(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:

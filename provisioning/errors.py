@@ -29,6 +29,8 @@ class StepError(Exception):
 
     permanent: bool = True
     detail: str = ""
+    # The node the failed request went to, when a step speaks to more than its service's.
+    node_id: int | None = None
 
     def __init__(
         self,

@@ -438,6 +438,11 @@ class StepRun(models.Model):
     nothing_changed = models.BooleanField(
         default=False, help_text="Failed before it changed anything on the node."
     )
+    node_unreachable = models.BooleanField(
+        default=False,
+        help_text="The node did not answer (or presented a host key that is not pinned): "
+        "the step waits for it, and the try does not count against the step's retries.",
+    )
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -172,6 +172,38 @@ def node_check_run(*, node_id: int) -> dict[str, Any]:
     return report
 
 
+def node_repin(*, node: Node, actor: User | None = None) -> Node:
+    """Pin the host key a node presents now (a reinstalled server), after a person checked it.
+
+    Until then the engine refuses the node: its work waits, as for a node that does not
+    answer. The new key is fetched first (outside any transaction: the node may be slow),
+    then pinned on the locked row with the old and new fingerprints in the audit log; the
+    node's breaker is closed so its waiting work is let through at its next try.
+    """
+    try:
+        key = ssh.fetch_host_key(node.address, node.port)
+    except StepError as exc:
+        raise ProvisioningRefused(f"Cannot reach {node.address}:{node.port}: {exc}") from None
+    key_text = ssh.host_key_text(key)
+    with transaction.atomic():
+        node = Node.objects.select_for_update().get(pk=node.pk)
+        before = ssh.fingerprint(ssh.parse_host_key(node.host_key)) if node.host_key else ""
+        node.host_key = key_text
+        health = dict(node.health or {})
+        health.pop("breaker", None)
+        node.health = health
+        node.save(update_fields=["host_key", "health"])
+        audit_record(
+            action="provisioning.node.repinned",
+            actor=actor,
+            target=node,
+            detail={"from": before, "to": ssh.fingerprint(key)},
+        )
+    # Connections made with the old key are of no use any more.
+    ssh.pool.forget(node.pk)
+    return node
+
+
 @transaction.atomic
 def node_set_status(*, node: Node, status: str, actor: User | None = None) -> Node:
     """Drain (no new accounts), take offline, or reactivate a node."""

@@ -8,6 +8,7 @@ from typing import Any
 from django.db.models import Count, F, Q, QuerySet, Sum
 
 from billing.models import Plan
+from provisioning.breaker import breaker_pauses
 from provisioning.models import IPAddress, Node, NodeGroup, Operation, Service
 
 LIVE = ~Q(state__in=[Service.State.TERMINATED, Service.State.FAILED])
@@ -32,7 +33,8 @@ def placement_candidates(
     A plan pinned to groups may use only their nodes. Any other plan may use the groups that
     are not reserved, in name order, and then the nodes in no group (most free capacity).
     A node counts when it is active, has the role, has account room left and disk for the
-    plan (and its extra disk); draining and offline nodes take no new accounts. With
+    plan (and its extra disk); draining and offline nodes take no new accounts, nor does a
+    node whose circuit breaker is open (it stopped answering: its own work waits). With
     ``dedicated_ip``, only nodes that still have a free dedicated address count.
     """
     pinned = list(NodeGroup.objects.filter(plans=plan).order_by("name"))
@@ -42,6 +44,7 @@ def placement_candidates(
         node
         for node in nodes_with_usage().filter(status=Node.Status.ACTIVE).order_by("pk")
         if node.has_role(role)
+        and not breaker_pauses(node)
         and node.capacity_accounts - (node.accounts or 0) > 0  # type: ignore[attr-defined]
         and node.capacity_disk_mb - (node.disk_used or 0) >= disk  # type: ignore[attr-defined]
         and (not dedicated_ip or free_dedicated_ip(node=node) is not None)

@@ -374,6 +374,12 @@ class _Pool:
                 self.sessions[(target.node_id, key_path)] = session
             return session
 
+    def forget(self, node_id: int) -> None:
+        """Close this process's sessions to one node (its pinned key changed)."""
+        with self.lock:
+            for key in [k for k in self.sessions if k[0] == node_id]:
+                self.sessions.pop(key).close()
+
     def close_all(self) -> None:
         with self.lock:
             for session in self.sessions.values():

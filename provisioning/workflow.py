@@ -143,6 +143,7 @@ def _as_step_error(exc: Exception) -> StepError:
         )
         connection.detail = exc.detail or exc.message
         connection.clean = exc.clean
+        connection.node_id = exc.node_id
         return connection
     if isinstance(exc, StepError):
         return exc
@@ -167,6 +168,44 @@ def _customer_sentence(text: str) -> str:
 
 def backoff(attempt: int) -> int:
     return int(min(settings.PROVISIONING_RETRY_BACKOFF * 2 ** max(attempt - 1, 0), 300))
+
+
+def waits_for_node(error: StepError | None) -> bool:
+    """A node that did not answer, or presented a host key that is not pinned: nothing was
+    asked of it, so its work waits (the breaker paces the tries) instead of failing."""
+    return isinstance(error, NodeUnreachable | HostKeyRefused)
+
+
+def _tries(operation: Operation, position: int, direction: str) -> int:
+    """Failed tries of a step (or its undo) since its node last failed to answer.
+
+    A node that went away takes its daemons with it: the first tries after it is back may
+    find one still starting. An outage therefore starts the count again, so the retries a
+    step gets are never used up by the time its node was gone.
+    """
+    runs = (
+        _runs_since_start(operation)
+        .filter(position=position, direction=direction)
+        .exclude(status=StepRun.Status.RUNNING)
+        .order_by("-started_at", "-id")
+        .values_list("status", "node_unreachable")
+    )
+    tries = 0
+    for status, unreachable in runs:
+        if unreachable:
+            break
+        tries += status == StepRun.Status.FAILED
+    return tries
+
+
+def _record_node_outcome(node_id: int | None, error: StepError | None) -> None:
+    """Tell the breaker of the node the step spoke to whether it answered."""
+    if error is not None and waits_for_node(error):
+        failed = error.node_id or node_id
+        if failed is not None:
+            breaker.breaker_record_failure(node_id=failed, error=_staff_text(error))
+    elif error is None and node_id is not None:
+        breaker.breaker_record_success(node_id=node_id)
 
 
 def step_execute(*, operation_id: int, position: int) -> tuple[str, int]:
@@ -222,17 +261,14 @@ def step_execute(*, operation_id: int, position: int) -> tuple[str, int]:
     except Exception as exc:
         error = _as_step_error(exc)
 
-    if node_id is not None:
-        if isinstance(error, NodeUnreachable):
-            breaker.breaker_record_failure(node_id=node_id, error=_staff_text(error))
-        elif error is None:
-            breaker.breaker_record_success(node_id=node_id)
+    _record_node_outcome(node_id, error)
 
     with transaction.atomic():
         step_run.finished_at = timezone.now()
         step_run.status = StepRun.Status.SUCCEEDED if error is None else StepRun.Status.FAILED
         step_run.error = "" if error is None else _staff_text(error)
         step_run.nothing_changed = bool(error is not None and error.clean)
+        step_run.node_unreachable = waits_for_node(error)
         step_run.save()
         # Only the row itself: what the step needed from related rows was loaded at claim.
         operation = Operation.objects.select_for_update().get(pk=operation_id)
@@ -255,7 +291,7 @@ def step_execute(*, operation_id: int, position: int) -> tuple[str, int]:
                 )
                 _service_hook(operation, kind.on_completed)
             return DONE, 0
-        if isinstance(error, NodeUnreachable):
+        if waits_for_node(error):
             # A node that does not answer pauses its work (the breaker decides when to try
             # again) instead of failing it: nothing was done, so nothing needs undoing.
             countdown = min(backoff(attempt), 60)
@@ -267,8 +303,9 @@ def step_execute(*, operation_id: int, position: int) -> tuple[str, int]:
             operation.heartbeat_at = timezone.now()
             operation.save(update_fields=["heartbeat_at"])
             return RETRY, countdown
-        if not error.permanent and attempt <= settings.PROVISIONING_STEP_RETRIES:
-            countdown = backoff(attempt)
+        failures = _tries(operation, position, StepRun.Direction.APPLY)
+        if not error.permanent and failures <= settings.PROVISIONING_STEP_RETRIES:
+            countdown = backoff(failures)
             note(
                 operation,
                 f"step {step_cls.name} attempt {attempt} failed ({_staff_text(error)}); "
@@ -406,22 +443,19 @@ def rollback_execute(*, operation_id: int) -> tuple[str, int]:
             step_cls().undo(step_cls.context(operation=operation, step_run=step_run))
         except Exception as exc:
             error = _as_step_error(exc)
-        if node_id is not None:
-            if isinstance(error, NodeUnreachable):
-                breaker.breaker_record_failure(node_id=node_id, error=error.message)
-            elif error is None:
-                breaker.breaker_record_success(node_id=node_id)
+        _record_node_outcome(node_id, error)
         with transaction.atomic():
             step_run.finished_at = timezone.now()
             step_run.status = StepRun.Status.SUCCEEDED if error is None else StepRun.Status.FAILED
             step_run.error = "" if error is None else _staff_text(error)
+            step_run.node_unreachable = waits_for_node(error)
             step_run.save()
             operation = _locked(operation_id)
             operation.heartbeat_at = timezone.now()
             operation.save(update_fields=["heartbeat_at"])
             if error is None:
                 continue
-            if isinstance(error, NodeUnreachable):
+            if waits_for_node(error):
                 # The node did not answer, so nothing was undone yet: wait for it (the
                 # breaker paces the tries) instead of failing the rollback.
                 note(
@@ -431,8 +465,9 @@ def rollback_execute(*, operation_id: int) -> tuple[str, int]:
                     actor_label="worker",
                 )
                 return RETRY, min(backoff(attempt), 60)
-            if not error.permanent and attempt <= settings.PROVISIONING_STEP_RETRIES:
-                return RETRY, backoff(attempt)
+            failures = _tries(operation, position, StepRun.Direction.UNDO)
+            if not error.permanent and failures <= settings.PROVISIONING_STEP_RETRIES:
+                return RETRY, backoff(failures)
             reason = (
                 f"{operation.reason} Undoing it did not finish either; support will clean up "
                 "what is left."

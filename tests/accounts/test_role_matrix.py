@@ -84,6 +84,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("provisioning.node", "check_now"): frozenset({S, A}),
     ("provisioning.node", "drain"): frozenset({A}),
     ("provisioning.node", "activate"): frozenset({A}),
+    ("provisioning.node", "repin_host_key"): frozenset({A}),
     ("provisioning.ipaddress", "delete_selected"): frozenset({A}),
     ("provisioning.service", "delete_selected"): NOBODY,
     ("provisioning.service", "suspend"): frozenset({S, A}),
