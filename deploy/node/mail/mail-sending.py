@@ -427,6 +427,12 @@ class Milter:
     def end_of_headers(self) -> bytes:
         if self.allowed is None:
             return CONTINUE
+        reply = self._check_from()
+        if reply != CONTINUE:
+            self.account = ""  # refused: nothing to count, whatever comes after
+        return reply
+
+    def _check_from(self) -> bytes:
         if len(self.froms) != 1:
             return _reply(550, "a message needs exactly one From: header")
         addresses = [a for _name, a in getaddresses(self.froms) if a]
