@@ -75,8 +75,8 @@ class Session:
         return replies
 
 
-def text(reply: bytes) -> str:
-    assert reply[:1] == b"y", reply
+def text(reply: bytes | None) -> str:
+    assert reply is not None and reply[:1] == b"y", reply
     return reply[1:].rstrip(b"\0").decode()
 
 

@@ -427,19 +427,19 @@ class Milter:
     def end_of_headers(self) -> bytes:
         if self.allowed is None:
             return CONTINUE
-        reply = self._check_from()
+        reply = self._check_from(self.allowed)
         if reply != CONTINUE:
             self.account = ""  # refused: nothing to count, whatever comes after
         return reply
 
-    def _check_from(self) -> bytes:
+    def _check_from(self, allowed: set[str]) -> bytes:
         if len(self.froms) != 1:
             return _reply(550, "a message needs exactly one From: header")
         addresses = [a for _name, a in getaddresses(self.froms) if a]
         if not addresses:
             return _reply(550, "the From: header has no address")
         for address in addresses:
-            if _domain_of(address) not in self.allowed:
+            if _domain_of(address) not in allowed:
                 _log(f"refused mail of {self.who}: From: {address}")
                 return _reply(
                     550,
