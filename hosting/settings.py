@@ -146,6 +146,9 @@ if REDIS_URL:
             "LOCATION": REDIS_URL,
         }
     }
+    # Sessions are read on every signed-in request: from Redis, the database only on a miss
+    # (and written to both, so a flushed cache signs nobody out).
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 else:
     CACHES = {
         "default": {

@@ -11,11 +11,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models import (
+    Count,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    QuerySet,
+    Subquery,
+    Sum,
+    prefetch_related_objects,
+)
+from django.db.models.functions import Coalesce
 from django.http import Http404
 
 from accounts.models import AuditLog, Customer, Membership, User
-from billing.models import Invoice, Subscription
+from billing.models import ZERO, CreditEntry, Invoice, Subscription
+from billing.money import money
 from billing.selectors import credit_balance
 from hosting.lib.units import format_mb, format_quantity
 from provisioning.errors import PermanentStepError as _UnknownKind
@@ -153,19 +164,48 @@ def _latest_operation(field_name: str, kind: str = "") -> Subquery:
 
 
 def services_for_customer(*, customer: Customer) -> QuerySet[Service]:
-    """The customer's services that still exist, each with its latest operation's summary."""
+    """The customer's services that still exist, each with its latest operation's kind and
+    state and its latest certificate attempt's state (what the dashboard's notices need)."""
     return (
         Service.objects.filter(customer=customer)
         .exclude(state=Service.State.TERMINATED)
         .select_related("plan", "plan__product")
         .annotate(
-            last_op_id=_latest_operation("id"),
             last_op_kind=_latest_operation("kind"),
             last_op_state=_latest_operation("state"),
-            last_op_reason=_latest_operation("reason"),
             last_cert_state=_latest_operation("state", kind="certificate_issue"),
         )
         .order_by("-created_at", "-id")
+    )
+
+
+def customer_for_dashboard(*, user: User) -> Customer | None:
+    """The customer the user acts for (as ``customer_for_user``), with the dashboard's two
+    counters (open tickets, credit in the customer's currency) read in the same query."""
+    if not user.is_authenticated:
+        return None
+    tickets = (
+        Ticket.objects.filter(customer=OuterRef("pk"), state__in=UNRESOLVED_STATES)
+        .order_by()
+        .values("customer")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    credit = (
+        CreditEntry.objects.filter(customer=OuterRef("pk"), currency=OuterRef("currency"))
+        .order_by()
+        .values("customer")
+        .annotate(total=Sum("amount"))
+        .values("total")
+    )
+    return (
+        Customer.objects.filter(memberships__user=user)
+        .annotate(
+            open_tickets_count=Coalesce(Subquery(tickets), 0, output_field=IntegerField()),
+            credit_total=Subquery(credit),
+        )
+        .order_by("memberships__id")
+        .first()
     )
 
 
@@ -198,12 +238,18 @@ def dashboard(*, customer: Customer) -> Dashboard:
             "due_date", "id"
         )
     )
+    if hasattr(customer, "open_tickets_count"):  # read with the customer (customer_for_dashboard)
+        open_tickets: int = customer.open_tickets_count
+        credit = money(getattr(customer, "credit_total", None) or ZERO, customer.currency)
+    else:
+        open_tickets = Ticket.objects.filter(customer=customer, state__in=UNRESOLVED_STATES).count()
+        credit = credit_balance(customer=customer, currency=customer.currency)
     board = Dashboard(
         customer=customer,
         services=services,
         unpaid=unpaid,
-        open_tickets=Ticket.objects.filter(customer=customer, state__in=UNRESOLVED_STATES).count(),
-        credit=credit_balance(customer=customer, currency=customer.currency),
+        open_tickets=open_tickets,
+        credit=credit,
     )
     for service in services:
         link = reverse("panel:service", args=[service.pk])
@@ -269,6 +315,23 @@ def dashboard(*, customer: Customer) -> Dashboard:
 # --- the service page -------------------------------------------------------------------------
 
 
+def service_for_user(*, user: User, service_id: int) -> Service:
+    """One of the services of the customer the user acts for (``customer_or_404``'s), with
+    that customer as ``service.customer``, in one query; 404 for anything else."""
+    acting_for = Membership.objects.filter(user=user).order_by("id").values("customer_id")[:1]
+    service = (
+        Service.objects.filter(pk=service_id, customer_id=Subquery(acting_for))
+        .exclude(state=Service.State.TERMINATED)
+        .select_related("customer", "plan", "plan__product", "node", "ip")
+        .first()
+        if user.is_authenticated
+        else None
+    )
+    if service is None:
+        raise Http404("No such service")
+    return service
+
+
 def service_for_customer(*, customer: Customer, service_id: int) -> Service:
     service = (
         Service.objects.filter(customer=customer, pk=service_id)
@@ -285,20 +348,27 @@ def operations_for_service(*, service: Service, limit: int = 10) -> list[Operati
     return list(Operation.objects.filter(service=service).order_by("-created_at", "-id")[:limit])
 
 
+def _runs_prefetch() -> Prefetch:
+    return Prefetch(
+        "step_runs", queryset=StepRun.objects.order_by("started_at", "id"), to_attr="runs"
+    )
+
+
 def operation_for_service(*, service: Service, operation_id: int) -> Operation:
     operation = (
         Operation.objects.filter(service=service, pk=operation_id)
-        .prefetch_related(
-            Prefetch(
-                "step_runs",
-                queryset=StepRun.objects.order_by("started_at", "id"),
-                to_attr="runs",
-            )
-        )
+        .prefetch_related(_runs_prefetch())
         .first()
     )
     if operation is None:
         raise Http404("No such operation")
+    return operation
+
+
+def operation_with_runs(*, operation: Operation) -> Operation:
+    """The operation (one of ``operations_for_service``) with its step runs read, for
+    ``operation_progress``."""
+    prefetch_related_objects([operation], _runs_prefetch())
     return operation
 
 

@@ -25,8 +25,8 @@ from provisioning.models import Service
 
 
 def _service(request: AuthedHttpRequest, service_id: int) -> tuple[Customer, Service]:
-    customer = selectors.customer_or_404(user=request.user)
-    return customer, selectors.service_for_customer(customer=customer, service_id=service_id)
+    service = selectors.service_for_user(user=request.user, service_id=service_id)
+    return service.customer, service
 
 
 def _service_page(
@@ -45,7 +45,7 @@ def _service_page(
     progress = None
     if shown is not None:
         progress = selectors.operation_progress(
-            operation=selectors.operation_for_service(service=service, operation_id=shown.pk)
+            operation=selectors.operation_with_runs(operation=shown)
         )
     context: dict[str, object] = {
         "customer": customer,
