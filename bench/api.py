@@ -30,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.lib.server import free_port, start_gunicorn  # noqa: E402
+from bench.lib.server import free_port, start_gunicorn, stop_gunicorn  # noqa: E402
 
 DB_NAME = os.environ.get("BENCH_DATABASE", "hw_bench_api")
 ENV = {
@@ -154,8 +154,7 @@ def main() -> None:
         single, _ = run_load(port, n, 1, create)
         created, create_elapsed = run_load(port, n, threads, create)
     finally:
-        server.terminate()
-        server.wait(timeout=20)
+        stop_gunicorn(server)
     from provisioning.models import Operation
 
     queued = Operation.objects.filter(state="queued").count()

@@ -32,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.lib.server import free_port, start_gunicorn  # noqa: E402
+from bench.lib.server import free_port, start_gunicorn, stop_gunicorn  # noqa: E402
 
 DB_NAME = os.environ.get("BENCH_DATABASE", "hw_bench_panel")
 ENV = {
@@ -217,8 +217,7 @@ def main() -> None:
         got, panel_s = run_load(port, requests, clients, panel)
         bare, floor_s = run_load(port, requests, clients, floor)
     finally:
-        server.terminate()
-        server.wait(timeout=20)
+        stop_gunicorn(server)
     dash, svc, fl = got["dashboard"], got["service"], bare["floor"]
     print(
         f"customers={customers} services={customers * SERVICES_PER_CUSTOMER} requests={requests} "

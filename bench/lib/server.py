@@ -39,3 +39,13 @@ def start_gunicorn(
             time.sleep(0.2)
     proc.kill()
     raise SystemExit("gunicorn did not start")
+
+
+def stop_gunicorn(proc: subprocess.Popen[bytes]) -> None:
+    """Stop it; a loaded machine may take longer than 20 s to end its workers: kill then."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
