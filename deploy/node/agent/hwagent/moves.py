@@ -39,7 +39,9 @@ from hwagent import (
     inventory,
     mail,
     safefs,
+    sftp,
     system,
+    users,
     validate,
 )
 from hwagent.errors import AgentError
@@ -334,12 +336,43 @@ def _unpack_backups(account: str, dir_fd: int) -> None:
         tar.extractall(backups.BACKUP_ROOT, members=members, numeric_owner=True)  # noqa: S202 (checked above)
 
 
+def _sftp_state(account: str) -> dict[str, Any] | None:
+    """Whether the account may use SFTP, with its password hash and public keys."""
+    if account not in users._group_members(sftp.GROUP):
+        return None
+    password_hash = ""
+    for line in (system.read_text("/etc/shadow") or "").splitlines():
+        name, _, rest = line.partition(":")
+        if name == account:
+            candidate = rest.split(":", 1)[0]
+            if sftp._HASH.fullmatch(candidate):
+                password_hash = candidate
+    keys = system.read_text(f"{sftp.KEYS_DIR}/{account}") or ""
+    return {"password_hash": password_hash, "keys": [k for k in keys.splitlines() if k.strip()]}
+
+
+def _unpack_sftp(account: str, state: dict[str, Any]) -> None:
+    """The account let in over SFTP as on the old node (the checks of ``sftp.enable``)."""
+    password_hash = str(state.get("password_hash") or "")
+    if password_hash and not sftp._HASH.fullmatch(password_hash):
+        raise AgentError("move_failed", "the move package's SFTP password is unusable")
+    keys = [sftp.public_key(k) for k in state.get("keys") or []][: sftp.MAX_KEYS]
+    users.home_layout(account)
+    users.set_membership(account, sftp.GROUP, True)
+    if password_hash:
+        system.run(["chpasswd", "-e"], input=f"{account}:{password_hash}\n".encode(),
+                   what="setting the password")  # fmt: skip
+    os.makedirs(sftp.KEYS_DIR, mode=0o755, exist_ok=True)
+    system.replace_file(f"{sftp.KEYS_DIR}/{account}", "".join(k + "\n" for k in keys))
+
+
 @action("move.pack")
 def pack(*, account: str, move_id: str, domain: str) -> dict[str, Any]:
     """Make the account's move package on this (the old) node, replacing an earlier one of the
     same move: the home as the account's user archives it, every database of the account, its
     database users and ``~/.my.cnf``, the domain's mail (tables, DKIM key, stored mail as vmail
-    archives it), its certificate and the account's backups. Nothing of the account changes.
+    archives it), its certificate, the account's backups and its SFTP access (password hash,
+    keys). Nothing of the account changes.
     On failure the package is removed again (``move.discard`` removes it too)."""
     account = validate.linux_user(account)
     move_id = _move_id(move_id)
@@ -367,6 +400,7 @@ def pack(*, account: str, move_id: str, domain: str) -> dict[str, Any]:
             "mail": mail_state,
             "certificate": cert_state,
             "backups": _pack_backups(account, dir_fd),
+            "sftp": _sftp_state(account),
         }
         _rootfs.write_file(dir_fd, "account.json", json.dumps(meta).encode())
         names = sorted(n for n in os.listdir(dir_fd) if _NAME.match(n) and n != "SHA256SUMS")
@@ -561,6 +595,8 @@ def unpack(*, account: str, move_id: str) -> dict[str, Any]:
             mail.sni_refresh()
         if meta.get("backups") and "backups.tar.gz" in names:
             _unpack_backups(account, dir_fd)
+        if meta.get("sftp"):
+            _unpack_sftp(account, meta["sftp"])
     finally:
         os.close(dir_fd)
     return {
@@ -571,6 +607,7 @@ def unpack(*, account: str, move_id: str) -> dict[str, Any]:
         "mail": bool(meta.get("mail")),
         "certificate": bool(cert),
         "https": bool(cert and cert.get("https")),
+        "sftp": bool(meta.get("sftp")),
     }
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from conftest import Account
-from hwagent import _sql, backups, databases, mail, moves
+from hwagent import _sql, backups, databases, mail, moves, sftp, system, users
 from hwagent.errors import AgentError
 
 BAD: list[tuple[Callable[..., Any], dict[str, Any]]] = [
@@ -203,3 +203,30 @@ def test_backups_travel_with_the_package(site: Account) -> None:
         backups.verify(account=site.name, backup_id=backup_id)
     finally:
         backups.remove_all(account=site.name)
+
+
+@pytest.mark.node
+def test_sftp_access_travels_with_the_package(site: Account) -> None:
+    # given an account let in over SFTP with a password hash and a key
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPlq2Fv0Sx2fK3m7zVYvQ3jUoVbxD3b2cQq9uF1oA2aX mover"
+    pw_hash = "$2b$05$" + "b" * 53
+    users.set_membership(site.name, sftp.GROUP, True)
+    system.run(["chpasswd", "-e"], input=f"{site.name}:{pw_hash}\n".encode())
+    os.makedirs(sftp.KEYS_DIR, mode=0o755, exist_ok=True)
+    system.replace_file(f"{sftp.KEYS_DIR}/{site.name}", key + "\n")
+    try:
+        packed = moves.pack(account=site.name, move_id="op1", domain="nomail-move.invalid")
+        carry(site.name, "op1", "op2", packed["files"])
+        # when the access is taken away, and the package unpacked
+        sftp.disable(user=site.name)
+        assert moves.unpack(account=site.name, move_id="op2")["sftp"] is True
+        # then the account is let in again with the same password and key
+        assert site.name in users._group_members(sftp.GROUP)
+        assert Path(sftp.KEYS_DIR, site.name).read_text() == key + "\n"
+        shadow = next(
+            line for line in Path("/etc/shadow").read_text().splitlines()
+            if line.startswith(site.name + ":")
+        )  # fmt: skip
+        assert shadow.split(":")[1] == pw_hash
+    finally:
+        sftp.disable(user=site.name)
