@@ -107,14 +107,17 @@ def _domain(ctx: StepContext) -> str:
     return validators.validate_domain(ctx.service.domain)
 
 
-def carry(ctx: StepContext) -> dict[str, Any]:
+def carry(ctx: StepContext, *, final: bool = False) -> dict[str, Any]:
     """Pack the account on the old node, carry the package to the new one in chunks, unpack it
-    there, and discard both copies of the package. Answers what was packed and unpacked."""
+    there, and discard both copies of the package. Answers what was packed and unpacked.
+    ``final``: only what can change while the site is frozen (home, databases, stored mail)."""
     source, target = _nodes(ctx)
     account, package = _account(ctx), move_id(ctx.operation)
     ident: dict[str, Any] = {"account": account, "move_id": package}
     started = time.monotonic()
-    [packed] = ctx.agent([action("move.pack", **ident, domain=_domain(ctx))], node=source)
+    [packed] = ctx.agent(
+        [action("move.pack", **ident, domain=_domain(ctx), final=final)], node=source
+    )
     packed_s = time.monotonic() - started
     for entry in packed.data.get("files", []):
         offset = 0
@@ -440,7 +443,7 @@ class MoveSync(OnTarget, Step):
     name = "move_sync"
 
     def apply(self, ctx: StepContext) -> None:
-        ctx.resource("sync", carry(ctx))
+        ctx.resource("sync", carry(ctx, final=True))
 
 
 def _frozen(ctx: StepContext, *, any_run: bool = False) -> dict[str, Any]:

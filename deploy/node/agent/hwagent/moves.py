@@ -211,10 +211,7 @@ def _restore_maildirs(*, domain: str, archive_fd: int) -> dict[str, Any]:
     return {"ok": True}
 
 
-def _pack_mail(domain: str, dir_fd: int) -> dict[str, Any] | None:
-    state = _mail_state(domain)
-    if state is None:
-        return None
+def _pack_maildirs(domain: str, dir_fd: int) -> None:
     if os.path.isdir(os.path.join(mail.VHOSTS, domain)):
         fd = backups._create_file(dir_fd, "mail.tar.gz")
         try:
@@ -223,6 +220,12 @@ def _pack_mail(domain: str, dir_fd: int) -> dict[str, Any] | None:
             os.close(fd)
         if not done["ok"]:
             raise AgentError("move_failed", f"the stored mail could not be packed: {done['error']}")
+
+
+def _pack_mail(domain: str, dir_fd: int) -> dict[str, Any] | None:
+    state = _mail_state(domain)
+    if state is not None:
+        _pack_maildirs(domain, dir_fd)
     return state
 
 
@@ -267,17 +270,20 @@ def _unpack_mail(state: dict[str, Any], dir_fd: int, names: list[str]) -> None:
                 os.close(fd)
             mail._dkim_tables(domain, selector)
         if "mail.tar.gz" in names:
-            archive = os.open("mail.tar.gz", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                              dir_fd=dir_fd)  # fmt: skip
-            try:
-                safefs.as_user("vmail", _restore_maildirs, domain=domain, archive_fd=archive)
-            finally:
-                os.close(archive)
+            _unpack_maildirs(domain, dir_fd)
         else:
             with mail._dir(domain):
                 pass
         mail._reload_postfix()
         mail._reload_opendkim()
+
+
+def _unpack_maildirs(domain: str, dir_fd: int) -> None:
+    archive = os.open("mail.tar.gz", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        safefs.as_user("vmail", _restore_maildirs, domain=domain, archive_fd=archive)
+    finally:
+        os.close(archive)
 
 
 def _cert_state(account: str, domain: str) -> dict[str, Any] | None:
@@ -367,12 +373,15 @@ def _unpack_sftp(account: str, state: dict[str, Any]) -> None:
 
 
 @action("move.pack")
-def pack(*, account: str, move_id: str, domain: str) -> dict[str, Any]:
+def pack(*, account: str, move_id: str, domain: str, final: bool = False) -> dict[str, Any]:
     """Make the account's move package on this (the old) node, replacing an earlier one of the
     same move: the home as the account's user archives it, every database of the account, its
     database users and ``~/.my.cnf``, the domain's mail (tables, DKIM key, stored mail as vmail
     archives it), its certificate, the account's backups and its SFTP access (password hash,
-    keys). Nothing of the account changes.
+    keys). ``final`` (the copy made while the site is frozen) packs only what can still change
+    then, so the site is down no longer than needed: the home, the databases and the stored
+    mail (what else there is changes only through operations, and none runs during a move).
+    Nothing of the account changes.
     On failure the package is removed again (``move.discard`` removes it too)."""
     account = validate.linux_user(account)
     move_id = _move_id(move_id)
@@ -390,8 +399,13 @@ def pack(*, account: str, move_id: str, domain: str) -> dict[str, Any]:
                 "the account could not be packed: "
                 + "; ".join(f"{r['component']}: {r['error']}" for r in failed),
             )
-        mail_state = _pack_mail(domain, dir_fd)
-        cert_state = _cert_state(account, domain)
+        if final:
+            mail_state = None
+            cert_state = None
+            _pack_maildirs(domain, dir_fd)
+        else:
+            mail_state = _pack_mail(domain, dir_fd)
+            cert_state = _cert_state(account, domain)
         meta: dict[str, Any] = {
             "account": account,
             "domain": domain,
@@ -399,8 +413,8 @@ def pack(*, account: str, move_id: str, domain: str) -> dict[str, Any]:
             "mycnf": _read_mycnf(account),
             "mail": mail_state,
             "certificate": cert_state,
-            "backups": _pack_backups(account, dir_fd),
-            "sftp": _sftp_state(account),
+            "backups": False if final else _pack_backups(account, dir_fd),
+            "sftp": None if final else _sftp_state(account),
         }
         _rootfs.write_file(dir_fd, "account.json", json.dumps(meta).encode())
         names = sorted(n for n in os.listdir(dir_fd) if _NAME.match(n) and n != "SHA256SUMS")
@@ -587,6 +601,9 @@ def unpack(*, account: str, move_id: str) -> dict[str, Any]:
             databases._set_user(user, pw_hash, grants)
         if meta.get("mail"):
             _unpack_mail(meta["mail"], dir_fd, names)
+        elif "mail.tar.gz" in names:
+            with mail._locked():
+                _unpack_maildirs(validate.domain(meta["domain"]), dir_fd)
         cert = meta.get("certificate")
         if cert:
             certs.install(

@@ -230,3 +230,21 @@ def test_sftp_access_travels_with_the_package(site: Account) -> None:
         assert shadow.split(":")[1] == pw_hash
     finally:
         sftp.disable(user=site.name)
+
+
+@pytest.mark.node
+def test_the_final_package_holds_only_what_changes_while_frozen(site: Account) -> None:
+    backups.create(account=site.name, backup_id="20261122T210000Z")
+    try:
+        packed = moves.pack(
+            account=site.name, move_id="op1", domain="nomail-move.invalid", final=True
+        )
+        names = [f["name"] for f in packed["files"]]
+        assert "backups.tar.gz" not in names and "files.tar.gz" in names
+        assert f"db-{site.name}_main.sql.gz" in names
+        carry(site.name, "op1", "op2", packed["files"])
+        (site.docroot / "index.html").write_text("changed\n")
+        assert moves.unpack(account=site.name, move_id="op2")["sftp"] is False
+        assert (site.docroot / "index.html").read_text() == "moved page\n"
+    finally:
+        backups.remove_all(account=site.name)
