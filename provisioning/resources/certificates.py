@@ -10,8 +10,8 @@ Kind ``certificate_issue`` (also used to renew):
    every site by ``snippets/hostwright-acme.conf``, never inside a customer's home) and stores
    the certificate and key under ``/etc/hostwright/certs/<domain>/``. The key is never
    recorded.
-3. ``https`` has the node agent write ``/etc/nginx/hostwright/tls/<user>.conf``, which the
-   site's server block includes: nginx then also listens on 443 with the certificate and
+3. ``https`` has the node agent write ``/etc/nginx/hostwright/tls/<user>/https.conf``, which
+   the site's server block includes: nginx then also listens on 443 with the certificate and
    redirects plain HTTP (except ACME challenges) to HTTPS. Suspension keeps working: the
    suspended server block includes the same file.
 

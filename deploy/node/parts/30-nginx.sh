@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Node part: nginx with one server block per account in /etc/nginx/hostwright/sites
-# (written by the panel, checked with nginx -t before each reload), a default server that
+# (written by the node agent, each checked on its own before one reload), a default server that
 # answers 404 for unknown names, and the page suspended accounts show.
 set -euo pipefail
 source "$HW_NODE_LIB"
@@ -20,6 +20,22 @@ server {
     location / { return 404; }
 }
 include /etc/nginx/hostwright/sites/*.conf;
+CONF
+
+# What every account's server block relies on, set once at the http level (a file of its own:
+# the node agent's check of one server block includes it, see hwagent/_nginx.py). Repeated in
+# each block, the FastCGI parameters and a regex location for hidden files were most of what a
+# reload parses and most of the memory a block holds on a node with many sites.
+hw_install_file /etc/nginx/conf.d/hostwright-http.conf 0644 >/dev/null <<'CONF'
+# Managed by Hostwright (deploy/node/parts/30-nginx.sh).
+# FastCGI parameters for every location that passes to PHP-FPM without setting its own.
+include /etc/nginx/fastcgi_params;
+fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+# A hidden file or folder (a name starting with a dot), except .well-known: sites refuse it.
+map $uri $hw_hidden {
+    default 0;
+    "~/\.(?!well-known)" 1;
+}
 CONF
 
 hw_install_file /var/lib/hostwright/suspended/index.html 0644 >/dev/null <<'PAGE'

@@ -19,6 +19,7 @@ from typing import Any
 from hwagent import _rootfs, validate
 from hwagent.errors import AgentError
 from hwagent.registry import action
+from hwagent.sites import TLS_DIR
 
 WEBROOT = "/var/lib/hostwright/acme"
 CHALLENGE_DIR = f"{WEBROOT}/.well-known/acme-challenge"
@@ -134,9 +135,6 @@ def inventory(*, domains: list[str]) -> dict[str, Any]:
     }
 
 
-TLS_DIR = "/etc/nginx/hostwright/tls"
-
-
 def tls_config(*, domain: str, listen_ip: str | None) -> str:
     """The HTTPS part of a site's server block (the site's block includes it by name)."""
     certs = f"{CERTS_DIR}/{domain}"
@@ -160,14 +158,16 @@ if ($hw_to_https = 1) {{ return 301 https://$host$request_uri; }}
 def https_ensure(*, account: str, domain: str, listen_ip: str | None = None) -> dict[str, Any]:
     """Serve the site over HTTPS with the domain's certificate (and redirect plain HTTP).
 
-    Writes ``/etc/nginx/hostwright/tls/<account>.conf``, which the site's server block
-    includes; nginx checks the whole configuration before it reloads, and a refused one leaves
-    the previous configuration live. Refuses when the domain has no certificate on the node.
+    Writes the site's HTTPS part, ``/etc/nginx/hostwright/tls/<account>/https.conf``, which
+    the site's server block includes (a block written before that layout includes
+    ``tls/<account>.conf``: that file is written for it instead, until the block is rewritten);
+    nginx checks it before it reloads (``hwagent._nginx``), and a refused one leaves the
+    previous configuration live. Refuses when the domain has no certificate on the node.
     ``created`` says whether the site served HTTPS before.
     """
     import ipaddress
 
-    from hwagent import _nginx
+    from hwagent import _nginx, sites, system
 
     account = validate.linux_user(account)
     name = validate.domain(domain)
@@ -178,10 +178,16 @@ def https_ensure(*, account: str, domain: str, listen_ip: str | None = None) -> 
             raise AgentError("invalid", "the site's address is not an IP address") from None
     if not os.path.isfile(f"{CERTS_DIR}/{name}/fullchain.pem"):
         raise AgentError("not_found", f"there is no certificate for {name} on this node")
-    fd = _rootfs.open_dir(TLS_DIR, create_mode=0o755)
-    os.close(fd)
-    path = f"{TLS_DIR}/{account}.conf"
-    had = os.path.lexists(path)
+    block = system.read_text(sites.site_path(account)) or ""
+    if sites.legacy_include(account) in block:
+        path = sites.legacy_https_path(account)
+        os.close(_rootfs.open_dir(TLS_DIR, create_mode=0o755))
+    else:
+        path = sites.https_path(account)
+        os.close(_rootfs.open_dir(sites.https_dir(account), create_mode=0o755))
+    had = os.path.lexists(sites.https_path(account)) or os.path.lexists(
+        sites.legacy_https_path(account)
+    )
     changed = _nginx.swap(path, tls_config(domain=name, listen_ip=listen_ip))
     return {"changed": changed, "created": not had, "path": path}
 
@@ -189,7 +195,14 @@ def https_ensure(*, account: str, domain: str, listen_ip: str | None = None) -> 
 @action("cert.https_remove")
 def https_remove(*, account: str) -> dict[str, Any]:
     """Stop serving the site over HTTPS (a no-op when it does not)."""
-    from hwagent import _nginx
+    import contextlib
+
+    from hwagent import _nginx, sites
 
     account = validate.linux_user(account)
-    return {"changed": _nginx.swap(f"{TLS_DIR}/{account}.conf", None)}
+    changed = _nginx.change(
+        {sites.https_path(account): None, sites.legacy_https_path(account): None}
+    )
+    with contextlib.suppress(OSError):  # gone already, or not empty
+        os.rmdir(sites.https_dir(account))
+    return {"changed": changed}

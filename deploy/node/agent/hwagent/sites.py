@@ -2,24 +2,29 @@
 
 ``/etc/nginx/hostwright/sites/<user>.conf`` (included from ``conf.d/hostwright.conf``) serves
 the domain and ``www.`` of it from ``/home/<user>/public_html`` through the account's PHP-FPM
-socket. The file is built here from typed values, checked with ``nginx -t`` together with the
-whole configuration, and only then loaded; a failing check leaves the previous file live.
+socket. The file is built here from typed values and changed through ``hwagent._nginx``
+(checked on its own, then one reload); a refused file leaves the previous one live.
+
+What every block shares is set once for the whole node, at the http level
+(``conf.d/hostwright-http.conf``, 30-nginx.sh): the FastCGI parameters and ``$hw_hidden``
+(the URI names a hidden file other than ``.well-known``). A block that repeated them parsed
+and held them once per site: most of the time a reload took on a node with many sites.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import time
+import os
 from typing import Any
 
-from hwagent import _confswap, system, validate
+from hwagent import _nginx, _rootfs, system, validate
 from hwagent.errors import AgentError
 from hwagent.pools import pool_socket
 from hwagent.registry import action
 
 SITES_DIR = "/etc/nginx/hostwright/sites"
 SUSPENDED_ROOT = "/var/lib/hostwright/suspended"
-NGINX_PID = "/run/nginx.pid"
+TLS_DIR = "/etc/nginx/hostwright/tls"
 
 
 def site_path(user: str) -> str:
@@ -41,12 +46,32 @@ def listen(ip: str) -> str:
     return f"[{address}]:80" if address.version == 6 else f"{address}:80"
 
 
+def https_dir(user: str) -> str:
+    return f"{TLS_DIR}/{user}"
+
+
+def https_path(user: str) -> str:
+    """The site's HTTPS part (``hwagent.certs`` writes it once the domain has a certificate)."""
+    return f"{https_dir(user)}/https.conf"
+
+
+def legacy_https_path(user: str) -> str:
+    """Where the HTTPS part was before: one folder for every site's, included by a pattern
+    (``<user>[.]conf``) that nginx matched by reading the whole folder, for every site at every
+    reload: a cost growing with the square of the sites on a node where most have HTTPS."""
+    return f"{TLS_DIR}/{user}.conf"
+
+
+def legacy_include(user: str) -> str:
+    return f"include {TLS_DIR}/{user}[.]conf;"
+
+
 def tls_includes(user: str) -> str:
     """ACME challenges for the site's names, and its HTTPS part once it has a certificate
-    (a pattern include: nothing until the certificate's file exists)."""
+    (a pattern include in the account's own folder: nothing until the part exists)."""
     return (
         "    include /etc/nginx/snippets/hostwright-acme*.conf;\n"
-        f"    include /etc/nginx/hostwright/tls/{user}[.]conf;"
+        f"    include {https_dir(user)}/*.conf;"
     )
 
 
@@ -60,11 +85,9 @@ server {{
     index index.php index.html;
     access_log /var/log/nginx/hw-{user}.access.log;
     error_log /var/log/nginx/hw-{user}.error.log;
-    location ~ /\\.(?!well-known) {{ deny all; }}
+    if ($hw_hidden) {{ return 403; }}
     location ~ \\.php$ {{
         try_files $uri =404;
-        include fastcgi_params;
-        fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
         fastcgi_pass unix:{pool_socket(user)};
     }}
 }}
@@ -85,33 +108,16 @@ server {{
 """
 
 
-def reload_nginx() -> None:
-    """Reload nginx and wait until its old workers stopped taking requests, so the new
-    configuration is what answers once the action reports success."""
-    master = _confswap.pid_from(NGINX_PID)
-    if master is None:
-        if system.have_systemd():
-            system.run(["systemctl", "restart", "nginx"], what="starting nginx")
-        else:
-            system.run(["nginx"], what="starting nginx")
-        return
-    old = _confswap.children(master, b"nginx: worker process")
-    if system.have_systemd():
-        system.run(["systemctl", "reload", "nginx"], what="reloading nginx")
-    else:
-        system.run(["nginx", "-s", "reload"], what="reloading nginx")
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if not any(_confswap.cmdline_of(p) == b"nginx: worker process" for p in old):
-            return
-        time.sleep(0.025)
-    raise AgentError("busy", "nginx did not finish reloading", permanent=False)
-
-
-def swap_site(path: str, content: str | None) -> bool:
-    return _confswap.swap_config(
-        "nginx", path, content, check=["nginx", "-t", "-q"], reload=reload_nginx
-    )
+def swap_site(user: str, content: str | None) -> bool:
+    """The server block changed; a block written in this layout also moves the site's HTTPS
+    part out of the shared folder into the account's own, in the same reload."""
+    files: dict[str, str | None] = {site_path(user): content}
+    legacy = system.read_text(legacy_https_path(user)) if content is not None else None
+    if legacy is not None:
+        os.close(_rootfs.open_dir(https_dir(user), create_mode=0o755))
+        files[https_path(user)] = legacy
+        files[legacy_https_path(user)] = None
+    return _nginx.change(files)
 
 
 @action("site.ensure")
@@ -128,11 +134,11 @@ def ensure(
     domain = validate.domain(domain)
     build = suspended_config if suspended else site_config
     content = build(service=service, user=user, domain=domain, ip=ip)
-    return {"changed": swap_site(site_path(user), content), "path": site_path(user)}
+    return {"changed": swap_site(user, content), "path": site_path(user)}
 
 
 @action("site.remove")
 def remove(*, user: str) -> dict[str, Any]:
     """Remove the account's server block (nothing to do when it is gone)."""
     user = validate.linux_user(user)
-    return {"changed": swap_site(site_path(user), None)}
+    return {"changed": swap_site(user, None)}
