@@ -209,3 +209,20 @@ def test_the_wrapper_reads_sendmail_command_lines(argv, sender, recipients):
 def test_without_i_a_lone_dot_ends_the_message():
     _, _, data = sendmail.envelope(["-t"], b"To: a@x.test\nFrom: s@shop.test\n\nkept\n.\ncut\n")
     assert data.endswith(b"\r\n\r\nkept\r\n")
+
+
+@pytest.mark.parametrize(
+    "gecos, account",
+    [
+        ("hostwright service 42", "hwtshop"),
+        ("hostwright service 42,room 1,,", "hwtshop"),  # what chfn may add
+        ("hostwright service", None),
+        ("hostwright service 4x", None),
+        ("Debian-exim,,,", None),
+        ("", None),
+    ],
+)
+def test_an_account_is_a_user_with_the_agents_tag(monkeypatch, gecos, account):
+    entry = type("Entry", (), {"pw_name": "hwtshop", "pw_gecos": gecos})
+    monkeypatch.setattr(sending.pwd, "getpwuid", lambda uid: entry)
+    assert sending.account_of(1234) == account

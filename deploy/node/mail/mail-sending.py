@@ -42,17 +42,14 @@ Standard library only: a node needs nothing from PyPI.
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import pwd
-import re
 import sqlite3
 import struct
 import sys
 import syslog
 import time
 from collections.abc import Callable
-from email.utils import getaddresses
 from typing import Any, BinaryIO, TextIO
 
 LIMITS = os.environ.get("HW_MAIL_LIMITS", "/etc/hostwright/mail/limits")
@@ -202,7 +199,7 @@ def serve(stdin: TextIO, stdout: TextIO) -> None:
 # --- the milter ---------------------------------------------------------------------------------
 
 # The account's marker in its passwd entry (GECOS), set by the node agent (hwagent.users).
-ACCOUNT_TAG = re.compile(r"hostwright service [0-9]+")
+ACCOUNT_TAG = "hostwright service "
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Endpoint = tuple[IPAddress, int]
 
@@ -258,7 +255,10 @@ def account_of(uid: int) -> str | None:
         entry = pwd.getpwuid(uid)
     except KeyError:
         return None
-    return entry.pw_name if ACCOUNT_TAG.fullmatch(entry.pw_gecos.split(",")[0]) else None
+    tag = entry.pw_gecos.split(",")[0]
+    service = tag.removeprefix(ACCOUNT_TAG)
+    is_account = tag.startswith(ACCOUNT_TAG) and service.isascii() and service.isdigit()
+    return entry.pw_name if is_account else None
 
 
 def account_domains(limits: dict[str, tuple[str, int, int]], account: str) -> list[str]:
@@ -435,6 +435,8 @@ class Milter:
     def _check_from(self, allowed: set[str]) -> bytes:
         if len(self.froms) != 1:
             return _reply(550, "a message needs exactly one From: header")
+        from email.utils import getaddresses  # (only here: Python starts for every connection)
+
         addresses = [a for _name, a in getaddresses(self.froms) if a]
         if not addresses:
             return _reply(550, "the From: header has no address")
@@ -506,6 +508,8 @@ def serve_milter(rfile: BinaryIO, wfile: BinaryIO, milter: Milter | None = None)
 
 def report(stdout: TextIO) -> None:
     """Per account: messages sent in the last hour, its limit, refusals in the last two days."""
+    import json
+
     db = connect()
     now = time.time()
     limits = read_limits()
