@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Round
@@ -108,6 +108,13 @@ class Plan(models.Model):
         "CPU share (% of one core)", default=100, validators=[MinValueValidator(1)]
     )
     processes = models.PositiveSmallIntegerField(default=64, validators=[MinValueValidator(1)])
+    io_weight = models.PositiveSmallIntegerField(
+        "IO weight",
+        default=100,
+        validators=[MinValueValidator(1), MaxValueValidator(10000)],
+        help_text="The account's share of disk time against other accounts (1-10000, "
+        "100 is an even share); applied on nodes with systemd.",
+    )
     dedicated_ip = models.BooleanField("includes a dedicated IP", default=False)
     shell_access = models.BooleanField(
         "includes SSH shell access",

@@ -151,6 +151,11 @@ class Service(models.Model):
     # use since the one before, in % of one core.
     cpu_time_ns = models.PositiveBigIntegerField(null=True, blank=True)
     cpu_used_percent = models.PositiveIntegerField(null=True, blank=True)
+    # From the account's slice on systemd nodes: its tasks now and the bytes it read and
+    # wrote (counters since the slice started); empty where the node cannot tell.
+    tasks_used = models.PositiveIntegerField(null=True, blank=True)
+    io_read_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    io_write_bytes = models.PositiveBigIntegerField(null=True, blank=True)
     usage_measured_at = models.DateTimeField(null=True, blank=True)
     # Mail sent through the node's submission in the last hour (each recipient counts), and
     # messages the plan's hourly limit refused in the last two days (the last one when).
@@ -509,3 +514,4 @@ class DriftFinding(models.Model):
 
     def __str__(self) -> str:
         return f"{self.node}: {self.get_kind_display()} {self.name} {self.get_problem_display()}"
+

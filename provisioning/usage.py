@@ -2,11 +2,13 @@
 the mail it sent in the last hour against its plan's limit.
 
 The nodes' kernels may have no disk quotas, so disk usage is measured (``du``) and shown
-against the plan. Memory is what the account's memory cgroup holds now (its processes and
-their page cache). Traffic is what nginx sent for the account's site this month, added up
-from its access log and the log rotated last. One script per node answers for all of its
-live accounts in one round trip (the node agent's ``usage.measure``), so the cost is one SSH
-exchange per node however many accounts it carries.
+against the plan. Memory, CPU time, tasks and IO are the account's own counters: on systemd
+nodes its slice's (``systemctl show`` of ``user-<uid>.slice``, where its PHP-FPM, cron jobs and
+SFTP sessions run), elsewhere its cgroups'. Memory is what the account holds now (its
+processes and their page cache). Traffic is what nginx sent for the account's site this
+month, added up from its access log and the log rotated last. One script per node answers
+for all of its live accounts in one round trip (the node agent's ``usage.measure``), so the
+cost is one SSH exchange per node however many accounts it carries.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ class Measured:
     memory_mb: int | None
     traffic_bytes: int
     cpu_ns: int | None
+    tasks: int | None = None
+    io_read_bytes: int | None = None
+    io_write_bytes: int | None = None
 
 
 def nginx_month(now: dt.datetime | None = None) -> str:
@@ -63,6 +68,9 @@ def parse_usage(accounts: dict[str, Any]) -> dict[str, Measured]:
             memory_mb=None if memory_bytes is None else round(memory_bytes / 2**20),
             traffic_bytes=int(figures["traffic_bytes"]),
             cpu_ns=_count(figures.get("cpu_ns")),
+            tasks=_count(figures.get("tasks")),
+            io_read_bytes=_count(figures.get("io_read_bytes")),
+            io_write_bytes=_count(figures.get("io_write_bytes")),
         )
     return found
 
@@ -117,6 +125,9 @@ USAGE_FIELDS = [
     "bandwidth_used_bytes",
     "cpu_time_ns",
     "cpu_used_percent",
+    "tasks_used",
+    "io_read_bytes",
+    "io_write_bytes",
     "usage_measured_at",
 ]
 
@@ -173,6 +184,9 @@ def usage_collect_node(*, node_id: int) -> int:
             else 0,
         )
         service.cpu_time_ns = figures.cpu_ns
+        service.tasks_used = figures.tasks
+        service.io_read_bytes = figures.io_read_bytes
+        service.io_write_bytes = figures.io_write_bytes
         if sending is not None:
             mail = sending.get(service.username)
             service.mail_sent_last_hour = mail.sent_last_hour if mail else 0

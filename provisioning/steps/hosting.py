@@ -5,8 +5,10 @@ Every step works through the node agent's actions (``deploy/node/agent/hwagent``
 (the Linux user and its home: ``/home/<user>`` root-owned 0751, the SFTP chroot, with
 ``public_html`` and ``tmp`` the customer's), ``pools`` (``/etc/php/8.2/fpm/pool.d/hw-<user>.conf``
 on ``/run/php/hw-<user>.sock``), ``sites`` (``/etc/nginx/hostwright/sites/<user>.conf``, or the
-suspended page), ``limits`` (cgroups ``hostwright/<user>``) and ``usage``. The agent builds the
-configuration files from the typed values sent here and checks them before loading them.
+suspended page), ``limits`` (the account's slice ``user-<uid>.slice`` on systemd nodes, where
+the account's own PHP-FPM master runs; cgroups ``hostwright/<user>`` elsewhere) and
+``usage``. The agent builds the configuration files from the typed values sent here and
+checks them before loading them.
 """
 
 from __future__ import annotations
@@ -143,7 +145,9 @@ class RemoveLinuxUser(Step):
 
 
 class AccountLimits(Step):
-    """CPU, memory and process limits for the account (cgroups where the node has them)."""
+    """CPU, memory, process limits and IO weight for the account: its slice on systemd nodes
+    (``user-<uid>.slice``, where its PHP-FPM, cron jobs and SFTP sessions run), cgroup files
+    elsewhere. A plan change sends the new plan's (``PlanLimits``)."""
 
     name = "limits"
 
@@ -155,12 +159,15 @@ class AccountLimits(Step):
                 cpu_percent=validators.validate_positive_int(plan.cpu_percent, name="CPU share"),
                 memory_mb=validators.validate_positive_int(plan.memory_mb, name="memory"),
                 processes=validators.validate_positive_int(plan.processes, name="processes"),
+                io_weight=validators.validate_positive_int(
+                    plan.io_weight, name="IO weight", maximum=10_000
+                ),
             )
         ]
 
     def apply(self, ctx: StepContext) -> None:
         ctx.agent(self.limits_for(ctx, ctx.plan))
-        ctx.resource("cgroup", f"hostwright/{_user(ctx)}")
+        ctx.resource("limits", _user(ctx))
 
     def undo(self, ctx: StepContext) -> None:
         ctx.agent([action("limits.remove", user=_user(ctx))])

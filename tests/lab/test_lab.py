@@ -110,11 +110,11 @@ def test_account_built_by_the_engine_on_a_lab_node(worker, lab, lab_nodes):
     assert on_node(lab, node.name, query).strip() == f"{user}_main"
     # and the account's systemd slice holds the plan's limits (as configured: this machine keeps
     # the cgroup controllers, so the lab can show the configuration, not its enforcement)
+    uid = on_node(lab, node.name, f"id -u {user}").strip()
     shown = on_node(
         lab,
         node.name,
-        "systemctl show -p CPUQuotaPerSecUSec,MemoryHigh,MemoryMax,TasksMax "
-        f"hostwright-{user}.slice",
+        f"systemctl show -p CPUQuotaPerSecUSec,MemoryHigh,MemoryMax,TasksMax user-{uid}.slice",
     )
     assert dict(line.split("=", 1) for line in shown.split()) == {
         "CPUQuotaPerSecUSec": "500ms",

@@ -67,9 +67,10 @@ def homes(account: str) -> list[str]:
 
 @kind("pool")
 def pools(account: str) -> list[str]:
-    from hwagent.pools import POOL_DIR
+    from hwagent.pools import ACCOUNT_DIR, POOL_DIR
 
-    return [n for n in _files(POOL_DIR, "hw-", ".conf") if not account or n == account]
+    names = set(_files(POOL_DIR, "hw-", ".conf")) | set(_files(ACCOUNT_DIR, "", ".conf"))
+    return sorted(n for n in names if not account or n == account)
 
 
 @kind("site")
@@ -81,9 +82,14 @@ def sites(account: str) -> list[str]:
 
 @kind("limits")
 def limits(account: str) -> list[str]:
-    from hwagent.limits import ROOT, V1_CONTROLLERS
+    import glob
+
+    from hwagent.limits import ROOT, UNIT_DIR, V1_CONTROLLERS
 
     found: set[str] = set()
+    # systemd nodes: the drop-ins of the accounts' slices (50-hostwright-<user>.conf).
+    for path in glob.glob(f"{UNIT_DIR}/user-*.slice.d/50-hostwright-*.conf"):
+        found.add(os.path.basename(path)[len("50-hostwright-") : -len(".conf")])
     for base in [f"{ROOT}/hostwright"] + [f"{ROOT}/{c}/hostwright" for c in V1_CONTROLLERS]:
         try:
             found.update(n for n in os.listdir(base) if os.path.isdir(f"{base}/{n}"))

@@ -1,16 +1,19 @@
 """An account's CPU, memory and process limits.
 
-On systemd nodes (``SystemdSlices``): a slice per account with the plan's CPUQuota,
-MemoryHigh/MemoryMax and TasksMax. On nodes without systemd (``CgroupFiles``): cgroup files
-(v1: the cpu, memory and pids controllers, plus cpuacct for the usage figures; v2: one
-``hostwright/<user>`` group). There the account owns only its groups' ``cgroup.procs`` (PHP-FPM
-workers move themselves in on their first request); it cannot change a limit or move anything
-out to an unlimited group. ``backend()`` picks one; the actions below stay the same.
+On systemd nodes (``SystemdSlices``): the account's slice (``user-<uid>.slice``) with the
+plan's CPUQuota, MemoryHigh/MemoryMax, TasksMax and IOWeight; the account's PHP-FPM master
+(``hwagent.pools``), its cron jobs (``hwagent.cron``) and its SFTP sessions run in it. On nodes
+without systemd (``CgroupFiles``): cgroup files (v1: the cpu, memory and pids controllers, plus
+cpuacct for the usage figures; v2: one ``hostwright/<user>`` group). There the account owns
+only its groups' ``cgroup.procs`` (PHP-FPM workers move themselves in on their first request);
+it cannot change a limit or move anything out to an unlimited group. ``backend()`` picks one;
+the actions below stay the same.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import pwd
 from typing import Any, Protocol
@@ -23,7 +26,9 @@ V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids")
 
 
 class Backend(Protocol):
-    def apply(self, user: str, *, cpu_quota_us: int, memory_bytes: int, pids: int) -> bool: ...
+    def apply(
+        self, user: str, *, cpu_quota_us: int, memory_bytes: int, pids: int, io_weight: int = 100
+    ) -> bool: ...
 
     def remove(self, user: str) -> bool: ...
 
@@ -61,7 +66,11 @@ class CgroupFiles:
     def exists(self, user: str) -> list[str]:
         return [d for d in self.dirs(user) if os.path.isdir(d)]
 
-    def apply(self, user: str, *, cpu_quota_us: int, memory_bytes: int, pids: int) -> bool:
+    def apply(
+        self, user: str, *, cpu_quota_us: int, memory_bytes: int, pids: int, io_weight: int = 100
+    ) -> bool:
+        # The IO weight needs the io (v2) or blkio (v1) controller, which these nodes' kernels
+        # do not give their hosts: it is a systemd node's setting only.
         uid = pwd.getpwnam(user).pw_uid
         changed = False
         if self.v2:
@@ -115,47 +124,87 @@ class CgroupFiles:
         return changed
 
 
-SLICE_DIR = "/etc/systemd/system"
+UNIT_DIR = "/etc/systemd/system"
+DROPIN = "50-hostwright-{user}.conf"
+
+
+def account_slice(user: str) -> str:
+    """The account's slice: the one logind gives the user's sessions, ``user-<uid>.slice``.
+
+    Its PHP-FPM, its cron jobs and its SFTP sessions (sshd's PAM session through
+    pam_systemd) all land there, so one set of limits covers everything the account runs.
+    """
+    return f"user-{pwd.getpwnam(user).pw_uid}.slice"
 
 
 class SystemdSlices:
-    """One slice per account, ``hostwright-<user>.slice`` (under ``hostwright.slice``), with the
-    plan's CPUQuota, MemoryHigh (90 % of the limit: reclaim before the hard stop), MemoryMax and
-    TasksMax; systemd applies them to whatever runs in the slice. The unit file is root's, in
-    /etc/systemd/system, written whole and renamed into place."""
+    """The account's slice (``user-<uid>.slice``, see ``account_slice``) with the plan's
+    CPUQuota, MemoryHigh (90 % of the limit: reclaim before the hard stop), MemoryMax,
+    TasksMax and IOWeight, from a drop-in ``50-hostwright-<user>.conf`` (root's, in
+    /etc/systemd/system, written whole and renamed into place). systemd applies the slice's
+    settings to whatever runs in it; a daemon-reload applies a change to the running slice.
 
-    def unit(self, user: str) -> str:
-        return f"{SLICE_DIR}/hostwright-{user}.slice"
+    The drop-in's name carries the account, so it is found again after the user is gone (a
+    terminate removes the user first), and one left by an earlier account with the same uid
+    is replaced, never inherited.
+    """
+
+    def dropin(self, user: str) -> str:
+        return f"{UNIT_DIR}/{account_slice(user)}.d/{DROPIN.format(user=user)}"
+
+    def _found(self, user: str) -> list[str]:
+        return sorted(glob.glob(f"{UNIT_DIR}/user-*.slice.d/{DROPIN.format(user=user)}"))
 
     def exists(self, user: str) -> list[str]:
-        return [u for u in (self.unit(user),) if os.path.isfile(u)]
+        return self._found(user)
 
-    def apply(self, user: str, *, cpu_quota_us: int, memory_bytes: int, pids: int) -> bool:
-        pwd.getpwnam(user)
-        text = (
+    @staticmethod
+    def text(user: str, *, cpu_quota_us: int, memory_bytes: int, pids: int, io_weight: int) -> str:
+        return (
             "# Managed by Hostwright: the account's resource limits.\n"
             f"[Unit]\nDescription=Hostwright account {user}\n\n"
-            f"[Slice]\nCPUQuota={cpu_quota_us // 1000}%\n"
+            "[Slice]\nCPUAccounting=yes\nMemoryAccounting=yes\nTasksAccounting=yes\n"
+            f"IOAccounting=yes\nCPUQuota={cpu_quota_us // 1000}%\n"
             f"MemoryHigh={memory_bytes * 9 // 10}\nMemoryMax={memory_bytes}\n"
-            f"TasksMax={pids}\n"
+            f"TasksMax={pids}\nIOWeight={io_weight}\n"
         )
-        path = self.unit(user)
-        with contextlib.suppress(OSError), open(path) as f:
-            if f.read() == text:
-                return False
-        tmp = f"{path}.hw-new"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-        system.run(["systemctl", "daemon-reload"], what="reloading systemd")
-        return True
+
+    def apply(
+        self, user: str, *, cpu_quota_us: int, memory_bytes: int, pids: int, io_weight: int = 100
+    ) -> bool:
+        path = self.dropin(user)
+        text = self.text(
+            user, cpu_quota_us=cpu_quota_us, memory_bytes=memory_bytes, pids=pids,
+            io_weight=io_weight,
+        )  # fmt: skip
+        changed = False
+        # What an earlier layout or an earlier account with this uid left behind goes.
+        stale = [p for p in self._found(user) if p != path]
+        stale += [
+            p for p in glob.glob(f"{os.path.dirname(path)}/{DROPIN.format(user='*')}") if p != path
+        ]
+        stale += [p for p in (f"{UNIT_DIR}/hostwright-{user}.slice",) if os.path.isfile(p)]
+        for old in stale:
+            changed |= system.remove_file(old)
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        changed |= system.replace_file(path, text)
+        if changed:
+            system.run(["systemctl", "daemon-reload"], what="reloading systemd")
+        return changed
 
     def remove(self, user: str) -> bool:
-        path = self.unit(user)
-        if not os.path.isfile(path):
+        found = self._found(user)
+        legacy = f"{UNIT_DIR}/hostwright-{user}.slice"
+        if os.path.isfile(legacy):
+            system.run(["systemctl", "stop", os.path.basename(legacy)], check=False)
+            found.append(legacy)
+        if not found:
             return False
-        system.run(["systemctl", "stop", os.path.basename(path)], check=False)
-        os.unlink(path)
+        for path in found:
+            system.remove_file(path)
+            if path.endswith(".conf"):
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.dirname(path))  # only when nothing else is in it
         system.run(["systemctl", "daemon-reload"], what="reloading systemd")
         return True
 
@@ -165,19 +214,25 @@ def backend() -> Backend:
 
 
 @action("limits.set")
-def set_limits(*, user: str, cpu_percent: int, memory_mb: int, processes: int) -> dict[str, Any]:
-    """Apply the plan's CPU share (percent of one core), memory and process limits to the
-    account and move its running processes under them. Checks the user exists first. On a
-    node without cgroups nothing is applied and ``applied`` is false."""
+def set_limits(
+    *, user: str, cpu_percent: int, memory_mb: int, processes: int, io_weight: int = 100
+) -> dict[str, Any]:
+    """Apply the plan's CPU share (percent of one core), memory, process limits and IO weight
+    (1-10000, systemd's scale: 100 is the default share) to the account and move its running
+    processes under them. Checks the user exists first. On a node without cgroups nothing is
+    applied and ``applied`` is false."""
     user = validate.linux_user(user)
     cpu = validate.positive_int(cpu_percent, name="CPU share", maximum=100 * 1024)
     memory = validate.positive_int(memory_mb, name="memory", maximum=1024 * 1024)
     procs = validate.positive_int(processes, name="processes", maximum=1_000_000)
+    weight = validate.positive_int(io_weight, name="IO weight", maximum=10_000)
     from hwagent.safefs import account
 
     account(user)
     b = backend()
-    changed = b.apply(user, cpu_quota_us=cpu * 1000, memory_bytes=memory * 2**20, pids=procs)
+    changed = b.apply(
+        user, cpu_quota_us=cpu * 1000, memory_bytes=memory * 2**20, pids=procs, io_weight=weight
+    )
     return {"changed": changed, "applied": bool(b.exists(user))}
 
 
