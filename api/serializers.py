@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from billing.models import trim_amount
-from provisioning.models import Operation, Service, StepRun
+from provisioning.models import CronJob, Operation, Service, StepRun
 
 
 class StrictSerializer(serializers.Serializer):
@@ -263,6 +263,42 @@ class MailboxCreateSerializer(StrictSerializer):
     local_part = serializers.CharField(max_length=64)
     password = serializers.CharField(min_length=12, max_length=128, write_only=True)
     quota_mb = serializers.IntegerField(min_value=1, max_value=1_000_000, default=1024)
+
+
+class CronJobSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CronJob
+        fields = [
+            "id",
+            "schedule",
+            "command",
+            "output",
+            "mail_to",
+            "enabled",
+            "state",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class CronJobWriteSerializer(StrictSerializer):
+    """A cron job as the customer sends it (checked again by the service before anything is
+    queued: schedule, command, the plan's number of jobs)."""
+
+    schedule = serializers.CharField(max_length=100)
+    command = serializers.CharField(max_length=1000, trim_whitespace=False)
+    output = serializers.ChoiceField(choices=CronJob.Output.choices, default="logged")
+    mail_to = serializers.EmailField(required=False, allow_blank=True, default="")
+    enabled = serializers.BooleanField(default=True)
+
+
+class CronJobUpdateSerializer(CronJobWriteSerializer):
+    job = serializers.IntegerField(min_value=1)
+
+
+class CronJobDeleteSerializer(StrictSerializer):
+    job = serializers.IntegerField(min_value=1)
 
 
 class MailboxDeleteSerializer(StrictSerializer):

@@ -27,7 +27,8 @@ from api.throttles import TokenRateThrottle
 from api.views_provisioning import refused
 from billing.models import Invoice
 from provisioning.errors import ProvisioningRefused
-from provisioning.models import Operation, Service
+from provisioning.models import CronJob, Operation, Service
+from provisioning.resources import cron
 from provisioning.resources import services as resources
 from support.models import Ticket
 from support.selectors import (
@@ -123,10 +124,55 @@ class ServiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, CustomerS
             lambda svc, v, user: resources.mailbox_delete(service=svc, actor=user, **v),
         )
 
+    @extend_schema(methods=["GET"], request=None, responses={200: s.CronJobSerializer(many=True)})
+    @extend_schema(
+        methods=["POST"], request=s.CronJobWriteSerializer, responses={202: s.OperationSerializer}
+    )
+    @action(detail=True, methods=["get", "post"], url_path="cron-jobs")
+    def cron_jobs(self, request: Request, pk: str | None = None) -> Response:
+        """The account's cron jobs; POST adds one (within the plan's number of cron jobs)."""
+        if request.method == "GET":
+            jobs = self.get_object().cron_jobs.all()
+            return Response(s.CronJobSerializer(jobs, many=True).data)
+        return self._start(
+            request,
+            s.CronJobWriteSerializer,
+            lambda svc, v, user: cron.cron_job_save(service=svc, actor=user, **v),
+        )
+
+    @extend_schema(request=s.CronJobUpdateSerializer, responses={202: s.OperationSerializer})
+    @action(detail=True, methods=["post"], url_path="cron-jobs/update")
+    def cron_jobs_update(self, request: Request, pk: str | None = None) -> Response:
+        return self._start(
+            request,
+            s.CronJobUpdateSerializer,
+            lambda svc, v, user: cron.cron_job_save(
+                service=svc, job=_cron_job(svc, v.pop("job")), actor=user, **v
+            ),
+        )
+
+    @extend_schema(request=s.CronJobDeleteSerializer, responses={202: s.OperationSerializer})
+    @action(detail=True, methods=["post"], url_path="cron-jobs/delete")
+    def cron_jobs_delete(self, request: Request, pk: str | None = None) -> Response:
+        return self._start(
+            request,
+            s.CronJobDeleteSerializer,
+            lambda svc, v, user: cron.cron_job_delete(
+                service=svc, job=_cron_job(svc, v["job"]), actor=user
+            ),
+        )
+
     def get_queryset(self) -> QuerySet[Service]:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no request user
             return Service.objects.none()
         return Service.objects.filter(customer=self.customer()).select_related("plan", "node", "ip")
+
+
+def _cron_job(service: Service, job_id: int) -> CronJob:
+    job = CronJob.objects.filter(service=service, pk=job_id).first()
+    if job is None:
+        raise NotFound("The account has no such cron job.")
+    return job
 
 
 class OperationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, CustomerScopedViewSet):

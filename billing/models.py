@@ -115,6 +115,9 @@ class Plan(models.Model):
         help_text="The account's share of disk time against other accounts (1-10000, "
         "100 is an even share); applied on nodes with systemd.",
     )
+    cron_jobs = models.PositiveSmallIntegerField(
+        "cron jobs", default=5, help_text="How many cron jobs the account may have."
+    )
     dedicated_ip = models.BooleanField("includes a dedicated IP", default=False)
     shell_access = models.BooleanField(
         "includes SSH shell access",

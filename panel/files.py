@@ -201,13 +201,14 @@ def delete(*, service: Service, path: str) -> None:
     _call(service, "files.delete", path=clean_path(path, allow_root=False))
 
 
-LOG_KINDS = ("access", "error")
+LOG_KINDS = ("access", "error", "cron")
 LOG_TAIL_BYTES = 16384
 
 
 def log_tail(*, service: Service, kind: str) -> str:
-    """The last lines of the account's nginx access or error log (the agent reads them as
-    root: nginx owns them; the path is built from the validated account name)."""
+    """The last lines of the account's nginx access or error log, or of its cron log (the
+    agent reads them as root, opening no link; the path is built from the validated account
+    name)."""
     if kind not in LOG_KINDS:
         raise FileError("There is no such log.")
     if service.node is None or service.state != Service.State.ACTIVE:

@@ -15,8 +15,10 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from accounts.models import User
+from provisioning import validators
 from provisioning.errors import ProvisioningRefused
-from provisioning.models import Operation, Service
+from provisioning.models import CronJob, Operation, Service
+from provisioning.resources import cron
 from provisioning.resources import dns as hwdns
 from provisioning.resources import services as resources
 
@@ -169,6 +171,10 @@ _FIELD_BY_CODE = {
     "wp_title": "title",
     "wp_admin": "admin_user",
     "email": "admin_email",
+    "schedule": "schedule",
+    "command": "command",
+    "output": "output",
+    "mail_to": "mail_to",
 }
 
 
@@ -478,6 +484,60 @@ class SftpDisableForm(ResourceForm):
         return resources.sftp_disable(service=service, actor=actor)
 
 
+class CronJobForm(ResourceForm):
+    """Add a cron job, or change one (``job`` names it)."""
+
+    slot = "cron"
+
+    job = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    schedule = forms.CharField(
+        label="Schedule",
+        max_length=100,
+        help_text="Minute, hour, day of month, month, day of week (e.g. */15 * * * *), "
+        "or @hourly, @daily, @weekly, @monthly.",
+    )
+    command = forms.CharField(
+        label="Command",
+        max_length=validators.CRON_COMMAND_MAX,
+        help_text="Runs as your account's user in your home, e.g. php public_html/cron.php",
+    )
+    output = forms.ChoiceField(label="Output", choices=CronJob.Output.choices)
+    mail_to = forms.EmailField(
+        label="Mail the output to",
+        required=False,
+        help_text="When mailed; your own address if empty. Sent only when there is output.",
+    )
+    enabled = forms.BooleanField(label="Enabled", required=False, initial=True)
+
+    def apply(self, *, service: Service, actor: User) -> Operation:
+        d = self.cleaned_data
+        job = None
+        if d.get("job"):
+            job = CronJob.objects.filter(service=service, pk=d["job"]).first()
+            if job is None:
+                raise ProvisioningRefused("There is no such cron job.", code="cron")
+        return cron.cron_job_save(
+            service=service,
+            job=job,
+            schedule=d["schedule"],
+            command=d["command"],
+            output=d["output"],
+            mail_to=d.get("mail_to") or "",
+            enabled=bool(d.get("enabled")),
+            actor=actor,
+        )
+
+
+class CronDeleteForm(ResourceForm):
+    job = forms.IntegerField(widget=forms.HiddenInput)
+
+    def apply(self, *, service: Service, actor: User) -> Operation:
+        job = CronJob.objects.filter(service=service, pk=self.cleaned_data["job"]).first()
+        if job is None:
+            raise ProvisioningRefused("There is no such cron job.", code="cron")
+        return cron.cron_job_delete(service=service, job=job, actor=actor)
+
+
 # action name -> (form, the form's slot on the service page when it shows errors)
 RESOURCE_ACTIONS: dict[str, tuple[type[ResourceForm], str]] = {
     "dns-add": (DnsRecordForm, "dns_form"),
@@ -500,4 +560,7 @@ RESOURCE_ACTIONS: dict[str, tuple[type[ResourceForm], str]] = {
     "wordpress-add": (WordPressForm, "wordpress_form"),
     "sftp-add": (SftpForm, "sftp_form"),
     "sftp-disable": (SftpDisableForm, "sftp_form"),
+    "cron-add": (CronJobForm, "cron_form"),
+    "cron-edit": (CronJobForm, "cron_form"),
+    "cron-delete": (CronDeleteForm, "cron_form"),
 }

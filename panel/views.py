@@ -69,7 +69,11 @@ def _service_page(
         "dmarc_choices": resources.DmarcForm.base_fields["policy"].choices,  # type: ignore[attr-defined]
         "wordpress_form": resources.WordPressForm(),
         "sftp_form": resources.SftpForm(),
-        "log_kinds": [("access", "Access log"), ("error", "Error log")],
+        "cron_jobs": (jobs := list(service.cron_jobs.all())),
+        "cron_limit": service.plan.cron_jobs,
+        "cron_room": len(jobs) < service.plan.cron_jobs,
+        "cron_form": resources.CronJobForm(initial={"output": "logged", "enabled": True}),
+        "log_kinds": [("access", "Access log"), ("error", "Error log"), ("cron", "Cron log")],
         "sftp_port": settings.SFTP_PORT,
         "backup_keep": settings.BACKUP_KEEP,
     }

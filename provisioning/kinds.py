@@ -16,6 +16,7 @@ from __future__ import annotations
 from provisioning.drift import REPAIR, converging
 from provisioning.models import Operation, Service
 from provisioning.resources import certificates as cert
+from provisioning.resources import cron
 from provisioning.resources import steps as res
 from provisioning.steps import hosting as web
 from provisioning.steps import move
@@ -184,6 +185,19 @@ ALL: tuple[OperationKind, ...] = (
     OperationKind(name="backup_restore", steps=(res.Restore,), description="Restore a backup"),
     OperationKind(name="sftp_enable", steps=(res.Sftp,), description="Allow SFTP access"),
     OperationKind(name="sftp_disable", steps=(res.SftpOff,), description="Turn SFTP access off"),
+    OperationKind(
+        name="cron_ensure",
+        steps=(cron.CronEnsure,),
+        description="Add or change a cron job",
+        on_completed=cron.cron_ensured,
+        on_rolled_back=cron.cron_ensure_rolled_back,
+    ),
+    OperationKind(
+        name="cron_remove",
+        steps=(cron.CronRemove,),
+        description="Remove a cron job",
+        on_completed=cron.cron_removed,
+    ),
     # --- the account's node (staff) --------------------------------------------------------
     OperationKind(
         name="move",

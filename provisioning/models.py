@@ -515,3 +515,36 @@ class DriftFinding(models.Model):
     def __str__(self) -> str:
         return f"{self.node}: {self.get_kind_display()} {self.name} {self.get_problem_display()}"
 
+
+class CronJob(models.Model):
+    """A customer's cron job: a command run as the account's Linux user on a schedule.
+
+    The row is what the customer asked for; the node gets it through a ``cron_ensure``
+    operation (``provisioning/resources/cron.py``) and loses it through ``cron_remove``.
+    ``state`` follows those operations: ``pending`` while one runs, ``active`` once the node
+    holds the job as the row says.
+    """
+
+    class Output(models.TextChoices):
+        LOGGED = "logged", "Logged (cron log in the panel)"
+        MAILED = "mailed", "Mailed"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Being applied"
+        ACTIVE = "active", "Applied"
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="cron_jobs")
+    schedule = models.CharField(max_length=100, help_text="Five cron fields, or @daily etc.")
+    command = models.CharField(max_length=1000)
+    output = models.CharField(max_length=10, choices=Output.choices, default=Output.LOGGED)
+    mail_to = models.EmailField("mail output to", blank=True)
+    enabled = models.BooleanField(default=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["service", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.schedule} {self.command[:60]}"

@@ -319,3 +319,65 @@ def validate_positive_int(value: object, *, name: str, maximum: int = 10**9) -> 
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= maximum:
         raise _refuse(f"{name} must be a whole number between 1 and {maximum}.", "number")
     return value
+
+
+# Cron jobs: the schedule's five fields (minute, hour, day of month, month, day of week) as
+# numbers, "*", ranges "a-b", lists "a,b" and steps "/n", or one of the macros below.
+_CRON_FIELD = re.compile(r"(?:\*|[0-9]{1,2}(?:-[0-9]{1,2})?)(?:/[0-9]{1,2})?")
+CRON_MACROS = ("@hourly", "@daily", "@weekly", "@monthly", "@yearly")
+_CRON_FIELDS = (
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("day of week", 0, 7),
+)
+CRON_COMMAND_MAX = 1000
+_CRON_COMMAND = re.compile(r"[\x20-\x7e]+")
+
+
+def validate_cron_schedule(value: object) -> str:
+    """A cron job's schedule, returned with single spaces (the node agent converts it to a
+    systemd calendar or writes it into the account's crontab; it checks it again)."""
+    if not isinstance(value, str):
+        raise _refuse("The schedule must be text.", "schedule")
+    text = " ".join(value.split())
+    if text in CRON_MACROS:
+        return text
+    fields = text.split(" ")
+    if len(fields) != len(_CRON_FIELDS):
+        raise _refuse(
+            "A schedule has five fields: minute, hour, day of month, month, day of week "
+            "(e.g. */15 * * * *), or is @hourly, @daily, @weekly, @monthly or @yearly.",
+            "schedule",
+        )
+    for field, (name, low, high) in zip(fields, _CRON_FIELDS, strict=True):
+        for part in field.split(","):
+            if not _CRON_FIELD.fullmatch(part):
+                raise _refuse(f"{field!r} is not a valid {name} field.", "schedule")
+            base, _, step = part.partition("/")
+            if base != "*":
+                numbers = [int(n) for n in base.split("-")]
+                if any(not low <= n <= high for n in numbers) or numbers != sorted(numbers):
+                    raise _refuse(
+                        f"The {name} field {field!r} is out of range ({low}-{high}).", "schedule"
+                    )
+            if step and int(step) == 0:
+                raise _refuse(f"The {name} field {field!r} has a step of 0.", "schedule")
+    return text
+
+
+def validate_cron_command(value: object) -> str:
+    """A cron job's command: one line of printable ASCII, at most 1000 characters."""
+    if not isinstance(value, str) or not value.strip():
+        raise _refuse("Enter the command to run.", "command")
+    value = value.strip()
+    if len(value) > CRON_COMMAND_MAX:
+        raise _refuse(f"The command is longer than {CRON_COMMAND_MAX} characters.", "command")
+    if not _CRON_COMMAND.fullmatch(value):
+        raise _refuse(
+            "The command must be one line of plain ASCII characters (no line breaks, tabs or "
+            "accented letters).",
+            "command",
+        )
+    return value

@@ -1,8 +1,8 @@
 """Tenant isolation on a Debian 12 node with systemd: everything an account runs is in its slice.
 
 The account's slice is ``user-<uid>.slice`` (the one logind gives the user's sessions) with the
-plan's limits; its PHP-FPM master (``hostwright-php@<user>.service``) and its SFTP sessions
-(sshd's PAM session) run in it. The lab shows the
+plan's limits; its PHP-FPM master (``hostwright-php@<user>.service``), its cron jobs (a timer
+and a service each) and its SFTP sessions (sshd's PAM session) run in it. The lab shows the
 limits as configured, not as enforced: this machine keeps the cgroup controllers, so the nodes'
 slices have none (the loopback node's tests check enforcement on cgroup v1). What the node can
 count without controllers (CPU time, tasks) comes back as the account's usage.
@@ -15,7 +15,8 @@ import time
 import pytest
 
 from provisioning import services
-from provisioning.models import Operation, Service
+from provisioning.models import CronJob, Operation, Service
+from provisioning.resources import cron as hwcron
 from provisioning.resources import services as resources
 from provisioning.usage import usage_collect_node
 from tests.factories import CustomerFactory, PlanFactory
@@ -56,7 +57,7 @@ def test_everything_an_account_runs_is_in_its_slice(worker, lab, lab_nodes):
     # given an account built by the engine on a lab node
     customer = CustomerFactory.create(name="Sol Slice")
     plan = PlanFactory.create(
-        php_workers=2, memory_mb=256, cpu_percent=50, processes=40, io_weight=300
+        php_workers=2, memory_mb=256, cpu_percent=50, processes=40, io_weight=300, cron_jobs=2
     )
     domain = unique_domain("sol-slice")
     service = services.service_order(customer=customer, plan=plan, domain=domain)
@@ -112,9 +113,26 @@ def test_everything_an_account_runs_is_in_its_slice(worker, lab, lab_nodes):
     time.sleep(12)
     assert _show(lab, node.name, "ActiveState", php)["ActiveState"] == "active"
 
+    # when the customer adds a cron job running every minute, with its output logged
+    command = "id -un; grep '^0::' /proc/self/cgroup"
+    _completed(hwcron.cron_job_save(service=service, schedule="* * * * *", command=command))
+    job = CronJob.objects.get(service=service)
+    assert job.state == CronJob.State.ACTIVE
+    timer = f"hostwright-cron-{user}-{job.pk}.timer"
+    assert _show(lab, node.name, "ActiveState", timer)["ActiveState"] == "active"
+    # then within a minute it ran as the account's user, in the account's slice
+    log = ""
+    deadline = time.monotonic() + 75
+    while time.monotonic() < deadline and "ended, exit" not in log:
+        time.sleep(3)
+        log = on_node(lab, node.name, f"cat /var/log/hostwright/cron/{user}.log; true")
+    assert f"\n{user}\n" in log, log
+    assert f"0::{in_slice}hostwright-cron-{user}-{job.pk}.service" in log, log
+    assert "ended, exit 0" in log
+
     # when the plan changes, then the slice has the new plan's limits
     bigger = PlanFactory.create(
-        php_workers=3, memory_mb=512, cpu_percent=80, processes=60, io_weight=50
+        php_workers=3, memory_mb=512, cpu_percent=80, processes=60, io_weight=50, cron_jobs=2
     )
     _completed(services.service_change_plan(service=service, plan=bigger))
     assert _show(lab, node.name, SLICE_LIMITS, account_slice) == {
@@ -136,12 +154,17 @@ def test_everything_an_account_runs_is_in_its_slice(worker, lab, lab_nodes):
     assert service.tasks_used is not None and service.tasks_used >= 1
     assert service.io_read_bytes is None and service.memory_used_mb is None
 
-    # when the account is terminated, then nothing of its slice or PHP stays
+    # when the job is removed, then its timer and service are gone from the node
+    _completed(hwcron.cron_job_delete(service=service, job=job))
+    assert not CronJob.objects.filter(pk=job.pk).exists()
+    assert not on_node(lab, node.name, f"ls /etc/systemd/system | grep cron-{user}; true").strip()
+
+    # when the account is terminated, then nothing of its slice, PHP or cron stays
     _completed(services.service_terminate(service=service))
     left = on_node(
         lab,
         node.name,
         f"ls /etc/systemd/system/{account_slice}.d /etc/hostwright/php-fpm "
-        "2>/dev/null; systemctl is-active {php}; true",
+        f"/etc/hostwright/cron 2>/dev/null; systemctl is-active {php}; true",
     )
     assert user not in left and "inactive" in left

@@ -2,7 +2,8 @@
 
 An account's nginx logs (``/var/log/nginx/hw-<user>.{access,error}.log``) belong to nginx, not
 to the account, so root reads them: the path is built from the validated account name, the
-folder is root's, and the file is opened without following a link.
+folder is root's, and the file is opened without following a link. The account's cron log
+(``hwagent.cron``) is the account's file in root's folder, read the same way.
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ from hwagent.errors import AgentError
 from hwagent.registry import action
 
 LOG_DIR = "/var/log/nginx"
-KINDS = ("access", "error")
+KINDS = ("access", "error", "cron")
 MAX_TAIL = 256 * 1024
 
 
 def log_path(user: str, kind: str) -> str:
+    if kind == "cron":
+        from hwagent.cron import log_path as cron_log
+
+        return cron_log(user)
     return f"{LOG_DIR}/hw-{user}.{kind}.log"
 
 
@@ -29,7 +34,7 @@ def tail(*, user: str, kind: str, max_bytes: int = 16384) -> dict[str, Any]:
     ``""`` when the log does not exist yet."""
     user = validate.linux_user(user)
     if kind not in KINDS:
-        raise AgentError("invalid", "the log is 'access' or 'error'")
+        raise AgentError("invalid", "the log is 'access', 'error' or 'cron'")
     if not 0 < max_bytes <= MAX_TAIL:
         raise AgentError("invalid", f"max_bytes is 1 to {MAX_TAIL}")
     try:

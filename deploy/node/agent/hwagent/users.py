@@ -238,7 +238,7 @@ def _orphaned_home(user: str) -> bool:
 
 @action("user.remove")
 def remove(*, user: str, owner: str) -> dict[str, Any]:
-    """Remove the account's Linux user, its processes and its home.
+    """Remove the account's Linux user, its cron jobs, its processes and its home.
 
     Refuses (``conflict``) a user that carries another owner's tag. A home left behind
     without its user is removed only when no user owns its files any more. The home is
@@ -249,6 +249,10 @@ def remove(*, user: str, owner: str) -> dict[str, Any]:
     owner = owner_tag(owner)
     changed: list[str] = []
     if check_owner(user, owner):
+        from hwagent import cron
+
+        if cron.purge(user):  # its jobs first: a timer must not start one as the user goes
+            changed.append("cron")
         _kill(user)
         if _remove_home(user):
             changed.append("home")
@@ -263,11 +267,15 @@ def remove(*, user: str, owner: str) -> dict[str, Any]:
 
 @action("user.lock")
 def lock(*, user: str, owner: str) -> dict[str, Any]:
-    """Suspend logins: the account expires, gets no shell, and its processes end."""
+    """Suspend logins: the account expires, gets no shell, its cron jobs stop running and its
+    processes end."""
     user = validate.linux_user(user)
     if not check_owner(user, owner_tag(owner)):
         raise AgentError("not_found", f"there is no account {user} on this node")
     system.run(["usermod", "--expiredate", "1", "--shell", NOLOGIN, user], what="locking")
+    from hwagent import cron
+
+    cron.pause(user, True)  # systemd runs timers whatever the account's expiry says
     _kill(user)
     return {"changed": True}
 
@@ -282,6 +290,9 @@ def unlock(*, user: str, owner: str, login_shell: bool = False) -> dict[str, Any
     system.run(["usermod", "--expiredate", "", "--shell", login, user], what="unlocking")
     set_membership(user, SSH_GROUP, login_shell)
     set_membership(user, NOLOGIN_GROUP, not login_shell)
+    from hwagent import cron
+
+    cron.pause(user, False)
     return {"changed": True}
 
 
