@@ -568,6 +568,8 @@ def service_usage(*, service: Service) -> list[Usage]:
         ),
         Usage("Memory in use", service.memory_used_mb, plan.memory_mb, "MB"),
         Usage("CPU, recent average", service.cpu_used_percent, plan.cpu_percent, "% of a core"),
+        # Counted from the account's slice on systemd nodes (unknown elsewhere).
+        Usage("Processes and threads", service.tasks_used, plan.processes, "tasks"),
     ]
 
 

@@ -148,7 +148,7 @@ def test_everything_an_account_runs_is_in_its_slice(worker, lab, lab_nodes):
     # when usage is collected, then the figures are the slice's own counters: CPU time and
     # tasks (memory and IO need controllers the lab's nodes do not have: unknown, not zero)
     assert usage_collect_node(node_id=node.pk) >= 1
-    service.refresh_from_db()
+    service = Service.objects.select_related("node").get(pk=service.pk)
     cpu = int(_show(lab, node.name, "CPUUsageNSec", account_slice)["CPUUsageNSec"])
     assert service.cpu_time_ns is not None and 0 < service.cpu_time_ns <= cpu
     assert service.tasks_used is not None and service.tasks_used >= 1
