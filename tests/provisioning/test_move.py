@@ -108,3 +108,25 @@ def test_a_suspended_account_is_not_moved(service, new):
     service = Service.objects.select_related("node", "ip").get(pk=service.pk)
     with pytest.raises(ProvisioningRefused, match="suspended"):
         services.service_move(service=service, node=new)
+
+
+def test_staff_pick_the_node_on_a_page_of_its_own_then_the_move_is_queued(client, service, new):
+    from accounts.roles import ADMINISTRATOR
+    from tests.staff import make_staff, sign_in_staff
+
+    # given an administrator on the services page
+    sign_in_staff(client, make_staff("ada@hostwright.test", ADMINISTRATOR))
+    url = "/admin/provisioning/service/"
+    data = {"action": "move_to_node", "_selected_action": [service.pk]}
+
+    # when they choose "Move to another node", they are asked where to
+    asked = client.post(url, data)
+    assert asked.status_code == 200
+    assert b"Move to another node" in asked.content and b'name="node"' in asked.content
+    assert not Operation.objects.filter(kind="move").exists()
+
+    # and when they pick the node, the move is queued
+    done = client.post(url, {**data, "node": new.pk})
+    assert done.status_code == 302
+    op = Operation.objects.get(kind="move")
+    assert op.params["target_node_id"] == new.pk
