@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
-from django.db import IntegrityError, connection, transaction
+from django.db import connection
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
@@ -78,6 +78,21 @@ class TokenAuthentication(authentication.BaseAuthentication):
         return self.keyword
 
 
+def nonce_spend(*, client_id: int, nonce: str) -> bool:
+    """Record a client's nonce; False when it was used before (a replay).
+
+    One statement that never raises on a replay (``ON CONFLICT DO NOTHING``), so it needs no
+    savepoint inside the caller's transaction and aborts nothing there.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {ApiNonce._meta.db_table} (client_id, nonce, seen_at) "  # noqa: S608
+            "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+            [client_id, nonce, timezone.now()],
+        )
+        return cursor.rowcount == 1
+
+
 class HMACAuthentication(authentication.BaseAuthentication):
     """A provisioning client's signed request."""
 
@@ -117,16 +132,8 @@ class HMACAuthentication(authentication.BaseAuthentication):
         if not secret or not signature_matches(expected, signature):
             raise AuthFailed("The signature does not match the request.", "signature_invalid")
         # Only a correctly signed request may use up a nonce.
-        # Outside a transaction the INSERT commits on its own (no BEGIN/COMMIT round trips);
-        # inside one, a savepoint keeps a replay from aborting the caller's transaction.
-        try:
-            if connection.in_atomic_block:
-                with transaction.atomic():
-                    ApiNonce.objects.create(client_id=key.client_id, nonce=nonce)
-            else:
-                ApiNonce.objects.create(client_id=key.client_id, nonce=nonce)
-        except IntegrityError:
-            raise AuthFailed("This nonce was already used.", "nonce_replayed") from None
+        if not nonce_spend(client_id=key.client_id, nonce=nonce):
+            raise AuthFailed("This nonce was already used.", "nonce_replayed")
         now = timezone.now()
         if key.last_used_at is None or now - key.last_used_at > timedelta(minutes=1):
             ProvisioningClientKey.objects.filter(pk=key.pk).update(last_used_at=now)

@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from accounts.models import Customer, User
+from accounts.models import AuditLog, Customer, User
 from accounts.services import audit_record
 from billing.models import Plan
 from provisioning import guards, selectors, validators, workflow
@@ -119,7 +119,7 @@ def operation_start(
         detail={"service": service.pk, "domain": service.domain},
     )
     operation_id = operation.pk
-    transaction.on_commit(lambda: workflow.queue_chain(operation_id, 0))
+    transaction.on_commit(lambda: workflow.queue_chain(operation_id, 0, kind=kind))
     return operation
 
 
@@ -137,7 +137,6 @@ def _username_for(domain: str, node: Node) -> str:
     raise ProvisioningRefused("Could not find a free account name; try again.")
 
 
-@transaction.atomic
 def service_order(
     *,
     customer: Customer,
@@ -147,7 +146,30 @@ def service_order(
     dedicated_ip: bool = False,
     extra_disk_mb: int = 0,
 ) -> Service:
-    """Create a hosting account: validate the domain, place it on a node, queue `create`.
+    """Create a hosting account (see ``service_order_started``); the new service."""
+    service, _operation = service_order_started(
+        customer=customer,
+        plan=plan,
+        domain=domain,
+        actor=actor,
+        dedicated_ip=dedicated_ip,
+        extra_disk_mb=extra_disk_mb,
+    )
+    return service
+
+
+@transaction.atomic
+def service_order_started(
+    *,
+    customer: Customer,
+    plan: Plan,
+    domain: str,
+    actor: User | None = None,
+    dedicated_ip: bool = False,
+    extra_disk_mb: int = 0,
+) -> tuple[Service, Operation]:
+    """Create a hosting account: validate the domain, place it on a node, queue `create`;
+    the new service and its queued `create` operation.
 
     The domain must be a valid (IDNA) name that no other live service hosts, nor a parent
     domain of it hosted by another customer. Placement picks the active web node with the
@@ -199,28 +221,61 @@ def service_order(
         if ip is not None:
             ip.last_assigned_at = timezone.now()
             ip.save(update_fields=["last_assigned_at"])
+    username = _username_for(name, node)
     try:
-        with transaction.atomic():
-            service = Service.objects.create(
-                customer=customer,
-                plan=plan,
-                node=node,
-                ip=ip,
-                username=_username_for(name, node),
-                domain=name,
-                extra_disk_mb=extra_disk_mb,
-            )
+        # A race with another order of the same domain ends here; this function's savepoint
+        # (or, at the top level, its transaction) undoes the order whole.
+        service = Service.objects.create(
+            customer=customer,
+            plan=plan,
+            node=node,
+            ip=ip,
+            username=username,
+            domain=name,
+            extra_disk_mb=extra_disk_mb,
+        )
     except IntegrityError:
         raise ProvisioningRefused(f"{name} is already hosted.", code="domain_taken") from None
-    audit_record(
-        action="provisioning.service.ordered",
+    # The new service has no operation yet and nobody else sees it before the commit: no row
+    # to lock and nothing running to refuse for (what ``operation_start`` checks), only the
+    # state table.
+    kind = Operation.Kind.CREATE
+    _refuse_by_state(service, kind, actor)
+    operation = Operation.objects.create(service=service, kind=kind, actor=actor)
+    OperationEvent.objects.create(
+        operation=operation,
+        from_state="",
+        to_state=operation.state,
         actor=actor,
-        target=service,
-        customer=customer,
-        detail={"domain": name, "plan": plan.pk, "node": node.name},
+        actor_label=_label(actor),
+        detail=f"{kind} requested",
     )
-    operation_start(service=service, kind=Operation.Kind.CREATE, actor=actor)
-    return service
+    label = _label(actor)
+    AuditLog.objects.bulk_create(
+        [
+            AuditLog(
+                action="provisioning.service.ordered",
+                actor=actor,
+                actor_label=label,
+                customer=customer,
+                object_type=Service._meta.label_lower,
+                object_id=str(service.pk),
+                detail={"domain": name, "plan": plan.pk, "node": node.name},
+            ),
+            AuditLog(
+                action=f"provisioning.operation.{kind}",
+                actor=actor,
+                actor_label=label,
+                customer=customer,
+                object_type=Operation._meta.label_lower,
+                object_id=str(operation.pk),
+                detail={"service": service.pk, "domain": name},
+            ),
+        ]
+    )
+    operation_id = operation.pk
+    transaction.on_commit(lambda: workflow.queue_chain(operation_id, 0, kind=kind))
+    return service, operation
 
 
 def _holds_sync(service: Service) -> list[str]:

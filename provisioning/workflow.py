@@ -79,15 +79,15 @@ def note(operation: Operation, detail: str, *, actor_label: str = "system") -> N
     )
 
 
-def queue_chain(operation_id: int, start: int) -> None:
-    """Send the operation's steps from ``start`` on as one Celery chain (call after commit)."""
+def queue_chain(operation_id: int, start: int, *, kind: str = "") -> None:
+    """Send the operation's steps from ``start`` on as one Celery chain (call after commit).
+    ``kind``, when the caller knows it, saves reading the operation again."""
     from celery import chain
 
     from provisioning import tasks
 
-    operation = Operation.objects.get(pk=operation_id)
-    kind = get_kind(operation.kind)
-    signatures = [tasks.operation_step.si(operation_id, i) for i in range(start, len(kind.steps))]
+    steps = get_kind(kind or Operation.objects.get(pk=operation_id).kind).steps
+    signatures = [tasks.operation_step.si(operation_id, i) for i in range(start, len(steps))]
     signatures.append(tasks.operation_finish.si(operation_id))
     chain(*signatures).apply_async()
 
