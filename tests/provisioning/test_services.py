@@ -205,3 +205,37 @@ def test_change_plan_and_retry_and_rollback_refusals(customer, node, plan):
 def test_running_operation_selector(customer, node, plan):
     service = services.service_order(customer=customer, plan=plan, domain="sel.example.com")
     assert selectors.running_operation(service=service) == service.operations.get()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_operation_start_locks_the_service_not_its_customer_or_plan(node, plan) -> None:
+    # Given an account (its create finished)
+    import psycopg
+    from django.conf import settings
+    from django.db import transaction
+
+    from provisioning.services import _lock_service
+
+    customer = CustomerFactory.create()
+    service = _activate(services.service_order(customer=customer, plan=plan, domain="lock.example"))
+    db = settings.DATABASES["default"]
+    other = psycopg.connect(
+        host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, dbname=db["NAME"],
+        user=db["USER"], password=db["PASSWORD"], autocommit=True,
+    )  # fmt: skip
+    try:
+        with transaction.atomic():
+            # When one transaction holds the service for an operation start
+            _lock_service(service)
+            # Then another may still lock the customer and the plan (a second order, a worker
+            # finishing another account), but not the service itself
+            other.execute("SET lock_timeout = '2s'")
+            other.execute("SELECT 1 FROM accounts_customer WHERE id = %s FOR UPDATE", [customer.pk])
+            other.execute("SELECT 1 FROM billing_plan WHERE id = %s FOR UPDATE", [plan.pk])
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                other.execute(
+                    "SELECT 1 FROM provisioning_service WHERE id = %s FOR UPDATE NOWAIT",
+                    [service.pk],
+                )
+    finally:
+        other.close()
