@@ -26,6 +26,7 @@ from billing.gateways import stripe as stripe_gateway
 from billing.gateways.base import GatewayError
 from billing.models import (
     ZERO,
+    Addon,
     AddonPrice,
     BillingRun,
     BillingSettings,
@@ -187,12 +188,23 @@ def _renewal_batch(ids: list[int], *, today: dt.date, rates: dict[str, TaxRate])
         Subscription.objects.select_for_update(of=("self",))
         .filter(pk__in=ids, state=Subscription.State.ACTIVE)
         .select_related("customer", "plan__product")
-        .prefetch_related("addons")
         .order_by("id")
     )
     if not subs:
         return 0
-    addon_ids = {addon.pk for sub in subs for addon in sub.addons.all()}
+    # The add-ons of the whole batch in one query. (prefetch_related("addons") built a
+    # queryset per subscription to attach its rows: a third of a batch's time, though
+    # almost no subscription has an add-on.)
+    through = Subscription.addons.through
+    sub_addons: dict[int, list[Addon]] = {}
+    rows = (
+        through.objects.filter(subscription_id__in=[sub.pk for sub in subs])
+        .select_related("addon")
+        .order_by("addon__position", "addon__id")  # the add-ons' own order, as before
+    )
+    for row in rows:
+        sub_addons.setdefault(row.subscription_id, []).append(row.addon)
+    addon_ids = {addon.pk for found in sub_addons.values() for addon in found}
     addon_price = {
         (row.addon_id, row.cycle, row.currency): row.amount
         for row in AddonPrice.objects.filter(addon_id__in=addon_ids)
@@ -205,7 +217,7 @@ def _renewal_batch(ids: list[int], *, today: dt.date, rates: dict[str, TaxRate])
         tax = tax_decide(customer=sub.customer, rates=rates)
         sub_lines = []
         addon_sum = ZERO
-        for addon in sub.addons.all():
+        for addon in sub_addons.get(sub.pk, []):
             amount = addon_price.get((addon.pk, sub.cycle, sub.currency), ZERO)
             addon_sum += amount
             sub_lines.append((f"{addon.name}", amount))

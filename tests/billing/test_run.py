@@ -380,3 +380,31 @@ def test_unpaid_order_is_reminded_then_cancelled(
     coupon.refresh_from_db()
     assert coupon.times_redeemed == 0
     assert run(31).counts["orders_expired"] == 0
+
+
+def test_a_renewal_bills_the_plan_and_each_add_on_in_the_add_ons_order(
+    customer, owner, plan, tax_rates, node, billing_settings, storage_addon
+):
+    # given a subscription of 14.00 a month with two add-ons, the second listed first
+    from billing.models import Addon, AddonPrice
+
+    ip = Addon.objects.create(name="Dedicated IP", slug="ip", kind="dedicated_ip", position=0)
+    AddonPrice.objects.create(addon=ip, cycle="monthly", currency="EUR", amount=Decimal("1.50"))
+    storage_addon.position = 1
+    storage_addon.save(update_fields=["position"])
+    sub = active_subscription(customer=customer, plan=plan, due=DUE, amount=Decimal("14.00"))
+    sub.addons.set([storage_addon, ip])
+    # and another due subscription without add-ons, renewed in the same batch
+    plain = active_subscription(customer=customer, plan=plan, due=DUE, domain="two.example.com")
+
+    # when the daily run renews them
+    assert run(-14).counts["renewal_invoices"] == 2
+
+    # then the plan line carries the amount less the add-ons, each add-on its price, in order
+    lines = Invoice.objects.get(subscription=sub).lines.order_by("position")
+    assert [(line.description.split(" (")[0], line.amount) for line in lines] == [
+        (str(plan), Decimal("10.00")),
+        ("Dedicated IP", Decimal("1.50")),
+        ("Extra storage 10 GB", Decimal("2.50")),
+    ]
+    assert Invoice.objects.get(subscription=plain).lines.count() == 1
