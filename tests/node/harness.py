@@ -161,6 +161,15 @@ def cleanup_test_accounts(own_tag: str | None = None) -> list[str]:
     for db_user in _run(["mysql", "-N", "-B", "-e", query]).stdout.split():
         if _removable(db_user, own_tag):
             _run(["mysql", "-e", f"DROP USER IF EXISTS '{db_user}'@'localhost'"])
+    # Their cron jobs: crontab, commands and log (cron would report their users missing).
+    for pattern in (
+        f"/var/spool/cron/crontabs/{USER_PREFIX}*",
+        f"/etc/hostwright/cron/{USER_PREFIX}*",
+        f"/var/log/hostwright/cron/{USER_PREFIX}*.log",
+    ):
+        for path in Path("/").glob(pattern.lstrip("/")):
+            if _removable(path.name.removesuffix(".log"), own_tag):
+                _run(["rm", "-rf", "--one-file-system", str(path)])
     for ctl in ("cpu", "cpuacct", "memory", "pids"):
         for d in Path(f"/sys/fs/cgroup/{ctl}/hostwright").glob(f"{USER_PREFIX}*"):
             if _removable(d.name, own_tag):
@@ -185,6 +194,8 @@ def node_leftovers(username: str) -> list[str]:
         f"/etc/php/8.2/fpm/pool.d/hw-{username}.conf",
         f"/etc/nginx/hostwright/sites/{username}.conf",
         f"/run/php/hw-{username}.sock",
+        f"/var/spool/cron/crontabs/{username}",
+        f"/etc/hostwright/cron/{username}",
     ):
         if Path(path).exists():
             found.append(path)
