@@ -26,6 +26,7 @@ from provisioning.models import (
     IPAddress,
     Node,
     NodeGroup,
+    NodeResource,
     Operation,
     Service,
     StepRun,
@@ -196,6 +197,26 @@ class MailLimitFilter(admin.SimpleListFilter):
         return queryset
 
 
+class NodeResourceInline(admin.TabularInline):
+    """What the service holds on its node, one row per resource, with the operation that
+    made it: what terminate removes, and nothing else. Written by the steps only."""
+
+    model = NodeResource
+    extra = 0
+    fields = ("kind", "name", "node", "state", "created", "operation", "created_at", "removed_by")
+    readonly_fields = fields
+    can_delete = False
+    ordering = ("state", "kind", "name")
+    verbose_name = "resource on the node"
+    verbose_name_plural = "resources on the node (present, being removed, gone)"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[NodeResource]:
+        return super().get_queryset(request).select_related("node", "operation", "removed_by")
+
+
 class SuspensionHoldInline(admin.TabularInline):
     """Why the service is (or was) suspended: every hold with who placed and lifted it."""
 
@@ -259,7 +280,7 @@ class ServiceAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     )
-    inlines = [SuspensionHoldInline, OperationInline]
+    inlines = [SuspensionHoldInline, NodeResourceInline, OperationInline]
 
     @admin.display(description="mail sent (last hour)")
     def mail_sending(self, obj: Service) -> str:

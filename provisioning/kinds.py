@@ -91,19 +91,20 @@ ALL: tuple[OperationKind, ...] = (
         on_completed=_unsuspended,
     ),
     # Terminating cannot be compensated (the files are gone); a failed terminate is retried.
+    # Each step removes what the service's rows (``NodeResource``) list, and nothing else.
     OperationKind(
         name=Operation.Kind.TERMINATE,
         steps=(
             web.ValidateAccount,
-            inverse(web.SiteConfig, "remove_site", compensate=False),
-            inverse(web.PhpPool, "remove_pool", compensate=False),
-            inverse(web.AccountDatabase, "remove_database", compensate=False),
+            web.RemoveSite,
+            web.RemovePool,
+            web.RemoveDatabases,
             res.RemoveSftp,
             res.RemoveAccountData,
             res.RemoveMailDomain,
             res.RemoveZone,
             web.RemoveLinuxUser,
-            inverse(web.AccountLimits, "remove_limits", compensate=False),
+            web.RemoveLimits,
         ),
         on_completed=_terminated,
     ),

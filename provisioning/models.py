@@ -548,3 +548,92 @@ class CronJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.schedule} {self.command[:60]}"
+
+
+LIVE_SERVICE_STATES = ("pending", "active", "suspended")
+
+
+class NodeResource(models.Model):
+    """One thing a service holds on a node: the panel's record of who owns what, and where.
+
+    Steps write these rows through ``StepContext.own`` as soon as the node agent answered that
+    the resource is there, with the operation (and step run) that made it. An undo removes only
+    the rows its own operation created; terminate removes the rows the service holds and
+    nothing else; the panel lists a service's resources from them. A name is held by one
+    service at a time on a node (``present`` or ``removing`` rows are unique per node, kind and
+    name), so a zone or mail domain another account holds is never touched by this one.
+    """
+
+    class Kind(models.TextChoices):
+        LINUX_USER = "linux_user", "Linux user"
+        LIMITS = "limits", "Resource limits"
+        POOL = "pool", "PHP-FPM pool"
+        SITE = "site", "nginx site"
+        DATABASE = "database", "Database"
+        DATABASE_USER = "database_user", "Database user"
+        ZONE = "zone", "DNS zone"
+        RECORD_SET = "record_set", "DNS record set"
+        MAIL_DOMAIN = "mail_domain", "Mail domain"
+        MAILBOX = "mailbox", "Mailbox"
+        CERTIFICATE = "certificate", "Certificate"
+        HTTPS = "https", "HTTPS configuration"
+        SFTP = "sftp", "SFTP access"
+        BACKUP = "backup", "Backup"
+        CRON_JOB = "cron_job", "Cron job"
+
+    class State(models.TextChoices):
+        PRESENT = "present", "Present"
+        REMOVING = "removing", "Being removed"
+        GONE = "gone", "Gone"
+
+    LIVE_STATES = ("present", "removing")
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="node_resources")
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="resources")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    name = models.CharField(max_length=300)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PRESENT)
+    created = models.BooleanField(
+        default=True,
+        help_text="The operation made it on the node (not: it was already there and was "
+        "taken over). Only what its own operation made is removed by an undo.",
+    )
+    operation = models.ForeignKey(
+        Operation,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="resources_made",
+        help_text="The operation that made (or took over) it.",
+    )
+    step_run = models.ForeignKey(
+        StepRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    removed_by = models.ForeignKey(
+        Operation, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # What the panel shows of it (a record set's contents, a mailbox's quota...).
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["kind", "name", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                "node",
+                "kind",
+                Lower("name"),
+                condition=Q(state__in=["present", "removing"]),
+                name="provisioning_noderesource_one_live_holder",
+            ),
+        ]
+        indexes = [models.Index(fields=["service", "state"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.name} ({self.state})"
+
+    @property
+    def is_live(self) -> bool:
+        return self.state in self.LIVE_STATES

@@ -9,7 +9,9 @@ from tests.factories import CustomerFactory, MembershipFactory, UserFactory
 
 # The real hosting node on loopback and the provisioning worker (see tests/node/harness.py).
 # The lab of Debian 12 nodes with systemd on a bridge (see tests/lab/plugin.py).
-pytest_plugins = ["tests.node.harness", "tests.lab.plugin"]
+# The check that the session leaves no zone, mail domain, maildir, certificate or backup of
+# its own on the loopback node (see tests/node/leftovers.py).
+pytest_plugins = ["tests.node.harness", "tests.lab.plugin", "tests.node.leftovers"]
 
 
 @pytest.fixture(autouse=True)

@@ -2,14 +2,14 @@
 
 Each ensure action answers whether it created what it reports; a step records that on its
 step run (``created`` and similar keys), and its undo removes only what its own operation
-created. Termination removes what one of the service's operations created and did not roll
-back, and nothing else.
+created. What a service holds on a node is recorded as ``NodeResource`` rows through
+``StepContext.own``: undos and termination work from those rows.
 """
 
 from __future__ import annotations
 
 from provisioning.errors import PermanentStepError, TransientStepError
-from provisioning.models import Service, StepRun
+from provisioning.models import StepRun
 from provisioning.ssh import ActionResult
 from provisioning.steps.base import StepContext
 
@@ -19,24 +19,6 @@ def applied(ctx: StepContext, step: str, key: str) -> bool:
     that created its resource): an undo removes only what its own operation created."""
     runs = StepRun.objects.filter(operation=ctx.operation, step=step, direction="apply")
     return any(run.resources.get(key) for run in runs)
-
-
-def created_by_service(service: Service, step: str, keys: tuple[str, ...]) -> bool:
-    """Whether one of the service's operations created the resource of ``step`` and was not
-    rolled back since: what termination may remove, and nothing else (a zone or certificate
-    that existed before, or that another service holds, stays)."""
-    runs = StepRun.objects.filter(operation__service=service, step=step)
-    made = {
-        r.operation_id
-        for r in runs
-        if r.direction == "apply" and any(r.resources.get(k) for k in keys)
-    }
-    undone = {
-        r.operation_id
-        for r in runs
-        if r.direction == "undo" and r.status == StepRun.Status.SUCCEEDED
-    }
-    return bool(made - undone)
 
 
 def agent_failure(result: ActionResult) -> Exception:

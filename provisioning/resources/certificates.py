@@ -27,8 +27,8 @@ from typing import Any
 from django.conf import settings
 
 from provisioning.errors import PermanentStepError, StepError, TransientStepError
+from provisioning.models import NodeResource
 from provisioning.resources import acme as hwacme
-from provisioning.resources.agent import applied
 from provisioning.ssh import action
 from provisioning.steps.base import Step, StepContext
 from provisioning.validators import domain_to_ascii
@@ -116,6 +116,7 @@ class Certificate(Step):
 
     def apply(self, ctx: StepContext) -> None:
         domain = _names(ctx)[0]
+        ctx.check_free(NodeResource.Kind.CERTIFICATE, domain)
         params: dict[str, Any] = ctx.params
         try:
             issued = hwacme.issue_certificate(
@@ -144,11 +145,22 @@ class Certificate(Step):
         ctx.resource("created", bool(result.data.get("created")))
         ctx.resource("names", list(issued.names))
         ctx.resource("not_after", issued.not_after.isoformat())
+        ctx.own(
+            NodeResource.Kind.CERTIFICATE,
+            domain,
+            created=bool(result.data.get("created")),
+            detail={"names": list(issued.names), "not_after": issued.not_after.isoformat()},
+        )
 
     def undo(self, ctx: StepContext) -> None:
-        if applied(ctx, self.name, "created"):
-            ctx.agent([action("cert.remove", domain=_names(ctx)[0]), action("mail.sni.refresh")])
         # A renewal: the certificate in place keeps serving.
+        ctx.undo_owned(
+            NodeResource.Kind.CERTIFICATE,
+            actions=lambda row: [
+                action("cert.remove", domain=row.name),
+                action("mail.sni.refresh"),
+            ],
+        )
 
 
 class Https(Step):
@@ -172,7 +184,15 @@ class Https(Step):
         )
         ctx.resource("https", result.data.get("path"))
         ctx.resource("created", bool(result.data.get("created")))
+        ctx.own(
+            NodeResource.Kind.HTTPS,
+            str(ctx.service.username),
+            created=bool(result.data.get("created")),
+            detail={"domain": _names(ctx)[0]},
+        )
 
     def undo(self, ctx: StepContext) -> None:
-        if applied(ctx, self.name, "created"):
-            ctx.agent([action("cert.https_remove", account=str(ctx.service.username))])
+        ctx.undo_owned(
+            NodeResource.Kind.HTTPS,
+            actions=lambda row: [action("cert.https_remove", account=row.name)],
+        )

@@ -23,7 +23,7 @@ from accounts.models import User
 from provisioning import services as engine
 from provisioning import validators
 from provisioning.errors import ProvisioningRefused
-from provisioning.models import CronJob, Operation, Service
+from provisioning.models import CronJob, NodeResource, Operation, Service
 from provisioning.ssh import action
 from provisioning.steps.base import Step, StepContext
 
@@ -152,6 +152,12 @@ class CronEnsure(Step):
         ctx.resource("cron_job", ctx.params["job_id"])
         if result.data.get("created"):
             ctx.resource("created", True)
+        ctx.own(
+            NodeResource.Kind.CRON_JOB,
+            cron_row_name(ctx.service.username, ctx.params["job_id"]),
+            created=bool(result.data.get("created")),
+            detail={"job_id": ctx.params["job_id"]},
+        )
 
     def undo(self, ctx: StepContext) -> None:
         previous = ctx.params.get("previous")
@@ -159,16 +165,32 @@ class CronEnsure(Step):
             ctx.agent([_ensure_action(ctx, previous)])
         elif ctx.applied_resources().get("created"):
             ctx.agent([_remove_action(ctx, ctx.params["job_id"])])
+            ctx.disown(ctx.made_here(NodeResource.Kind.CRON_JOB))
 
 
 class CronRemove(Step):
     name = "remove_cron_job"
 
     def apply(self, ctx: StepContext) -> None:
-        ctx.agent([_remove_action(ctx, ctx.params["job_id"])])
+        name = cron_row_name(ctx.service.username, ctx.params["job_id"])
+        rows = ctx.owned(NodeResource.Kind.CRON_JOB, name=name)
+        ctx.remove_owned(rows, [_remove_action(ctx, ctx.params["job_id"])])
+        if not rows:
+            ctx.agent([_remove_action(ctx, ctx.params["job_id"])])
 
     def undo(self, ctx: StepContext) -> None:
         ctx.agent([_ensure_action(ctx, ctx.params)])
+        ctx.own(
+            NodeResource.Kind.CRON_JOB,
+            cron_row_name(ctx.service.username, ctx.params["job_id"]),
+            created=False,
+            detail={"job_id": ctx.params["job_id"]},
+        )
+
+
+def cron_row_name(account: str, job_id: object) -> str:
+    """A cron job's row name: job ids are the panel's, rows are per node."""
+    return f"{account}/{job_id}"
 
 
 # What the kinds do to the rows when they end (``provisioning.kinds``).

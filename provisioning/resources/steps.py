@@ -39,11 +39,11 @@ from provisioning.errors import (
     ProvisioningRefused,
     TransientStepError,
 )
-from provisioning.models import StepRun
+from provisioning.models import NodeResource, StepRun
 from provisioning.resources import dns as hwdns
 from provisioning.resources import mail as hwmail
 from provisioning.resources import sftp
-from provisioning.resources.agent import agent_failure, applied, created_by_service
+from provisioning.resources.agent import agent_failure
 from provisioning.ssh import action
 from provisioning.steps.base import Step, StepContext
 from provisioning.validators import check_limit, domain_to_ascii, validate_email, validate_ip
@@ -105,6 +105,8 @@ class DnsZone(Step):
 
     def apply(self, ctx: StepContext) -> None:
         domain = domain_to_ascii(ctx.service.domain)
+        # A zone another live account holds on this node is never written to.
+        ctx.check_free(NodeResource.Kind.ZONE, domain)
         [result] = ctx.agent(
             [
                 action(
@@ -118,10 +120,18 @@ class DnsZone(Step):
         )
         ctx.resource("dns_zone", domain)
         ctx.resource("created", bool(result.data.get("created")))
+        ctx.own(NodeResource.Kind.ZONE, domain, created=bool(result.data.get("created")))
 
     def undo(self, ctx: StepContext) -> None:
-        if applied(ctx, self.name, "created"):
-            ctx.agent([action("dns.zone_remove", domain=domain_to_ascii(ctx.service.domain))])
+        ctx.undo_owned(NodeResource.Kind.ZONE, actions=_zone_remove)
+
+
+def _zone_remove(row: NodeResource) -> list[Any]:
+    return [action("dns.zone_remove", domain=domain_to_ascii(row.name))]
+
+
+def _mail_domain_remove(row: NodeResource) -> list[Any]:
+    return [action("mail.domain.remove", domain=domain_to_ascii(row.name), purge=True)]
 
 
 class VerifyDns(Step):
@@ -151,24 +161,32 @@ class MailDomain(Step):
     name = "mail_domain"
 
     def apply(self, ctx: StepContext) -> None:
-        ctx.agent(
+        domain = domain_to_ascii(ctx.service.domain)
+        # A mail domain another live account holds on this node is never touched.
+        ctx.check_free(NodeResource.Kind.MAIL_DOMAIN, domain)
+        listed, result = ctx.agent(
             [
+                action("mail.mailbox.list", domain=domain),
                 action(
                     "mail.domain.ensure",
-                    domain=domain_to_ascii(ctx.service.domain),
+                    domain=domain,
                     account=_account(ctx),
                     account_hour=ctx.plan.mail_per_hour,
                     mailbox_hour=ctx.plan.mail_per_hour_mailbox,
-                )
+                ),
             ]
         )
         ctx.resource("mail_domain", ctx.service.domain)
+        # The agent answers "changed" only: a domain line that was missing is a new domain
+        # (one with mailboxes already was there, whatever its limits said).
+        created = result.changed and not listed.data.get("mailboxes")
+        ctx.own(NodeResource.Kind.MAIL_DOMAIN, domain, created=bool(created))
 
     def undo(self, ctx: StepContext) -> None:
-        domain = domain_to_ascii(ctx.service.domain)
-        ctx.agent(
-            [action("mail.domain.remove", domain=domain, purge=True), action("mail.sni.refresh")]
-        )
+        rows = ctx.made_here(NodeResource.Kind.MAIL_DOMAIN)
+        ctx.undo_owned(NodeResource.Kind.MAIL_DOMAIN, actions=_mail_domain_remove)
+        if any(r.created for r in rows):
+            ctx.agent([action("mail.sni.refresh")])
 
 
 DKIM_TTL = 3600
@@ -257,23 +275,38 @@ class MailLimits(Step):
 
 
 class RemoveZone(Step):
-    """At termination: the zone, when this service created it and still holds it."""
+    """At termination: the zones the service holds (with their record sets), and no other:
+    a zone of the same name that another account holds has no row of this service."""
 
     name = "remove_dns_zone"
 
     def apply(self, ctx: StepContext) -> None:
-        if created_by_service(ctx.service, DnsZone.name, ("created", "dns_zone_created")):
-            ctx.agent([action("dns.zone_remove", domain=domain_to_ascii(ctx.service.domain))])
+        zones = ctx.owned(NodeResource.Kind.ZONE)
+        ctx.remove_owned(zones, [a for z in zones for a in _zone_remove(z)])
+        ctx.disown(ctx.owned(NodeResource.Kind.RECORD_SET))
 
     def undo(self, ctx: StepContext) -> None:
         """Termination is not compensated: the account's files are gone too."""
 
 
-class RemoveMailDomain(MailDomain):
+class RemoveMailDomain(Step):
+    """At termination: the mail domains the service holds, with their mailboxes and stored
+    mail; mailboxes it holds in no domain of its own are removed one by one."""
+
     name = "remove_mail_domain"
 
     def apply(self, ctx: StepContext) -> None:
-        MailDomain.undo(self, ctx)
+        domains = ctx.owned(NodeResource.Kind.MAIL_DOMAIN)
+        held = {d.name.lower() for d in domains}
+        mailboxes = ctx.owned(NodeResource.Kind.MAILBOX)
+        inside = [m for m in mailboxes if m.name.rsplit("@", 1)[-1].lower() in held]
+        alone = [m for m in mailboxes if m not in inside]
+        ctx.remove_owned(
+            alone,
+            [action("mail.mailbox.remove", address=validate_email(m.name)) for m in alone],
+        )
+        actions = [a for d in domains for a in _mail_domain_remove(d)]
+        ctx.remove_owned([*domains, *inside], [*actions, action("mail.sni.refresh")])
 
     def undo(self, ctx: StepContext) -> None:
         """Termination is not compensated."""
@@ -306,8 +339,15 @@ class DnsRecords(Step):
                 )
             ]
         )
-        ctx.resource("previous", result.data.get("previous", []))
+        previous = result.data.get("previous", [])
+        ctx.resource("previous", previous)
         ctx.resource("serial", result.data.get("serial"))
+        _record_rows(
+            ctx,
+            replaced=list(ctx.params.get("replace", [])),
+            deleted=[(n, t) for n, t in ctx.params.get("delete", [])],
+            existed={(r["name"], r["type"]) for r in previous},
+        )
 
     def undo(self, ctx: StepContext) -> None:
         runs = StepRun.objects.filter(
@@ -328,6 +368,26 @@ class DnsRecords(Step):
                     delete=[list(x) for x in sorted(gone)],
                 )
             ]
+        )
+        _record_rows(ctx, replaced=previous, deleted=sorted(gone), existed=set())
+
+
+def _record_rows(
+    ctx: StepContext,
+    *,
+    replaced: list[dict[str, Any]],
+    deleted: list[tuple[str, str]],
+    existed: set[tuple[str, str]],
+) -> None:
+    """Keep the service's record set rows as the zone now is: one per RRset it set."""
+    for name, rtype in deleted:
+        ctx.disown(ctx.owned(NodeResource.Kind.RECORD_SET, name=f"{name} {rtype}"))
+    for r in replaced:
+        ctx.own(
+            NodeResource.Kind.RECORD_SET,
+            f"{r['name']} {r['type']}",
+            created=(r["name"], r["type"]) not in existed,
+            detail={k: r[k] for k in ("name", "type", "ttl", "contents") if k in r},
         )
 
 
@@ -362,11 +422,13 @@ class Database(Step):
         [result] = ctx.agent([action("db.ensure", account=_account(ctx), name=name)])
         ctx.resource("database", name)
         ctx.resource("created", bool(result.data.get("created")))
+        ctx.own(NodeResource.Kind.DATABASE, name, created=bool(result.data.get("created")))
 
     def undo(self, ctx: StepContext) -> None:
-        if applied(ctx, self.name, "created"):
-            name = _db_name(ctx, ctx.params["name"])
-            ctx.agent([action("db.remove", account=_account(ctx), name=name)])
+        ctx.undo_owned(
+            NodeResource.Kind.DATABASE,
+            actions=lambda row: [action("db.remove", account=_account(ctx), name=row.name)],
+        )
 
 
 class DatabaseUser(Step):
@@ -391,11 +453,18 @@ class DatabaseUser(Step):
         )
         ctx.resource("database_user", user)
         ctx.resource("created", bool(result.data.get("created")))
+        ctx.own(
+            NodeResource.Kind.DATABASE_USER,
+            user,
+            created=bool(result.data.get("created")),
+            detail={"databases": [_db_name(ctx, p["name"])]},
+        )
 
     def undo(self, ctx: StepContext) -> None:
-        if applied(ctx, self.name, "created"):
-            user = _db_name(ctx, ctx.params["user"])
-            ctx.agent([action("db.user_remove", account=_account(ctx), user=user)])
+        ctx.undo_owned(
+            NodeResource.Kind.DATABASE_USER,
+            actions=lambda row: [action("db.user_remove", account=_account(ctx), user=row.name)],
+        )
 
 
 class DropDatabase(Step):
@@ -405,12 +474,16 @@ class DropDatabase(Step):
 
     def apply(self, ctx: StepContext) -> None:
         p = ctx.params
-        actions = [action("db.remove", account=_account(ctx), name=_db_name(ctx, p["name"]))]
+        name = _db_name(ctx, p["name"])
+        actions = [action("db.remove", account=_account(ctx), name=name)]
+        rows = ctx.owned(NodeResource.Kind.DATABASE, name=name)
         if p.get("user"):
-            actions.append(
-                action("db.user_remove", account=_account(ctx), user=_db_name(ctx, p["user"]))
-            )
+            user = _db_name(ctx, p["user"])
+            actions.append(action("db.user_remove", account=_account(ctx), user=user))
+            rows += ctx.owned(NodeResource.Kind.DATABASE_USER, name=user)
+        ctx.removing(rows)
         ctx.agent(actions)
+        ctx.disown(rows)
 
 
 class DatabasePassword(Step):
@@ -453,28 +526,49 @@ class Mailbox(Step):
 
     def apply(self, ctx: StepContext) -> None:
         p = ctx.params
-        ctx.agent(
+        address = validate_email(p["address"])
+        domain = address.rsplit("@", 1)[1]
+        if not ctx.owned(NodeResource.Kind.MAIL_DOMAIN, name=domain):
+            raise PermanentStepError(
+                f"{domain} does not receive mail for this account on its server", clean=True
+            )
+        listed, _ = ctx.agent(
             [
+                action("mail.mailbox.list", domain=domain),
                 action(
                     "mail.mailbox.ensure",
                     secret=("password_hash",),
-                    address=validate_email(p["address"]),
+                    address=address,
                     password_hash=p["password_hash"],
                     quota_mb=int(p["quota_mb"]),
-                )
+                ),
             ]
         )
         ctx.resource("mailbox", p["address"])
+        ctx.own(
+            NodeResource.Kind.MAILBOX,
+            address,
+            created=address not in listed.data.get("mailboxes", []),
+            detail={"quota_mb": int(p["quota_mb"])},
+        )
 
     def undo(self, ctx: StepContext) -> None:
-        ctx.agent([action("mail.mailbox.remove", address=validate_email(ctx.params["address"]))])
+        # A mailbox that was there before (with its mail) stays.
+        ctx.undo_owned(
+            NodeResource.Kind.MAILBOX,
+            actions=lambda row: [action("mail.mailbox.remove", address=validate_email(row.name))],
+        )
 
 
 class DeleteMailbox(Step):
     name = "delete_mailbox"
 
     def apply(self, ctx: StepContext) -> None:
-        ctx.agent([action("mail.mailbox.remove", address=validate_email(ctx.params["address"]))])
+        address = validate_email(ctx.params["address"])
+        rows = ctx.owned(NodeResource.Kind.MAILBOX, name=address)
+        ctx.removing(rows)
+        ctx.agent([action("mail.mailbox.remove", address=address)])
+        ctx.disown(rows)
 
 
 class MailboxPassword(Step):
@@ -534,6 +628,8 @@ class MailboxQuota(Step):
                 )
             ]
         )
+        for row in ctx.owned(NodeResource.Kind.MAILBOX, name=p["address"]):
+            ctx.own(row.kind, row.name, detail={**row.detail, "quota_mb": int(p["quota_mb"])})
 
 
 class CatchAll(Step):
@@ -602,34 +698,57 @@ class WordPress(Step):
             ],
             check=False,
         )
+        db = f"{_account(ctx)}_wp"
         if not result.ok:
             # What the install made before it failed, so that the undo removes that only.
             made = " ".join((result.error or {}).get("changed", []))
             ctx.resource("created", "files" in made)
             ctx.resource("database_created", "database " in made)
             ctx.resource("user_created", "database user" in made)
+            if "database " in made:
+                ctx.own(NodeResource.Kind.DATABASE, db)
+            if "database user" in made:
+                ctx.own(NodeResource.Kind.DATABASE_USER, db, detail={"databases": [db]})
             raise agent_failure(result)
         ctx.resource("wordpress", f"/home/{_account(ctx)}/public_html")
         ctx.resource("database", result.data.get("database"))
         for key in ("created", "database_created", "user_created"):
             ctx.resource(key, bool(result.data.get(key)))
+        ctx.own(
+            NodeResource.Kind.DATABASE,
+            db,
+            created=bool(result.data.get("database_created")),
+            detail={"wordpress": True},
+        )
+        ctx.own(
+            NodeResource.Kind.DATABASE_USER,
+            db,
+            created=bool(result.data.get("user_created")),
+            detail={"databases": [db], "wordpress": True},
+        )
 
     def undo(self, ctx: StepContext) -> None:
-        flags = {k: applied(ctx, self.name, k) for k in ("created", "database_created")}
-        user = applied(ctx, self.name, "user_created")
-        if not any(flags.values()) and not user:
-            return
-        ctx.agent(
-            [
-                action(
-                    "wordpress.remove",
-                    account=_account(ctx),
-                    files=flags["created"],
-                    database=flags["database_created"],
-                    user=user,
-                )
-            ]
-        )
+        files = any(r.resources.get("created") for r in _apply_runs(ctx, self.name))
+        rows = ctx.made_here(NodeResource.Kind.DATABASE, NodeResource.Kind.DATABASE_USER)
+        made = {r.kind for r in rows if r.created}
+        if files or made:
+            ctx.removing([r for r in rows if r.created])
+            ctx.agent(
+                [
+                    action(
+                        "wordpress.remove",
+                        account=_account(ctx),
+                        files=files,
+                        database=NodeResource.Kind.DATABASE in made,
+                        user=NodeResource.Kind.DATABASE_USER in made,
+                    )
+                ]
+            )
+        ctx.disown(rows)
+
+
+def _apply_runs(ctx: StepContext, step: str) -> list[StepRun]:
+    return list(StepRun.objects.filter(operation=ctx.operation, step=step, direction="apply"))
 
 
 class Backup(Step):
@@ -646,14 +765,30 @@ class Backup(Step):
         ctx.resource("report", result.data.get("report", []))
         ctx.resource("verified", bool(result.data.get("verified")))
         ctx.resource("created", bool(result.data.get("created")))
+        ctx.own(
+            NodeResource.Kind.BACKUP,
+            backup_name(_account(ctx), p["backup_id"]),
+            detail={"backup_id": p["backup_id"], "verified": bool(result.data.get("verified"))},
+        )
         if result.data.get("pruned"):
             ctx.resource("pruned", result.data["pruned"])
+            for old in result.data["pruned"]:
+                name = backup_name(_account(ctx), str(old))
+                ctx.disown(ctx.owned(NodeResource.Kind.BACKUP, name=name))
 
     def undo(self, ctx: StepContext) -> None:
         # The backup id is this operation's own: whatever is stored under it was made by it.
+        rows = ctx.made_here(NodeResource.Kind.BACKUP)
+        ctx.removing(rows)
         ctx.agent(
             [action("backup.remove", account=_account(ctx), backup_id=ctx.params["backup_id"])]
         )
+        ctx.disown(rows)
+
+
+def backup_name(account: str, backup_id: str) -> str:
+    """A backup row's name: backup ids are per account, rows are per node."""
+    return f"{account}/{backup_id}"
 
 
 class Restore(Step):
@@ -672,33 +807,52 @@ class Restore(Step):
 
 
 class RemoveAccountData(Step):
-    """At termination: every database and database user of the account (the WordPress one
-    included), its backups, and its certificate and HTTPS when this service made them."""
+    """At termination: the account's backups, HTTPS, certificates and cron jobs, as the
+    service's rows list them. While the service holds the account's Linux user (so no one
+    else holds the name on this node), whatever MariaDB and the backup store still hold under
+    the account's name goes too: a database made outside the panel's operations cannot
+    outlive it."""
 
     name = "remove_account_data"
 
     def apply(self, ctx: StepContext) -> None:
         account = _account(ctx)
-        [found] = ctx.agent([action("db.inventory", account=account)])
-        actions = [
-            action("db.remove", account=account, name=name)
-            for name in found.data.get("databases", [])
-        ]
+        kinds = NodeResource.Kind
+        backups = ctx.owned(kinds.BACKUP)
+        https = ctx.owned(kinds.HTTPS)
+        certs = ctx.owned(kinds.CERTIFICATE)
+        holds_account = bool(ctx.owned(kinds.LINUX_USER, name=account))
+        actions = []
+        if holds_account:
+            [found] = ctx.agent([action("db.inventory", account=account)])
+            actions += [
+                action("db.remove", account=account, name=name)
+                for name in found.data.get("databases", [])
+            ]
+            actions += [
+                action("db.user_remove", account=account, user=user)
+                for user in found.data.get("users", {})
+            ]
+        if backups or holds_account:
+            actions.append(action("backup.remove_all", account=account))
+        actions += [action("cert.https_remove", account=row.name) for row in https]
+        actions += [action("cert.remove", domain=domain_to_ascii(row.name)) for row in certs]
+        if certs:
+            actions.append(action("mail.sni.refresh"))
+        crons = ctx.owned(kinds.CRON_JOB)
         actions += [
-            action("db.user_remove", account=account, user=user)
-            for user in found.data.get("users", {})
+            action("cron.remove", user=account, job=int(row.detail.get("job_id", 0)))
+            for row in crons
+            if row.detail.get("job_id")
         ]
-        actions += [action("backup.remove_all", account=account), _https_off(account)]
-        if created_by_service(ctx.service, "certificate", ("created",)):
-            actions.append(action("cert.remove", domain=domain_to_ascii(ctx.service.domain)))
-        ctx.agent(actions)
+        rows = [*backups, *https, *certs, *crons]
+        ctx.removing(rows)
+        if actions:
+            ctx.agent(actions)
+        ctx.disown(rows)
 
     def undo(self, ctx: StepContext) -> None:
         """Termination is not compensated."""
-
-
-def _https_off(account: str) -> Any:
-    return action("cert.https_remove", account=account)
 
 
 class Sftp(Step):
@@ -722,19 +876,34 @@ class Sftp(Step):
             ]
         )
         ctx.resource("sftp_user", _account(ctx))
+        ctx.own(NodeResource.Kind.SFTP, _account(ctx))
 
     def undo(self, ctx: StepContext) -> None:
-        ctx.agent([action("sftp.disable", user=_account(ctx))])
+        # Access that was on before this operation stays on (with the keys it had then).
+        ctx.undo_owned(
+            NodeResource.Kind.SFTP, actions=lambda row: [action("sftp.disable", user=row.name)]
+        )
 
 
 class SftpOff(Step):
     name = "sftp_off"
 
     def apply(self, ctx: StepContext) -> None:
+        rows = ctx.owned(NodeResource.Kind.SFTP)
+        ctx.removing(rows)
         ctx.agent([action("sftp.disable", user=_account(ctx))])
+        ctx.disown(rows)
 
 
-class RemoveSftp(SftpOff):
-    """At termination: no SFTP keys may outlive the account (a later user of the name)."""
+class RemoveSftp(Step):
+    """At termination: no SFTP keys may outlive the account (a later user of the name). Only
+    for the service that holds the account's Linux user or its SFTP access."""
 
     name = "remove_sftp"
+
+    def apply(self, ctx: StepContext) -> None:
+        rows = ctx.owned(NodeResource.Kind.SFTP)
+        if rows or ctx.owned(NodeResource.Kind.LINUX_USER, name=_account(ctx)):
+            ctx.removing(rows)
+            ctx.agent([action("sftp.disable", user=_account(ctx))])
+            ctx.disown(rows)

@@ -50,11 +50,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
 
 from billing.models import Plan
 from provisioning import nodes, ssh
 from provisioning.errors import PermanentStepError, TransientStepError
-from provisioning.models import Node, Operation, Service, StepRun
+from provisioning.models import LIVE_SERVICE_STATES, Node, NodeResource, Operation, Service, StepRun
 
 TAIL_CHARS = 4000
 
@@ -158,6 +160,139 @@ class StepContext:
     def resource(self, key: str, value: Any) -> None:
         """Note a resource id this step created (shown in the admin timeline)."""
         self.step_run.resources = {**self.step_run.resources, key: value}
+
+    # --- what the service holds on the node (``NodeResource`` rows) ------------------------
+
+    def _holder(self, kind: str, name: str) -> NodeResource | None:
+        return (
+            NodeResource.objects.select_for_update()
+            .select_related("service")
+            .filter(
+                node=self.node, kind=kind, name__iexact=name, state__in=NodeResource.LIVE_STATES
+            )
+            .first()
+        )
+
+    def _refuse_other_holder(self, held: NodeResource | None, kind: str, name: str) -> None:
+        if (
+            held is not None
+            and held.service_id != self.service.pk
+            and held.service.state in LIVE_SERVICE_STATES
+        ):
+            raise PermanentStepError(
+                f"{name} ({NodeResource.Kind(kind).label.lower()}) belongs to another account "
+                "on this server",
+                clean=True,
+                code="conflict",
+            )
+
+    def check_free(self, kind: str, name: str) -> None:
+        """Refuse (before anything is sent to the node) a name another live service holds."""
+        with transaction.atomic():
+            self._refuse_other_holder(self._holder(kind, name), kind, name)
+
+    def own(
+        self,
+        kind: str,
+        name: str,
+        *,
+        created: bool = True,
+        detail: dict[str, Any] | None = None,
+    ) -> NodeResource:
+        """Record that the service holds ``name`` of ``kind`` on its node, made by this step
+        (``created``) or found there and taken over. A row the service already holds stays
+        the one that counts (its maker is unchanged; ``detail`` is updated). A row of a
+        service that is no longer live (failed or terminated) is taken over: it is marked
+        gone and this service's row replaces it. A live service's row is refused.
+        """
+        with transaction.atomic():
+            held = self._holder(kind, name)
+            self._refuse_other_holder(held, kind, name)
+            if held is not None and held.service_id == self.service.pk:
+                if detail is not None and held.detail != detail:
+                    held.detail = detail
+                    held.save(update_fields=["detail", "updated_at"])
+                return held
+            if held is not None:
+                held.state = NodeResource.State.GONE
+                held.removed_at = timezone.now()
+                held.removed_by = self.operation
+                held.detail = {**held.detail, "taken_over_by_service": self.service.pk}
+                held.save(update_fields=["state", "removed_at", "removed_by", "detail"])
+                created = False
+            return NodeResource.objects.create(
+                service=self.service,
+                node=self.node,
+                kind=kind,
+                name=name,
+                created=created,
+                operation=self.operation,
+                step_run=self.step_run,
+                detail=detail or {},
+            )
+
+    def owned(self, *kinds: str, name: str | None = None) -> list[NodeResource]:
+        """The service's live rows of these kinds on its node (all kinds when none given)."""
+        rows = NodeResource.objects.filter(
+            service=self.service, node=self.node, state__in=NodeResource.LIVE_STATES
+        )
+        if kinds:
+            rows = rows.filter(kind__in=kinds)
+        if name is not None:
+            rows = rows.filter(name__iexact=name)
+        return list(rows.order_by("id"))
+
+    def made_here(self, *kinds: str, name: str | None = None) -> list[NodeResource]:
+        """The live rows of these kinds that this step of this operation recorded: what its
+        undo may touch (rows with ``created`` false were there before: the undo only lets
+        go of them, see ``disown``)."""
+        rows = NodeResource.objects.filter(
+            service=self.service,
+            operation=self.operation,
+            step_run__position=self.step_run.position,
+            state__in=NodeResource.LIVE_STATES,
+        )
+        if kinds:
+            rows = rows.filter(kind__in=kinds)
+        if name is not None:
+            rows = rows.filter(name__iexact=name)
+        return list(rows.order_by("id"))
+
+    def removing(self, rows: list[NodeResource]) -> None:
+        """Mark rows as being removed (before the node is asked to remove them)."""
+        ids = [r.pk for r in rows]
+        NodeResource.objects.filter(pk__in=ids, state=NodeResource.State.PRESENT).update(
+            state=NodeResource.State.REMOVING, updated_at=timezone.now()
+        )
+
+    def remove_owned(self, rows: list[NodeResource], actions: list[ssh.AgentAction]) -> None:
+        """Remove rows' resources from the node (one request) and mark the rows gone."""
+        if not rows:
+            return
+        self.removing(rows)
+        if actions:
+            self.agent(actions)
+        self.disown(rows)
+
+    def undo_owned(
+        self, *kinds: str, actions: Callable[[NodeResource], list[ssh.AgentAction]]
+    ) -> None:
+        """The undo of a step that recorded rows: what this step of this operation made goes
+        (``actions`` removes one row's resource); what it found there stays, let go of."""
+        rows = self.made_here(*kinds)
+        made = [r for r in rows if r.created]
+        self.remove_owned(made, [a for r in made for a in actions(r)])
+        self.disown([r for r in rows if not r.created])
+
+    def disown(self, rows: list[NodeResource]) -> None:
+        """Mark rows gone: removed from the node, or let go of without touching it."""
+        ids = [r.pk for r in rows]
+        NodeResource.objects.filter(pk__in=ids, state__in=NodeResource.LIVE_STATES).update(
+            state=NodeResource.State.GONE,
+            removed_at=timezone.now(),
+            removed_by=self.operation,
+            updated_at=timezone.now(),
+        )
 
 
 class Step:

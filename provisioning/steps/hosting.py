@@ -19,7 +19,7 @@ from typing import Any
 from billing.models import Plan
 from provisioning import ssh, validators
 from provisioning.errors import PermanentStepError
-from provisioning.models import Service, StepRun
+from provisioning.models import NodeResource, Service
 from provisioning.ssh import action
 from provisioning.steps.base import Step, StepContext
 
@@ -125,23 +125,34 @@ class LinuxUser(Step):
                 )
             ]
         )
+        created = "user" in result.data.get("did", [])
         ctx.resource("linux_user", _user(ctx))
-        if "user" in result.data.get("did", []):
+        if created:
             ctx.resource("linux_user_created", True)
+        ctx.own(NodeResource.Kind.LINUX_USER, _user(ctx), created=created)
 
     def undo(self, ctx: StepContext) -> None:
         # A user this operation did not create (it was there before) stays.
-        if ctx.applied_resources().get("linux_user_created"):
-            ctx.agent([action("user.remove", **_user_args(ctx))])
+        ctx.undo_owned(
+            NodeResource.Kind.LINUX_USER,
+            actions=lambda row: [
+                action("user.remove", user=row.name, owner=owner_tag(ctx.service))
+            ],
+        )
 
 
 class RemoveLinuxUser(Step):
-    """Terminate: the account's user, processes and home go (not another owner's user)."""
+    """Terminate: the account's user, processes and home go (not another owner's user: the
+    agent checks the owner tag too)."""
 
     name = "remove_user"
 
     def apply(self, ctx: StepContext) -> None:
-        ctx.agent([action("user.remove", **_user_args(ctx))])
+        rows = ctx.owned(NodeResource.Kind.LINUX_USER)
+        ctx.remove_owned(
+            rows,
+            [action("user.remove", user=row.name, owner=owner_tag(ctx.service)) for row in rows],
+        )
 
 
 class AccountLimits(Step):
@@ -168,9 +179,22 @@ class AccountLimits(Step):
     def apply(self, ctx: StepContext) -> None:
         ctx.agent(self.limits_for(ctx, ctx.plan))
         ctx.resource("limits", _user(ctx))
+        ctx.own(NodeResource.Kind.LIMITS, _user(ctx))
 
     def undo(self, ctx: StepContext) -> None:
-        ctx.agent([action("limits.remove", user=_user(ctx))])
+        ctx.undo_owned(
+            NodeResource.Kind.LIMITS, actions=lambda row: [action("limits.remove", user=row.name)]
+        )
+
+
+class RemoveLimits(Step):
+    """Terminate: the account's limits (slice or cgroups)."""
+
+    name = "remove_limits"
+
+    def apply(self, ctx: StepContext) -> None:
+        rows = ctx.owned(NodeResource.Kind.LIMITS)
+        ctx.remove_owned(rows, [action("limits.remove", user=row.name) for row in rows])
 
 
 class PhpPool(Step):
@@ -189,9 +213,22 @@ class PhpPool(Step):
     def apply(self, ctx: StepContext) -> None:
         ctx.agent([self.pool_for(ctx, ctx.plan)])
         ctx.resource("php_pool", f"hw-{_user(ctx)}")
+        ctx.own(NodeResource.Kind.POOL, _user(ctx))
 
     def undo(self, ctx: StepContext) -> None:
-        ctx.agent([action("pool.remove", user=_user(ctx))])
+        ctx.undo_owned(
+            NodeResource.Kind.POOL, actions=lambda row: [action("pool.remove", user=row.name)]
+        )
+
+
+class RemovePool(Step):
+    """Terminate: the account's PHP-FPM pool."""
+
+    name = "remove_pool"
+
+    def apply(self, ctx: StepContext) -> None:
+        rows = ctx.owned(NodeResource.Kind.POOL)
+        ctx.remove_owned(rows, [action("pool.remove", user=row.name) for row in rows])
 
 
 class AccountDatabase(Step):
@@ -220,13 +257,50 @@ class AccountDatabase(Step):
         ctx.resource("database_user", db_user)
         ctx.resource("created", bool(result.data.get("created")))
         ctx.resource("user_created", bool(result.data.get("user_created")))
+        ctx.own(NodeResource.Kind.DATABASE, db_name, created=bool(result.data.get("created")))
+        ctx.own(
+            NodeResource.Kind.DATABASE_USER,
+            db_user,
+            created=bool(result.data.get("user_created")),
+            detail={"databases": [db_name]},
+        )
 
     def undo(self, ctx: StepContext) -> None:
-        runs = StepRun.objects.filter(operation=ctx.operation, step=self.name, direction="apply")
-        if not any(r.resources.get("created") or r.resources.get("user_created") for r in runs):
-            return  # nothing of this operation's own to remove
-        db_user, db_name = self.names(ctx)
-        ctx.agent([action("db.account_remove", account=_user(ctx), user=db_user, name=db_name)])
+        rows = ctx.made_here(NodeResource.Kind.DATABASE, NodeResource.Kind.DATABASE_USER)
+        made = [r for r in rows if r.created]
+        if len(made) == 2:
+            # Both are this operation's: the account's ~/.my.cnf goes with them.
+            db_user, db_name = self.names(ctx)
+            ctx.remove_owned(
+                made,
+                [
+                    ssh.AgentAction(
+                        name="db.account_remove",
+                        args={"account": _user(ctx), "user": db_user, "name": db_name},
+                    )
+                ],
+            )
+        else:
+            ctx.remove_owned(made, [db_remove_action(_user(ctx), r) for r in made])
+        ctx.disown([r for r in rows if not r.created])
+
+
+def db_remove_action(account: str, row: NodeResource) -> ssh.AgentAction:
+    """Drop a database or database user row's resource."""
+    if row.kind == NodeResource.Kind.DATABASE:
+        return ssh.AgentAction(name="db.remove", args={"account": account, "name": row.name})
+    return ssh.AgentAction(name="db.user_remove", args={"account": account, "user": row.name})
+
+
+class RemoveDatabases(Step):
+    """Terminate: every database and database user the service holds (the account's own, the
+    customer's, WordPress's), and ``~/.my.cnf`` with the account's own."""
+
+    name = "remove_database"
+
+    def apply(self, ctx: StepContext) -> None:
+        rows = ctx.owned(NodeResource.Kind.DATABASE, NodeResource.Kind.DATABASE_USER)
+        ctx.remove_owned(rows, [db_remove_action(_user(ctx), r) for r in rows])
 
 
 class SiteConfig(Step):
@@ -254,9 +328,23 @@ class SiteConfig(Step):
 
     def apply(self, ctx: StepContext) -> None:
         self.swap(ctx, suspended=self.suspended)
+        ctx.own(NodeResource.Kind.SITE, _user(ctx), detail={"domain": _domain(ctx)})
 
     def undo(self, ctx: StepContext) -> None:
-        ctx.agent([action("site.remove", user=_user(ctx))])
+        ctx.undo_owned(
+            NodeResource.Kind.SITE, actions=lambda row: [action("site.remove", user=row.name)]
+        )
+
+
+class RemoveSite(Step):
+    """Terminate: the account's nginx server block."""
+
+    name = "remove_site"
+    phase = "configuring"
+
+    def apply(self, ctx: StepContext) -> None:
+        rows = ctx.owned(NodeResource.Kind.SITE)
+        ctx.remove_owned(rows, [action("site.remove", user=row.name) for row in rows])
 
 
 class MeasureDisk(Step):
@@ -282,10 +370,12 @@ class SuspendSite(SiteConfig):
 
 
 class StopPool(PhpPool):
+    """Suspension: the pool stops (its row stays: the service still holds the pool)."""
+
     name = "stop_pool"
 
     def apply(self, ctx: StepContext) -> None:
-        PhpPool.undo(self, ctx)
+        ctx.agent([action("pool.remove", user=_user(ctx))])
 
     def undo(self, ctx: StepContext) -> None:
         PhpPool.apply(self, ctx)

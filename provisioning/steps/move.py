@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 
 from provisioning import validators
 from provisioning.errors import PermanentStepError, TransientStepError
-from provisioning.models import IPAddress, Node, Operation, Service, StepRun
+from provisioning.models import IPAddress, Node, NodeResource, Operation, Service, StepRun
 from provisioning.resources.agent import applied
 from provisioning.resources.steps import DnsZone, MailLimits
 from provisioning.ssh import action
@@ -236,6 +236,7 @@ class MoveCopy(OnTarget, Step):
 
     def apply(self, ctx: StepContext) -> None:
         ctx.resource("copy", carry(ctx))
+        own_carried(ctx)
 
     def undo(self, ctx: StepContext) -> None:
         """Everything of the account's data on the new node (its databases and database
@@ -260,6 +261,34 @@ class MoveCopy(OnTarget, Step):
             action("move.discard", **ident),
         ]
         ctx.agent(actions)
+        ctx.disown(ctx.made_here())
+
+
+# What the package carries: the service's rows of these kinds on the old node become its rows
+# on the new one (the steps that build the user, limits, pool, zone and site record theirs).
+CARRIED = (
+    NodeResource.Kind.DATABASE,
+    NodeResource.Kind.DATABASE_USER,
+    NodeResource.Kind.MAIL_DOMAIN,
+    NodeResource.Kind.MAILBOX,
+    NodeResource.Kind.CERTIFICATE,
+    NodeResource.Kind.HTTPS,
+    NodeResource.Kind.BACKUP,
+    NodeResource.Kind.RECORD_SET,
+)
+
+
+def own_carried(ctx: StepContext) -> None:
+    """Record on the new node what the copy brought there, as the old node's rows list it."""
+    source = _node(ctx.operation, "source_node_id")
+    rows = NodeResource.objects.filter(
+        service_id=ctx.service.pk,
+        node=source,
+        kind__in=CARRIED,
+        state__in=NodeResource.LIVE_STATES,
+    ).order_by("id")
+    for row in rows:
+        ctx.own(row.kind, row.name, created=True, detail=row.detail)
 
 
 def _zone_rrsets(ctx: StepContext, node: Node) -> list[dict[str, Any]]:
@@ -360,6 +389,7 @@ class MoveSite(OnTarget, SiteConfig):
                 action("site.remove", user=_account(ctx)),
             ]
         )
+        ctx.disown(ctx.made_here())
 
 
 def fetch(address: str, domain: str, *, https: bool = False) -> tuple[int, str]:
@@ -444,6 +474,11 @@ class MoveSync(OnTarget, Step):
 
     def apply(self, ctx: StepContext) -> None:
         ctx.resource("sync", carry(ctx, final=True))
+        own_carried(ctx)
+
+    def undo(self, ctx: StepContext) -> None:
+        """What the final copy brought goes with the first copy's undo."""
+        ctx.disown(ctx.made_here())
 
 
 def _frozen(ctx: StepContext, *, any_run: bool = False) -> dict[str, Any]:
@@ -529,6 +564,10 @@ class MoveCleanup(OnSource, Step):
     def apply(self, ctx: StepContext) -> None:
         problems = _remove_from(ctx, ctx.node, zone=True)
         ctx.resource("left_on_old_node", problems)
+        if not problems:
+            # The old node holds nothing of the account now: its rows there are let go of
+            # (with leftovers, they stay for staff to see what is still there).
+            ctx.disown(ctx.owned())
         if problems:
             from provisioning.workflow import note
 

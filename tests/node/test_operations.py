@@ -46,6 +46,11 @@ def test_change_plan_applies_the_new_limits_on_the_node(worker, hosting_node):
     # and the node's mail policy sends by the new plan's hourly limits
     limits = Path("/etc/hostwright/mail/limits").read_text().splitlines()
     assert f"{service.domain} {user} 2000 300" in limits
+    # (terminated: its zone and mail domain are not left on the shared node)
+    done = wait_for_operation(
+        services.service_terminate(service=Service.objects.get(pk=service.pk))
+    )
+    assert done.state == Operation.State.COMPLETED, done.reason
 
 
 @pytest.mark.worker

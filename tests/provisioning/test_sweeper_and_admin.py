@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from provisioning import services
 from provisioning.errors import ProvisioningRefused
-from provisioning.models import Node, Operation, OperationEvent, StepRun
+from provisioning.models import Node, NodeResource, Operation, OperationEvent, StepRun
 from provisioning.workflow import (
     RETRY,
     operations_recover_after_worker_loss,
@@ -284,9 +284,14 @@ def _rolling_back_on(operation, *, port: int) -> None:
     host_key = key.public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
     Node.objects.filter(pk=operation.service.node_id).update(port=port, host_key=host_key)
     # It created the account's user, so its undo must reach the node to remove it.
-    StepRun.objects.create(
+    run = StepRun.objects.create(
         operation=operation, position=1, step="linux_user", status="succeeded",
         finished_at=timezone.now(), resources={"linux_user_created": True},
+    )  # fmt: skip
+    service = operation.service
+    NodeResource.objects.create(
+        service=service, node_id=service.node_id, kind="linux_user", name=service.username,
+        operation=operation, step_run=run,
     )  # fmt: skip
     Operation.objects.filter(pk=operation.pk).update(
         state="rolling_back", current_step=2, reason="Step 3 failed."
