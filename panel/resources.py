@@ -1,9 +1,12 @@
-"""What a service has on its node, as recorded by its completed operations, and the forms
-that change it through ``provisioning.resources.services``.
+"""What a service has on its node, and the forms that change it through
+``provisioning.resources.services``.
 
-The resource services keep no table of their own: the node is the truth and each change is
-an operation with validated params. The panel lists what the account's completed operations
-made (records set, databases and mailboxes created and not deleted since), from one query.
+What the service holds on its node (record sets, databases and their users, mailboxes,
+backups, SFTP access, WordPress's database) is read from its ``NodeResource`` rows, which the
+steps write as the node answers. Settings that are not resources of their own (forwarders,
+catch-all, auto-replies, the DKIM selector, the certificate's last attempt) come from the
+account's completed operations. An account whose steps recorded no rows (made before they
+did) is listed from its operations alone. Two queries.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from django.core.exceptions import ValidationError
 from accounts.models import User
 from provisioning import validators
 from provisioning.errors import ProvisioningRefused
-from provisioning.models import CronJob, Operation, Service
+from provisioning.models import CronJob, NodeResource, Operation, Service
 from provisioning.resources import cron
 from provisioning.resources import dns as hwdns
 from provisioning.resources import services as resources
@@ -64,7 +67,8 @@ class Resources:
 
 
 def service_resources(*, service: Service) -> Resources:
-    """Records, databases and mailboxes the account's completed operations made (one query)."""
+    """Records, databases, mailboxes, backups and mail settings of the account (rows first,
+    see the module's docstring)."""
     found = Resources()
     rows = (
         Operation.objects.filter(service=service, kind__in=RESOURCE_KINDS)
@@ -117,12 +121,65 @@ def service_resources(*, service: Service) -> Resources:
                 found.autoreplies.discard(params["address"])
         elif kind in ("create", "dkim_rotate"):
             found.dkim_selector = f"hw{pk}"  # the DkimKey step's selector
+    _from_rows(service, found)
     dmarc = found.records.pop((f"_dmarc.{hwdns.fqdn(service.domain)}", "TXT"), None)
     if dmarc:
         text = " ".join(dmarc["contents"]).strip('"')
         policy = next((t.strip()[2:] for t in text.split(";") if t.strip().startswith("p=")), "")
         found.dmarc_policy = policy or "none"
     return found
+
+
+def _from_rows(service: Service, found: Resources) -> None:
+    """Replace what the operations said about the service's resources by its live rows."""
+    if service.node_id is None:
+        return
+    rows = list(
+        NodeResource.objects.filter(
+            service=service, node_id=service.node_id, state__in=NodeResource.LIVE_STATES
+        )
+        .order_by("id")
+        .values_list("kind", "name", "detail")
+    )
+    if not rows:
+        return
+    kinds = NodeResource.Kind
+    prefix = f"{service.username}_"
+    users_of = {
+        db: name
+        for kind, name, detail in rows
+        if kind == kinds.DATABASE_USER
+        for db in (detail or {}).get("databases", [])
+    }
+    found.databases = {}
+    found.wordpress = False
+    for kind, name, detail in rows:
+        if kind != kinds.DATABASE or name == f"{service.username}_main":
+            continue
+        if (detail or {}).get("wordpress"):
+            found.wordpress = True
+            continue
+        user = users_of.get(name, "")
+        found.databases[name.removeprefix(prefix)] = user.removeprefix(prefix)
+    found.mailboxes = {
+        name: int((detail or {}).get("quota_mb", 0))
+        for kind, name, detail in rows
+        if kind == kinds.MAILBOX
+    }
+    found.backups = sorted(
+        (
+            str((detail or {}).get("backup_id", name))
+            for kind, name, detail in rows
+            if kind == kinds.BACKUP
+        ),
+        reverse=True,
+    )
+    found.sftp = any(kind == kinds.SFTP for kind, _, _ in rows)
+    found.records = {
+        (detail["name"], detail["type"]): detail
+        for kind, _, detail in rows
+        if kind == kinds.RECORD_SET and detail and "name" in detail
+    }
 
 
 @dataclass(frozen=True)
