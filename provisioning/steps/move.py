@@ -17,7 +17,8 @@ A failure before the switch rolls back: everything made on the new node is remov
 step's undo, in reverse) and the old node is unfrozen, untouched otherwise. Steps pick their
 node with ``node_for``: the operation's params name the old (``source_node_id``) and the new
 (``target_node_id``) node, and a step on the new node sees the service as it will be there
-(that node, the address chosen for it).
+(that node, the address chosen for it). Cron jobs are the panel's rows: paused on the old
+node at the freeze, set up on the new one after the switch.
 """
 
 from __future__ import annotations
@@ -31,7 +32,16 @@ from typing import Any, ClassVar
 
 from provisioning import validators
 from provisioning.errors import PermanentStepError, TransientStepError
-from provisioning.models import IPAddress, Node, NodeResource, Operation, Service, StepRun
+from provisioning.models import (
+    CronJob,
+    IPAddress,
+    Node,
+    NodeResource,
+    Operation,
+    Service,
+    StepRun,
+)
+from provisioning.resources import cron
 from provisioning.resources.agent import applied
 from provisioning.resources.steps import DnsZone, MailLimits
 from provisioning.ssh import action
@@ -191,6 +201,9 @@ def _remove_from(ctx: StepContext, node: Node, *, zone: bool) -> list[str]:
     attempt([action("cert.remove", domain=domain), action("mail.sni.refresh")])
     if zone:
         attempt([action("dns.zone_remove", domain=domain)])
+    jobs = CronJob.objects.filter(service_id=ctx.service.pk).values_list("pk", flat=True)
+    if jobs:
+        attempt([cron._remove_action(ctx, pk) for pk in jobs])
     attempt([action("sftp.disable", user=account)])
     attempt([action("move.discard", account=account, move_id=move_id(ctx.operation))])
     attempt([action("user.remove", **user)])
@@ -460,11 +473,24 @@ class MoveFreeze(OnSource, Step):
             # Noted before the freeze, so that a retry finds it.
             ctx.step_run.save(update_fields=["resources"])
         SiteConfig().swap(ctx, suspended=True)
-        ctx.agent([action("pool.remove", user=_account(ctx))])
+        ctx.agent([action("pool.remove", user=_account(ctx)), *_cron_actions(ctx, paused=True)])
 
     def undo(self, ctx: StepContext) -> None:
         PhpPool.apply(PhpPool(), ctx)
         SiteConfig().swap(ctx, suspended=False)
+        ctx.agent(_cron_actions(ctx, paused=False))
+
+
+def _cron_actions(ctx: StepContext, *, paused: bool) -> list[Any]:
+    """The account's cron jobs as its rows say (``paused``: kept, but not running)."""
+    jobs = CronJob.objects.filter(service_id=ctx.service.pk).order_by("pk")
+    actions = []
+    for job in jobs:
+        values = cron._job_params(job)
+        if paused:
+            values["enabled"] = False
+        actions.append(cron._ensure_action(ctx, values))
+    return actions
 
 
 class MoveSync(OnTarget, Step):
@@ -554,6 +580,25 @@ class MoveSwitch(OnSource, Step):
             ctx.agent([action("dns.records", domain=_domain(ctx), replace=previous)])
 
 
+class MoveCron(OnTarget, Step):
+    """The account's cron jobs on the new node, once it serves the site (they never run on both
+    nodes: the freeze paused them on the old one)."""
+
+    name = "move_cron"
+    phase = "configuring"
+
+    def apply(self, ctx: StepContext) -> None:
+        actions = _cron_actions(ctx, paused=False)
+        if actions:
+            ctx.agent(actions)
+        ctx.resource("cron_jobs", len(actions))
+
+    def undo(self, ctx: StepContext) -> None:
+        jobs = CronJob.objects.filter(service_id=ctx.service.pk).values_list("pk", flat=True)
+        if jobs:
+            ctx.agent([cron._remove_action(ctx, pk) for pk in jobs])
+
+
 class MoveCleanup(OnSource, Step):
     """The old node gives up the account, only now that the new one serves it. What cannot be
     removed is listed on the operation for staff; it never undoes the move."""
@@ -592,6 +637,7 @@ MOVE_STEPS: tuple[type[Step], ...] = (
     MoveSync,
     MoveVerify,
     MoveSwitch,
+    MoveCron,
     MoveCleanup,
 )
 

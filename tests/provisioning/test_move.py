@@ -62,7 +62,7 @@ def test_a_move_is_queued_with_both_nodes_and_the_new_address(service, old, new)
 def test_the_move_builds_on_the_new_node_before_it_freezes_switches_and_cleans(service):
     names = [s.name for s in get_kind("move").steps]
     assert names.index("move_sync") > names.index("move_freeze") > names.index("move_copy")
-    assert names[-3:] == ["move_verify", "move_switch", "move_cleanup"]
+    assert names[-4:] == ["move_verify", "move_switch", "move_cron", "move_cleanup"]
 
 
 @pytest.mark.parametrize(
