@@ -9,6 +9,8 @@ key in the zone are the ones a customer gets.
 from __future__ import annotations
 
 import email
+import secrets
+import socket
 import subprocess
 import uuid
 from urllib.parse import urlencode
@@ -24,7 +26,7 @@ from provisioning.models import Operation, Service
 from provisioning.resources import mail as hwmail
 from provisioning.usage import parse_mail_sending, usage_collect_node
 from tests.factories import CustomerFactory, PlanFactory
-from tests.node.harness import http_get, unique_domain, wait_for_operation
+from tests.node.harness import TestNode, http_get, unique_domain, wait_for_operation
 from tests.resources.test_mail_clients import PASSWORD, dkim_dns, imaps, wait_for
 
 pytestmark = [pytest.mark.node, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -61,6 +63,20 @@ def as_account(user: str, argv: list[str], stdin: str = "") -> subprocess.Comple
         cwd="/",
         timeout=60,
     )
+
+
+# OpenDKIM signs whatever a milter client hands it: only Postfix may be one.
+DKIM_SOCKET = "/var/spool/postfix/opendkim/opendkim.sock"
+CONNECT_AS_ACCOUNT = """
+import errno, socket, sys
+client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    client.connect(sys.argv[1])
+except OSError as exc:
+    print(errno.errorcode.get(exc.errno, exc.errno))
+else:
+    print("connected")
+"""
 
 
 def php_mail(domain: str, **query: str) -> str:
@@ -172,3 +188,31 @@ def test_a_sites_mail_is_signed_limited_and_sent_only_as_its_own_domains(
     assert (measured.mail_sent_last_hour, measured.mail_refused_count) == (3, 2)
 
     wait_for_operation(services.service_terminate(service=measured))
+
+
+def test_a_customer_cannot_reach_the_dkim_signer(test_node: TestNode):
+    # given a Linux user of a hosting account (tagged as the node agent tags them)
+    user = f"{test_node.user_prefix}dkim{secrets.token_hex(2)}"
+    subprocess.run(
+        ["useradd", "--no-create-home", "--home-dir", "/nonexistent", "--shell",
+         "/usr/sbin/nologin", "--comment", "hostwright service 999999", user],
+        check=True,
+    )  # fmt: skip
+    try:
+        # when it connects to OpenDKIM's milter socket, Postfix's way in
+        done = as_account(user, ["python3", "-c", CONNECT_AS_ACCOUNT, DKIM_SOCKET])
+        # then it is not let in
+        assert done.stdout.strip() == "EACCES", done
+        # and Postfix is (the socket is there: something else than a missing file refused it)
+        assert subprocess.run(["test", "-S", DKIM_SOCKET]).returncode == 0
+        done = subprocess.run(
+            ["runuser", "-u", "postfix", "--", "python3", "-c", CONNECT_AS_ACCOUNT, DKIM_SOCKET],
+            capture_output=True, text=True, cwd="/", timeout=60,
+        )  # fmt: skip
+        assert done.stdout.strip() == "connected", done
+    finally:
+        subprocess.run(["userdel", user], check=False)
+
+    # and nothing listens on the TCP port OpenDKIM used to take milter clients on
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", 8891), timeout=5).close()

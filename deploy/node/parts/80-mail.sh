@@ -62,6 +62,12 @@ MAIL_ETC=/etc/hostwright/mail
 VHOSTS=/var/mail/vhosts
 TLS_DIR=$MAIL_ETC/tls
 DKIM_DIR=$MAIL_ETC/dkim
+# OpenDKIM's milter socket, inside Postfix's queue directory: Postfix's daemons (chrooted there
+# or not) name it relative to it, as opendkim/opendkim.sock. Only Postfix may connect: the
+# directory is opendkim's, group postfix, and closed to everyone else (any process that could
+# speak the milter protocol to OpenDKIM could have any message signed for any hosted domain).
+DKIM_SOCKET_DIR=/var/spool/postfix/opendkim
+DKIM_SOCKET=$DKIM_SOCKET_DIR/opendkim.sock
 POLICY_DIR=/var/lib/hostwright/mail-policy
 POLICY=/usr/local/lib/hostwright/mail-sending.py
 
@@ -131,10 +137,13 @@ for f in keytable signingtable; do
   [ -e "$DKIM_DIR/$f" ] || install -o opendkim -g opendkim -m 0640 /dev/null "$DKIM_DIR/$f"
 done
 install -d -o opendkim -g opendkim -m 0755 /run/opendkim
+# setgid: the socket OpenDKIM makes there is of group postfix (and 0770 by its UMask).
+install -d -o opendkim -g postfix -m 2750 "$DKIM_SOCKET_DIR"
 dkim_changed=$(hw_install_file /etc/opendkim.conf 0644 <<EOF
 # Managed by Hostwright (deploy/node/parts/80-mail.sh); edits are overwritten.
 # Signs mail from authenticated submission and from the node itself (sites' sendmail);
-# keys per domain are listed in $DKIM_DIR by the panel.
+# keys per domain are listed in $DKIM_DIR by the panel. Listens on a socket only Postfix
+# can reach.
 Syslog yes
 UMask 007
 UserID opendkim
@@ -144,7 +153,7 @@ OversignHeaders From
 KeyTable file:$DKIM_DIR/keytable
 SigningTable refile:$DKIM_DIR/signingtable
 InternalHosts 127.0.0.1, ::1
-Socket inet:8891@127.0.0.1
+Socket local:$DKIM_SOCKET
 PidFile /run/opendkim/opendkim.pid
 EOF
 )
@@ -189,8 +198,8 @@ postconf -e \
   "milter_default_action = accept" \
   "milter_protocol = 6" \
   "milter_connect_macros = j {daemon_name} {daemon_addr} {daemon_port} v _" \
-  "smtpd_milters = { unix:private/hwmilter, default_action=tempfail }, inet:127.0.0.1:8891" \
-  "non_smtpd_milters = inet:127.0.0.1:8891" \
+  "smtpd_milters = { unix:private/hwmilter, default_action=tempfail }, unix:opendkim/opendkim.sock" \
+  "non_smtpd_milters = unix:opendkim/opendkim.sock" \
   "authorized_submit_users = $no_accounts, static:anyone" \
   "authorized_mailq_users = $no_accounts, static:anyone" \
   "authorized_flush_users = $no_accounts, static:anyone" \
@@ -200,6 +209,8 @@ postconf -e \
   "hwpolicy_time_limit = 3600s" \
   "hwmilter_time_limit = 3600s"
 postconf -X smtpd_tls_cert_file smtpd_tls_key_file 2>/dev/null || true
+# The policy service's program before it became mail-sending.py: nothing runs it any more.
+postconf -M | grep -q mail-policy.py || rm -f /usr/local/lib/hostwright/mail-policy.py
 # Submission: 587 with STARTTLS required before AUTH, 465 with TLS from the first byte. Not
 # chrooted, so the SASL and policy sockets are found where they are.
 submission_opts=(
@@ -333,18 +344,22 @@ doveconf -n >/dev/null
 # --- start or reload -------------------------------------------------------------------------
 # A configuration written by an older version of this part and reloaded since leaves the
 # daemons without some listeners even though the files are right again: restart then.
+# OpenDKIM opens its socket at start only (a node bootstrapped before listened on
+# 127.0.0.1:8891): without the socket, or with a changed configuration, it is restarted.
+[ -S "$DKIM_SOCKET" ] || dkim_changed=changed
 for port in 993 995 110; do hw_port_open "$port" || dovecot_changed=yes; done
 for port in 587 465; do hw_port_open "$port" || after=listeners-missing; done
 
 if hw_have_systemd; then
-  # Debian's unit takes its socket from /etc/default/opendkim (a unix socket Postfix's
-  # submission would not find): run it with this part's configuration instead. The name sorts
+  # Debian's unit takes its socket from /etc/default/opendkim (one in /run/opendkim, outside
+  # Postfix's queue directory): run it with this part's configuration instead. The name sorts
   # after the override Debian generates, so its ExecStart wins.
   unit_changed=$(hw_install_file /etc/systemd/system/opendkim.service.d/zz-hostwright.conf 0644 <<'UNIT'
 # Managed by Hostwright (deploy/node/parts/80-mail.sh).
 [Service]
 RuntimeDirectory=opendkim
 RuntimeDirectoryPreserve=yes
+ExecStartPre=-/bin/rm -f /var/spool/postfix/opendkim/opendkim.sock
 ExecStart=
 ExecStart=/usr/sbin/opendkim -x /etc/opendkim.conf
 UNIT
@@ -359,9 +374,13 @@ UNIT
   [ "$dovecot_changed" = no ] || systemctl restart dovecot
   [ -z "$dkim_changed" ] || systemctl restart opendkim
 else
-  if hw_pid_alive /run/opendkim/opendkim.pid; then
-    [ -z "$dkim_changed" ] || kill -USR1 "$(cat /run/opendkim/opendkim.pid)"
-  else
+  if [ -n "$dkim_changed" ] && hw_pid_alive /run/opendkim/opendkim.pid; then
+    # (a reload, SIGUSR1, reads the tables and settings again but keeps the old socket)
+    kill -TERM "$(cat /run/opendkim/opendkim.pid)"
+    for _ in $(seq 100); do hw_pid_alive /run/opendkim/opendkim.pid || break; sleep 0.1; done
+  fi
+  if ! hw_pid_alive /run/opendkim/opendkim.pid; then
+    rm -f "$DKIM_SOCKET"
     hw_daemon opendkim opendkim -x /etc/opendkim.conf
   fi
   if postfix status >/dev/null 2>&1; then
@@ -381,7 +400,9 @@ else
   fi
 fi
 
-for port in 25 587 465 143 993 110 995 8891; do
+for port in 25 587 465 143 993 110 995; do
   hw_wait_port "$port" || { echo "80-mail: nothing answers on port $port" >&2; exit 1; }
 done
-echo "80-mail: SMTP 25, submission 587/465, IMAP 143/993, POP3 110/995, DKIM milter ($MAIL_LISTEN) as $MAIL_SERVER_NAME"
+for _ in $(seq 100); do [ -S "$DKIM_SOCKET" ] && break; sleep 0.1; done
+[ -S "$DKIM_SOCKET" ] || { echo "80-mail: OpenDKIM made no socket at $DKIM_SOCKET" >&2; exit 1; }
+echo "80-mail: SMTP 25, submission 587/465, IMAP 143/993, POP3 110/995 ($MAIL_LISTEN) as $MAIL_SERVER_NAME, DKIM milter at $DKIM_SOCKET"
