@@ -441,6 +441,33 @@ def quiet_worker(timeout: float = 10) -> None:
         time.sleep(0.1)
 
 
+def terminate_services_left(*, timeout: float = 300) -> None:
+    """Terminate, through the engine, every service of this test's database that is live or
+    failed, so that its zone, mail domain and the rest do not stay on the shared node (a test
+    that ends with an account still up uses it as a cleanup fixture's teardown)."""
+    from provisioning import services
+    from provisioning.errors import ProvisioningRefused
+    from provisioning.models import Operation, Service
+
+    for service in Service.objects.exclude(state=Service.State.TERMINATED).order_by("pk"):
+        running = service.operations.filter(state__in=Operation.RUNNING_STATES).first()
+        if running is not None:
+            wait_for_operation(running, timeout=timeout)
+        service = Service.objects.select_related("node").get(pk=service.pk)
+        try:
+            terminate = services.service_terminate(service=service)
+        except ProvisioningRefused:
+            continue  # (pending with nothing running: nothing of it reached the node)
+        wait_for_operation(terminate, timeout=timeout)
+
+
+@pytest.fixture
+def services_terminated_after(worker: Worker) -> Iterator[None]:
+    """Terminate at the end of the test every service it left live or failed."""
+    yield
+    terminate_services_left()
+
+
 @pytest.fixture(scope="session")
 def provisioning_worker(
     test_node: TestNode, django_db_setup, django_db_blocker

@@ -18,7 +18,13 @@ from provisioning.workflow import operations_sweep
 from tests.factories import CustomerFactory, PlanFactory
 from tests.node.harness import ROOT, http_get, node_leftovers, unique_domain, wait_for_operation
 
-pytestmark = [pytest.mark.node, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.node,
+    pytest.mark.worker,
+    pytest.mark.django_db(transaction=True),
+    # (accounts a test leaves up are terminated: no zone or mail domain stays on the node)
+    pytest.mark.usefixtures("services_terminated_after"),
+]
 
 CREATE_STEPS = [s.name for s in get_kind("create").steps]
 SITES = Path("/etc/nginx/hostwright/sites")
