@@ -398,6 +398,9 @@ class Lab:
                                        stderr=subprocess.DEVNULL)  # fmt: skip
         # It says when it listens (the tests may not connect to the host's bridge address).
         assert self._proxy.stdout is not None
+        # Recorded with the nodes: a session that dies leaves no proxy holding the port.
+        self._running["aptproxy"] = self._proxy.pid
+        self._save_pids()
         if self._proxy.stdout.readline().strip() != b"listening":
             raise LabError("the apt proxy for the lab did not start")
 
@@ -406,6 +409,8 @@ class Lab:
             self._proxy.terminate()
             self._proxy.wait(timeout=10)
             self._proxy = None
+            self._running.pop("aptproxy", None)
+            self._save_pids()
 
     # --- one node --------------------------------------------------------------------------
 
@@ -611,7 +616,7 @@ def _stop_process(pid: int, timeout: float = 20) -> None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return
-    if b"systemd-nspawn" not in cmdline and b"bash" not in cmdline:
+    if not any(word in cmdline for word in (b"systemd-nspawn", b"bash", b"tests.lab.aptproxy")):
         return  # the pid was reused by something else
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
