@@ -58,6 +58,12 @@ def _state(health: dict[str, Any]) -> dict[str, Any]:
     return dict((health or {}).get("breaker") or {})
 
 
+def breaker_state_recorded(node: Node) -> bool:
+    """Has the breaker anything on record for this node (failures, open, probing)? A node
+    without a record is closed: steps on it need not ask ``breaker_allow``."""
+    return bool(_state(node.health))
+
+
 def breaker_pauses(node: Node) -> bool:
     """Is work on this node paused by the breaker (open, or half-open awaiting a probe)?"""
     return _state(node.health).get("state") == OPEN

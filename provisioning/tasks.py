@@ -6,6 +6,8 @@ message to be delivered again, and the sweeper resumes what stopped moving.
 
 from __future__ import annotations
 
+import time
+
 import structlog
 from celery import Task, shared_task
 
@@ -23,24 +25,38 @@ def _bind(operation_id: int) -> None:
     structlog.contextvars.bind_contextvars(operation_id=operation_id, service_id=service_id)
 
 
+# One task runs an operation's steps one after another, each claimed, recorded and committed
+# on its own as before: a Celery round trip per step cost more than a small step's node work.
+# After this long the task hands the next step to a new task, so its time limit always leaves
+# room for one more step.
+STEPS_FOR_SECONDS = 120
+
+
 @shared_task(
     bind=True,
     name="provisioning.operation_step",
     max_retries=None,
-    soft_time_limit=300,
-    time_limit=330,
+    soft_time_limit=STEPS_FOR_SECONDS + 300,
+    time_limit=STEPS_FOR_SECONDS + 330,
 )
 def operation_step(self: Task, operation_id: int, position: int) -> str:
+    """Run the operation's steps from ``position`` on, until the last one completes it."""
     _bind(operation_id)
-    outcome, countdown = workflow.step_execute(operation_id=operation_id, position=position)
-    if outcome == workflow.RETRY:
-        # Retries are counted in StepRun rows (they survive a resume), not by Celery.
-        raise self.retry(countdown=countdown, max_retries=None)
-    if outcome != workflow.DONE:
-        # Failed (the rollback was queued), done elsewhere, or another worker has it:
-        # the rest of this chain has nothing to do.
-        self.request.chain = None
-    return outcome
+    started = time.monotonic()
+    while True:
+        outcome, countdown = workflow.step_execute(operation_id=operation_id, position=position)
+        if outcome == workflow.RETRY:
+            # Retries are counted in StepRun rows (they survive a resume), not by Celery.
+            raise self.retry(args=(operation_id, position), countdown=countdown, max_retries=None)
+        if outcome != workflow.DONE:
+            # Failed (the rollback was queued), done elsewhere (the operation completed with
+            # its last step), or another worker has it: the rest of this chain has nothing
+            # to do.
+            self.request.chain = None
+            return outcome
+        position += 1
+        if time.monotonic() - started > STEPS_FOR_SECONDS:
+            raise self.replace(operation_step.si(operation_id, position))
 
 
 @shared_task(name="provisioning.operation_finish", soft_time_limit=60, time_limit=90)

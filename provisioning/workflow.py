@@ -1,8 +1,11 @@
-"""Runs operations: one Celery task per step, retries, the rollback, and the sweeper.
+"""Runs operations: the steps, retries, the rollback, and the sweeper.
 
 Everything that matters lives in PostgreSQL: ``Operation.current_step`` says which step is
-next, ``StepRun`` rows say what ran. A task that runs twice, or after another worker died,
-finds that state under a row lock and either continues from it or does nothing.
+next, ``StepRun`` rows say what ran. Each step is claimed under the operation's row lock,
+recorded as running, applied, and recorded again in its own transactions; one Celery task
+runs an operation's steps one after another (``provisioning.tasks.operation_step``). A task
+that runs twice, or after another worker died, finds that state under the row lock and
+either continues from it or does nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ log = logging.getLogger(__name__)
 
 APPLY_STATES = ("validating", "provisioning", "configuring")
 SKIPPED, DONE, RETRY, FAILED, BUSY = "skipped", "done", "retry", "failed", "busy"
+HEARTBEAT_FRESH = timedelta(seconds=10)
 
 
 def record_transition(
@@ -80,16 +84,16 @@ def note(operation: Operation, detail: str, *, actor_label: str = "system") -> N
 
 
 def queue_chain(operation_id: int, start: int, *, kind: str = "") -> None:
-    """Send the operation's steps from ``start`` on as one Celery chain (call after commit).
-    ``kind``, when the caller knows it, saves reading the operation again."""
+    """Send the operation's steps from ``start`` on to the workers (call after commit): one
+    task runs them in order, then ``operation_finish`` makes sure the operation completed.
+    Nothing is read here (``kind`` is accepted from callers that know it; it is not needed)."""
     from celery import chain
 
     from provisioning import tasks
 
-    steps = get_kind(kind or Operation.objects.get(pk=operation_id).kind).steps
-    signatures = [tasks.operation_step.si(operation_id, i) for i in range(start, len(steps))]
-    signatures.append(tasks.operation_finish.si(operation_id))
-    chain(*signatures).apply_async()
+    chain(
+        tasks.operation_step.si(operation_id, start), tasks.operation_finish.si(operation_id)
+    ).apply_async()
 
 
 def queue_rollback(operation_id: int) -> None:
@@ -198,13 +202,17 @@ def _tries(operation: Operation, position: int, direction: str) -> int:
     return tries
 
 
-def _record_node_outcome(node_id: int | None, error: StepError | None) -> None:
-    """Tell the breaker of the node the step spoke to whether it answered."""
+def _record_node_outcome(
+    node_id: int | None, error: StepError | None, *, closed_at_claim: bool = False
+) -> None:
+    """Tell the breaker of the node the step spoke to whether it answered. A success on a
+    node whose breaker had nothing on record when the step was claimed has nothing to close
+    (and costs no query)."""
     if error is not None and waits_for_node(error):
         failed = error.node_id or node_id
         if failed is not None:
             breaker.breaker_record_failure(node_id=failed, error=_staff_text(error))
-    elif error is None and node_id is not None:
+    elif error is None and node_id is not None and not closed_at_claim:
         breaker.breaker_record_success(node_id=node_id)
 
 
@@ -219,18 +227,29 @@ def step_execute(*, operation_id: int, position: int) -> tuple[str, int]:
             return SKIPPED, 0
         kind = get_kind(operation.kind)
         step_cls = kind.steps[position]
-        runs = _runs_since_start(operation).filter(position=position, direction="apply")
-        running = runs.filter(status=StepRun.Status.RUNNING).first()
-        if running is not None:
-            if running.started_at > stale_before:
+        # Earlier attempts of this step, in one query: one still running blocks this claim
+        # unless its worker stopped; their number makes this attempt's.
+        earlier = list(
+            _runs_since_start(operation)
+            .filter(position=position, direction="apply")
+            .values_list("pk", "status", "started_at")
+        )
+        for run_id, status, started_at in earlier:
+            if status != StepRun.Status.RUNNING:
+                continue
+            if started_at > stale_before:
                 return BUSY, 0
-            running.status = StepRun.Status.FAILED
-            running.error = "the worker stopped during this step; the outcome is unknown"
-            running.finished_at = timezone.now()
-            running.save(update_fields=["status", "error", "finished_at"])
+            StepRun.objects.filter(pk=run_id).update(
+                status=StepRun.Status.FAILED,
+                error="the worker stopped during this step; the outcome is unknown",
+                finished_at=timezone.now(),
+            )
         step_node = step_cls.node_for(operation)
         node_id = step_node.pk if step_node is not None else None
-        if node_id is not None:
+        # The node row came with the operation: only a node whose breaker has something on
+        # record needs the breaker's locked look (most steps run on a node that answers).
+        breaker_closed = step_node is None or not breaker.breaker_state_recorded(step_node)
+        if node_id is not None and not breaker_closed:
             verdict = breaker.breaker_allow(node_id=node_id)
             if not verdict.allowed:
                 # The node is down: wait without using up an attempt or failing anything.
@@ -239,7 +258,7 @@ def step_execute(*, operation_id: int, position: int) -> tuple[str, int]:
                 operation.save(update_fields=["heartbeat_at"])
                 return RETRY, verdict.retry_in
         _enter_phase(operation, step_cls)
-        attempt = runs.count() + 1
+        attempt = len(earlier) + 1
         step_run = StepRun.objects.create(
             operation=operation,
             position=position,
@@ -247,8 +266,11 @@ def step_execute(*, operation_id: int, position: int) -> tuple[str, int]:
             node=step_node,
             attempt=attempt,
         )
-        operation.heartbeat_at = timezone.now()
-        operation.save(update_fields=["heartbeat_at"])
+        # The sweeper goes by the heartbeat (minutes); the previous step's end, or the phase
+        # change just saved, is a heartbeat as good as a new one.
+        if timezone.now() - operation.heartbeat_at > HEARTBEAT_FRESH:
+            operation.heartbeat_at = timezone.now()
+            operation.save(update_fields=["heartbeat_at"])
 
     step = step_cls()
     error: StepError | None = None
@@ -261,8 +283,9 @@ def step_execute(*, operation_id: int, position: int) -> tuple[str, int]:
     except Exception as exc:
         error = _as_step_error(exc)
 
-    _record_node_outcome(node_id, error)
+    _record_node_outcome(node_id, error, closed_at_claim=breaker_closed)
 
+    last = position + 1 == len(kind.steps)
     with transaction.atomic():
         step_run.finished_at = timezone.now()
         step_run.status = StepRun.Status.SUCCEEDED if error is None else StepRun.Status.FAILED
@@ -270,6 +293,13 @@ def step_execute(*, operation_id: int, position: int) -> tuple[str, int]:
         step_run.nothing_changed = bool(error is not None and error.clean)
         step_run.node_unreachable = waits_for_node(error)
         step_run.save()
+        if error is None and not last and not (ctx is not None and ctx.service_updates):
+            # The common case in one statement: move on, unless staff rolled it back meanwhile
+            # (the same check as below, made by the update's own row lock).
+            moved = Operation.objects.filter(
+                pk=operation_id, state__in=APPLY_STATES, current_step=position
+            ).update(current_step=position + 1, heartbeat_at=timezone.now())
+            return (DONE, 0) if moved else (SKIPPED, 0)
         # Only the row itself: what the step needed from related rows was loaded at claim.
         operation = Operation.objects.select_for_update().get(pk=operation_id)
         if operation.state not in APPLY_STATES or operation.current_step != position:
