@@ -260,6 +260,39 @@ def test_sending_as_another_customers_domain_is_refused(host_domain):
     assert dkim.verify(raw, dnsfunc=dkim_dns)
 
 
+def sending_report() -> dict:
+    """The node agent's sending report, as usage collection reads it, per account."""
+    load_all()
+    [report] = protocol.handle(
+        {"id": "t", "actions": [{"action": "mail.sending.report", "args": {}}]}, tier="worker"
+    )["results"]
+    assert report["ok"], report
+    return parse_mail_sending(report["data"]["accounts"])
+
+
+@pytest.mark.node
+def test_a_message_refused_for_its_from_header_is_not_counted(host_domain):
+    # given a mailbox whose account may send 2 messages an hour, and another customer
+    alice_host, bob_host = host_domain(account_hour=2, mailbox_hour=2), host_domain()
+    alice, bob = mailbox(alice_host, "alice"), mailbox(bob_host, "bob")
+
+    # when she submits a message with the other customer's domain in From:
+    with smtplib.SMTP("127.0.0.1", 587, timeout=15) as smtp:
+        smtp.starttls(context=tls())
+        smtp.login(alice, PASSWORD)
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            smtp.send_message(message(f"ceo@{bob_host.domain}", bob, "spoof"), from_addr=alice)
+    assert refused.value.smtp_code == 550
+
+    # then it counts against neither her mailbox's hourly limit nor her account's
+    assert sending_report()[alice_host.account].sent_last_hour == 0
+    subjects = [f"after the refusal {n} {uuid.uuid4().hex[:6]}" for n in range(2)]
+    for subject in subjects:
+        submit(alice, message(alice, bob, subject))
+    assert sending_report()[alice_host.account].sent_last_hour == 2
+    wait_for(bob, subjects[1])
+
+
 @pytest.mark.node
 def test_spf_passes_for_the_node_and_fails_for_another_address(host_domain, monkeypatch):
     hosted = host_domain()

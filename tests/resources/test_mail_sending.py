@@ -147,12 +147,17 @@ def test_a_mailbox_may_put_only_its_accounts_domains_in_from(tmp_path, monkeypat
     submission = Session(tmp_path, monkeypatch, uid=None, account=None)
     submission.connect("192.0.2.7")
     ok = submission.send("info@shop.test", "news@shop-two.test", login="info@shop.test")
-    assert ok == [b"c"] * 3  # (its limits are the policy service's: nothing counted here)
+    assert ok == [b"c"] * 3
     _, headers, _ = submission.send("info@shop.test", "ceo@rival.test", login="info@shop.test")
     assert text(headers) == (
         "550 5.7.1 info@shop.test may only send as addresses of its own domains;"
         " the From: address ceo@rival.test is not one"
     )
+    # the message sent counted against the mailbox and its account, the refused one did not
+    db = sqlite3.connect(tmp_path / "sent.sqlite3")
+    assert db.execute("SELECT mailbox, account, count FROM sent").fetchall() == [
+        ("info@shop.test", "hwtshop", 1)
+    ]
 
 
 def test_the_milter_speaks_postfixs_framing(tmp_path, monkeypatch):

@@ -1,20 +1,13 @@
 #!/usr/bin/python3
 """Who may send as which domain, and hourly sending limits per mailbox and per hosting account.
 
-Postfix's ``spawn`` starts one of these per client connection, as the ``hwmailpolicy`` user, in
-one of two roles:
+Postfix's ``spawn`` starts ``mail-sending.py milter`` per client connection, as the
+``hwmailpolicy`` user: a mail filter (Sendmail's milter protocol, version 6) on port 25 and
+submission. It knows who sends:
 
-``mail-sending.py``: the policy service of submission (587, 465). Postfix writes policy
-requests to its stdin (attribute lines, an empty line ends a request); the answer is one
-``action=...`` line and an empty line. It is asked at the end of each submitted message
-(``sasl_username`` is the mailbox that logged in, ``recipient_count`` how many recipients
-the message has) and counts it against the mailbox's and its account's hourly limits.
-
-``mail-sending.py milter``: a mail filter (Sendmail's milter protocol, version 6) on port 25
-and submission. It knows who sends:
-
-- a mailbox that logged in on submission: the message's ``From:`` header must be an address
-  of a domain of the mailbox's hosting account (Postfix checks the envelope sender itself);
+- a mailbox that logged in on submission (587, 465): the message's ``From:`` header must be an
+  address of a domain of the mailbox's hosting account (Postfix checks the envelope sender
+  itself), and the message counts against the mailbox's and its account's hourly limits;
 - a process of a hosting account that connected to port 25 without a login (a site's PHP
   ``mail()`` through the node's sendmail wrapper, or any program of the account speaking
   SMTP): the account is the Linux user that owns the connecting socket. The kernel's socket
@@ -32,8 +25,9 @@ node agent from the account's plan::
     example.com  <account>  <messages per hour for the account>  <per mailbox>
 
 A message counts once per recipient (a message to 30 people is 30 messages), over the last
-sliding hour. Accepted sends and refusals are kept in a SQLite file, so the limits hold across
-processes and restarts and the panel can list who reached a limit
+sliding hour, at its end, once everything else about it was accepted: a message refused for its
+sender or its ``From:`` never counts. Accepted sends and refusals are kept in a SQLite file,
+so the limits hold across processes and restarts and the panel can list who reached a limit
 (``mail-sending.py report``: one JSON object per account on stdout).
 
 Standard library only: a node needs nothing from PyPI.
@@ -145,55 +139,6 @@ def take(
     except BaseException:
         db.execute("ROLLBACK")
         raise
-
-
-def _count(request: dict[str, str]) -> int:
-    try:
-        return max(1, int(request.get("recipient_count", "1") or 1))
-    except ValueError:
-        return 1
-
-
-def decide(db: sqlite3.Connection, request: dict[str, str], now: float) -> str:
-    """The policy answer for one request: ``DUNNO`` or a refusal with its reason."""
-    login = request.get("sasl_username", "").strip().lower()
-    if request.get("protocol_state", "").upper() != "END-OF-MESSAGE" or "@" not in login:
-        return "DUNNO"
-    domain = login.rsplit("@", 1)[1]
-    limit = read_limits().get(domain)
-    if limit is None:
-        return "DUNNO"
-    account, account_hour, mailbox_hour = limit
-    reason = take(
-        db,
-        now=now,
-        account=account,
-        account_hour=account_hour,
-        count=_count(request),
-        who=f"the hosting account of {domain}",
-        mailbox=login,
-        mailbox_hour=mailbox_hour,
-    )
-    return f"REJECT 5.7.1 Sending limit reached: {reason}" if reason else "DUNNO"
-
-
-def serve(stdin: TextIO, stdout: TextIO) -> None:
-    db = connect()
-    request: dict[str, str] = {}
-    for raw in stdin:
-        line = raw.rstrip("\n")
-        if line:
-            name, _, value = line.partition("=")
-            request[name] = value
-            continue
-        try:
-            answer = decide(db, request, time.time())
-        except sqlite3.Error as exc:
-            # The state cannot be read: defer rather than send past a limit or lose the mail.
-            answer = f"DEFER_IF_PERMIT 4.3.0 sending limits cannot be checked now ({exc})"
-        stdout.write(f"action={answer}\n\n")
-        stdout.flush()
-        request = {}
 
 
 # --- the milter ---------------------------------------------------------------------------------
@@ -315,8 +260,11 @@ class Milter:
     def _message(self) -> None:
         self.allowed: set[str] | None = None  # domains From: may use; None: not checked
         self.who = ""
-        self.account = ""
+        self.account = ""  # whose limits the message counts against ("": nobody's)
         self.account_hour = 0
+        self.account_who = ""  # the account as the limit's refusal names it
+        self.mailbox = ""
+        self.mailbox_hour = 0
         self.recipients = 0
         self.froms: list[str] = []
 
@@ -401,6 +349,10 @@ class Milter:
         limits = self.limits()
         if "@" in login:
             self.allowed, self.who = login_domains(limits, login), login
+            domain = _domain_of(login)
+            if domain in limits:
+                self.account, self.account_hour, self.mailbox_hour = limits[domain]
+                self.account_who, self.mailbox = f"the hosting account of {domain}", login
             return CONTINUE
         if not self.site:
             return ACCEPT  # neither a mailbox nor a hosting account: not ours to judge
@@ -422,6 +374,7 @@ class Milter:
             )
         self.allowed, self.who, self.account = set(domains), who, self.site
         self.account_hour = max(limits[d][1] for d in domains)
+        self.account_who = who
         return CONTINUE
 
     def end_of_headers(self) -> bytes:
@@ -461,7 +414,9 @@ class Milter:
             account=self.account,
             account_hour=self.account_hour,
             count=max(1, self.recipients),
-            who=self.who,
+            who=self.account_who,
+            mailbox=self.mailbox,
+            mailbox_hour=self.mailbox_hour,
         )
         if reason:
             _log(f"refused mail of {self.who}: sending limit")
@@ -539,7 +494,9 @@ def report(stdout: TextIO) -> None:
 if __name__ == "__main__":
     if sys.argv[1:] == ["report"]:
         report(sys.stdout)
-    elif sys.argv[1:] == ["milter"]:
+    elif sys.argv[1:] != ["milter"]:
+        sys.exit("usage: mail-sending.py milter|report")
+    else:
         syslog.openlog("hostwright/mail-milter", 0, syslog.LOG_MAIL)
         # spawn joins stderr to the client's socket: a traceback there would be read as a
         # milter reply. Postfix treats a filter that fails as "try again later".
@@ -549,5 +506,3 @@ if __name__ == "__main__":
         except Exception as exc:
             _log(f"failed: {exc!r}")
             raise
-    else:
-        serve(sys.stdin, sys.stdout)

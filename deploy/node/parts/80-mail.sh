@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Node part: Postfix (SMTP in, submission out), Dovecot (IMAP, POP3, LMTP, SASL, Sieve),
-# OpenDKIM (signing) and the sending-limit policy service, for virtual mail domains.
+# OpenDKIM (signing) and the mail filter that holds senders to their domains and hourly limits,
+# for virtual mail domains.
 #
 # The panel owns the mail data in plain files under /etc/hostwright/mail, rewritten by
 # provisioning/resources/mail.py and followed by a reload:
@@ -91,7 +92,7 @@ install -d -o vmail -g vmail -m 0770 "$VHOSTS"
 
 install -d -m 0755 /etc/hostwright /usr/local/lib/hostwright /var/lib/hostwright
 install -d -o root -g dovecot -m 0750 "$MAIL_ETC"
-# Postfix's lookups and the policy service read these; they hold no secrets.
+# Postfix's lookups and the mail filter read these; they hold no secrets.
 chmod 0755 "$MAIL_ETC"
 for f in domains mailboxes aliases catchall limits selfaliases senders sni; do
   [ -e "$MAIL_ETC/$f" ] || install -o root -g root -m 0644 /dev/null "$MAIL_ETC/$f"
@@ -127,7 +128,7 @@ fi
 [ -s "$tls_cert" ] && [ -s "$tls_key" ] || { echo "80-mail: no TLS certificate" >&2; exit 1; }
 echo "$MAIL_SERVER_NAME" | hw_install_file "$MAIL_ETC/server-name" 0644 >/dev/null
 
-# --- the sending-limit policy service --------------------------------------------------------
+# --- the mail filter (senders, hourly limits) --------------------------------------------------
 install -d -o hwmailpolicy -g hwmailpolicy -m 0750 "$POLICY_DIR"
 hw_install_file "$POLICY" 0755 <"$here/../mail/mail-sending.py" >/dev/null
 
@@ -205,14 +206,12 @@ postconf -e \
   "authorized_flush_users = $no_accounts, static:anyone" \
   "hw_submission_client = permit_sasl_authenticated reject" \
   "hw_submission_sender = reject_sender_login_mismatch permit_sasl_authenticated reject" \
-  "hw_submission_limits = check_policy_service unix:private/hwpolicy" \
-  "hwpolicy_time_limit = 3600s" \
   "hwmilter_time_limit = 3600s"
 postconf -X smtpd_tls_cert_file smtpd_tls_key_file 2>/dev/null || true
-# The policy service's program before it became mail-sending.py: nothing runs it any more.
+# The mail filter's program before it became mail-sending.py: nothing runs it any more.
 postconf -M | grep -q mail-policy.py || rm -f /usr/local/lib/hostwright/mail-policy.py
 # Submission: 587 with STARTTLS required before AUTH, 465 with TLS from the first byte. Not
-# chrooted, so the SASL and policy sockets are found where they are.
+# chrooted, so the SASL and mail filter sockets are found where they are.
 submission_opts=(
   "smtpd_tls_security_level=encrypt"
   "smtpd_sasl_auth_enable=yes"
@@ -221,16 +220,21 @@ submission_opts=(
   "smtpd_sender_restrictions=\$hw_submission_sender"
   "smtpd_relay_restrictions=\$hw_submission_client"
   "smtpd_recipient_restrictions="
-  "smtpd_end_of_data_restrictions=\$hw_submission_limits"
 )
 postconf -M "submission/inet=submission inet n - n - - smtpd"
 postconf -M "submissions/inet=submissions inet n - n - - smtpd"
-postconf -M "hwpolicy/unix=hwpolicy unix - n n - 0 spawn user=hwmailpolicy argv=/usr/bin/python3 $POLICY"
 postconf -M "hwmilter/unix=hwmilter unix - n n - 0 spawn user=hwmailpolicy argv=/usr/bin/python3 $POLICY milter"
 for opt in "${submission_opts[@]}"; do
   postconf -P "submission/inet/$opt" "submissions/inet/$opt"
 done
-# (an earlier version of this part gave submission its own list of milters: main.cf's now)
+# (an earlier version of this part gave submission its own list of milters: main.cf's now;
+# and counted submission's messages in a policy service at the end of DATA, before the mail
+# filter's verdict on the headers, so a message refused for its From: counted too: the mail
+# filter counts them now, at the end of the message)
+postconf -MX hwpolicy/unix 2>/dev/null || true
+postconf -PX submission/inet/smtpd_end_of_data_restrictions \
+  submissions/inet/smtpd_end_of_data_restrictions 2>/dev/null || true
+postconf -X hw_submission_limits hwpolicy_time_limit 2>/dev/null || true
 postconf -PX submission/inet/smtpd_milters submissions/inet/smtpd_milters 2>/dev/null || true
 postconf -P "submission/inet/syslog_name=postfix/submission" \
   "submissions/inet/syslog_name=postfix/submissions" "submissions/inet/smtpd_tls_wrappermode=yes"
