@@ -347,7 +347,13 @@ class MoveZone(OnTarget, DnsZone):
         for r in _readdressed(records, old, new, types=("A", "AAAA", "TXT")):
             moved[(r["name"], r["type"])] = r
         if moved:
-            ctx.agent([action("dns.records", domain=_domain(ctx), replace=list(moved.values()))])
+            ctx.agent(
+                [
+                    action(
+                        "dns.records", domain=_domain(ctx), replace=list(moved.values()), delete=[]
+                    )
+                ]
+            )
         ctx.resource("records", len(moved))
 
 
@@ -554,7 +560,9 @@ class MoveSwitch(OnSource, Step):
         new = str(target_ip.address if target_ip is not None else target.address)
         records = _readdressed(_zone_rrsets(ctx, ctx.node), old, new, types=("A", "AAAA"))
         if records:
-            [result] = ctx.agent([action("dns.records", domain=_domain(ctx), replace=records)])
+            [result] = ctx.agent(
+                [action("dns.records", domain=_domain(ctx), replace=records, delete=[])]
+            )
             ctx.resource("previous", result.data.get("previous", []))
         ctx.service_updates["node"] = target
         ctx.service_updates["ip"] = target_ip
@@ -577,7 +585,7 @@ class MoveSwitch(OnSource, Step):
         ).order_by("-id")
         previous = next((r.resources["previous"] for r in runs if "previous" in r.resources), None)
         if previous:
-            ctx.agent([action("dns.records", domain=_domain(ctx), replace=previous)])
+            ctx.agent([action("dns.records", domain=_domain(ctx), replace=previous, delete=[])])
 
 
 class MoveCron(OnTarget, Step):
