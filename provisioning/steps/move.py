@@ -223,6 +223,11 @@ class MoveCheck(OnTarget, ValidateAccount):
         if source.pk == target.pk:
             raise PermanentStepError("the account is on that node already", clean=True)
         ValidateAccount.apply(self, ctx)
+        [zone] = ctx.agent([action("dns.zone_get", domain=_domain(ctx))])
+        if zone.data.get("exists"):
+            raise PermanentStepError(
+                f"{target.name} already serves a zone for {_domain(ctx)}", clean=True
+            )
         [found] = ctx.agent([action("inventory.list", kinds=["user"], account=_account(ctx))])
         if (found.data.get("found") or {}).get("user"):
             raise PermanentStepError(
@@ -355,6 +360,12 @@ class MoveZone(OnTarget, DnsZone):
                 ]
             )
         ctx.resource("records", len(moved))
+
+    def undo(self, ctx: StepContext) -> None:
+        """The zone on the new node goes, also when this step stopped before it was recorded
+        (the check made sure the new node had none before the move)."""
+        DnsZone.undo(self, ctx)
+        ctx.agent([action("dns.zone_remove", domain=_domain(ctx))])
 
 
 class MoveMailLimits(OnTarget, MailLimits):
