@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.db import transaction
 
-from provisioning import services, ssh
+from provisioning import nodes, services, ssh
 from provisioning.models import Node, Operation, Service, StepRun
 from provisioning.steps.base import get_kind
 from provisioning.workflow import operations_sweep
@@ -129,7 +129,7 @@ def test_nginx_check_failing_keeps_the_web_server_up_and_rolls_back(worker, host
 
     # then its nginx step failed on the check, and everything was undone
     assert op.state == Operation.State.ROLLED_BACK
-    assert "nginx_site" in op.error and "configuration check failed" in op.error
+    assert "nginx_site" in op.error and "refused the new configuration" in op.error
     assert node_leftovers(service.username) == []
     # and nginx never took the bad configuration: the other site is still served
     assert http_get(live.domain)[0] == 200
@@ -206,25 +206,40 @@ def test_worker_killed_mid_step_is_resumed_by_the_sweeper(worker, hosting_node):
     assert http_get(Service.objects.get(pk=service.pk).domain)[0] == 200
 
 
-def test_changed_host_key_is_refused_before_anything_runs(worker, hosting_node):
-    # given the node presenting a different key than the pinned one
+def test_changed_host_key_pauses_the_work_until_staff_pin_the_new_key(worker, hosting_node):
+    # given the node presenting a different key than the pinned one (a reinstalled server)
+    pinned = Node.objects.get(pk=hosting_node.pk).host_key
     other = ssh.host_key_text(
         ssh.paramiko.Ed25519Key.from_private_key_file(str(ROOT / "var/test-node/id_ed25519"))
     )
     Node.objects.filter(pk=hosting_node.pk).update(host_key=other)
+    try:
+        # when an account is ordered
+        service = order("host-key.example")
+        op = service.operations.get(kind="create")
 
-    # when an account is ordered
-    service = order("host-key.example")
-    op = create_of(service)
+        # then nothing is sent: the node is flagged with the key it presents, and the
+        # operation waits (not failed, nothing undone, nothing on the node)
+        presented = ssh.fingerprint(ssh.fetch_host_key("127.0.0.1", hosting_node.port))
+        deadline = time.monotonic() + 120
+        while True:
+            health = Node.objects.get(pk=hosting_node.pk).health or {}
+            error = (health.get("breaker") or {}).get("last_error", "")
+            if "does not match the pinned key" in error:
+                break
+            assert time.monotonic() < deadline, f"node never flagged: {health}"
+            time.sleep(0.2)
+        assert presented in error
+        op = Operation.objects.get(pk=op.pk)
+        assert op.state in Operation.RUNNING_STATES and op.state != Operation.State.ROLLING_BACK
+        assert not StepRun.objects.filter(operation=op, direction="undo").exists()
+        assert node_leftovers(service.username) == []
+    finally:
+        Node.objects.filter(pk=hosting_node.pk).update(host_key=pinned)
 
-    # then nothing was sent, the operation is rolled back, and staff see the fingerprint
-    # (the customer reads that the server did not answer as expected)
-    assert op.state == Operation.State.ROLLED_BACK
-    presented = ssh.fingerprint(ssh.fetch_host_key("127.0.0.1", hosting_node.port))
-    assert "does not match the pinned key" in op.error and presented in op.error
-    assert presented not in op.reason and "did not answer" in op.reason
-    assert not StepRun.objects.filter(operation=op, direction="undo").exists()
-    assert node_leftovers(service.username) == []
+    # and once staff pin the key the node presents, the waiting create finishes
+    nodes.node_repin(node=Node.objects.get(pk=hosting_node.pk))
+    assert wait_for_operation(op, timeout=300).state == Operation.State.COMPLETED
 
 
 def test_suspended_for_two_reasons_stays_suspended_until_both_are_lifted(worker, hosting_node):
