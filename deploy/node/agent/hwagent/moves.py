@@ -40,6 +40,7 @@ from hwagent import (
     mail,
     safefs,
     sftp,
+    sites,
     system,
     users,
     validate,
@@ -295,7 +296,7 @@ def _cert_state(account: str, domain: str) -> dict[str, Any] | None:
     return {
         "fullchain": chain,
         "key": key,
-        "https": os.path.isfile(f"{certs.TLS_DIR}/{account}.conf"),
+        "https": sites.has_https(account),
     }
 
 

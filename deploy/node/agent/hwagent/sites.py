@@ -62,6 +62,11 @@ def legacy_https_path(user: str) -> str:
     return f"{TLS_DIR}/{user}.conf"
 
 
+def has_https(user: str) -> bool:
+    """The site has its HTTPS part (in either layout)."""
+    return any(os.path.isfile(p) for p in (https_path(user), legacy_https_path(user)))
+
+
 def legacy_include(user: str) -> str:
     return f"include {TLS_DIR}/{user}[.]conf;"
 

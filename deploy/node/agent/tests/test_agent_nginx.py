@@ -210,3 +210,14 @@ def test_a_refused_block_takes_its_https_part_move_back_too(nginx: Nginx) -> Non
     assert Path(sites.legacy_https_path("one")).read_text() == part
     assert not Path(sites.https_path("one")).exists()
     assert not Path(nginx.path("one")).exists()
+
+
+def test_a_site_has_https_in_either_layout(nginx: Nginx) -> None:
+    # (a move carries HTTPS along only when the old node's site has it)
+    Path(sites.TLS_DIR).mkdir()
+    assert not sites.has_https("alice")
+    Path(sites.https_dir("alice")).mkdir()
+    Path(sites.https_path("alice")).write_text("listen 443 ssl;\n")
+    Path(sites.legacy_https_path("bob")).write_text("listen 443 ssl;\n")
+    assert sites.has_https("alice") and sites.has_https("bob")
+    assert not sites.has_https("carol")
