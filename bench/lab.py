@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -36,6 +35,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.lib.worker import stop_worker  # noqa: E402  (after the path is set)
+
 DB_NAME = "hw_bench_lab"
 PREFIX = "hwl"
 VAR = ROOT / "var" / "bench-lab"
@@ -83,29 +85,9 @@ def prepare() -> None:
 
 
 def start_worker(concurrency: int) -> subprocess.Popen[bytes]:
-    name = f"benchlab{os.getpid()}@localhost"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "hosting", "worker", "-Q", "provisioning",
-         "-c", str(concurrency), "-n", name, "--without-mingle", "--without-gossip",
-         "--without-heartbeat", "-l", "WARNING"],
-        cwd=ROOT, env=ENV, start_new_session=True,
-    )  # fmt: skip
-    from hosting.celery import app
+    from bench.lib import worker
 
-    app.control.purge()
-    for _ in range(120):
-        if app.control.ping(destination=[name], timeout=0.5):
-            return proc
-    raise SystemExit("the worker did not start")
-
-
-def stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    return worker.start_worker(f"benchlab{os.getpid()}@localhost", concurrency, ENV)
 
 
 def wait_all(op_ids: list[int], timeout: float = 600) -> None:

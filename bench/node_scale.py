@@ -35,7 +35,6 @@ import base64
 import http.client
 import os
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
@@ -47,6 +46,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.lib.worker import stop_worker  # noqa: E402  (after the path is set)
+
 DB_NAME = os.environ.get("BENCH_DATABASE", "hw_bench_node_scale")
 PREFIX = "hwn"
 VAR = ROOT / "var" / "bench-node-scale"
@@ -81,30 +83,11 @@ def prepare() -> None:
 
 
 def start_worker(concurrency: int) -> subprocess.Popen[bytes]:
-    name = f"benchscale{os.getpid()}@localhost"
-    log = (VAR / "worker.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "hosting", "worker", "-Q", "provisioning",
-         "-c", str(concurrency), "-n", name, "--without-mingle", "--without-gossip",
-         "--without-heartbeat", "-l", "WARNING"],
-        cwd=ROOT, env=ENV, start_new_session=True, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    from hosting.celery import app
+    from bench.lib import worker
 
-    app.control.purge()
-    for _ in range(120):
-        if app.control.ping(destination=[name], timeout=0.5):
-            return proc
-    raise SystemExit("the worker did not start")
-
-
-def stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    return worker.start_worker(
+        f"benchscale{os.getpid()}@localhost", concurrency, ENV, log=(VAR / "worker.log").open("ab")
+    )
 
 
 def check_done(op_ids: list[int]) -> list[int]:

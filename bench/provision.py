@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.lib.worker import stop_worker  # noqa: E402  (after the path is set)
+
 DB_NAME = "hw_bench_provision"
 PREFIX = "hwb"
 ENV = {
@@ -70,30 +72,11 @@ def prepare() -> None:
 
 
 def start_worker(concurrency: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "hosting", "worker", "-Q", "provisioning",
-         "-c", str(concurrency), "-n", f"bench{os.getpid()}@localhost", "--without-mingle",
-         "--without-gossip", "--without-heartbeat", "-l", "WARNING",
-         "--include", "bench.lib.provision_kind"],
-        cwd=ROOT, env=ENV, start_new_session=True,
-    )  # fmt: skip
-    from hosting.celery import app
+    from bench.lib import worker
 
-    app.control.purge()
-    for _ in range(120):
-        if app.control.ping(destination=[f"bench{os.getpid()}@localhost"], timeout=0.5):
-            return proc
-    raise SystemExit("the worker did not start")
-
-
-def stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    """A warm shutdown (SIGTERM to the main process: running tasks finish), then the group."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    return worker.start_worker(
+        f"bench{os.getpid()}@localhost", concurrency, ENV, include=["bench.lib.provision_kind"]
+    )
 
 
 def wait_all(op_ids: list[int], timeout: float = 300) -> None:
