@@ -15,7 +15,13 @@ from provisioning.models import Operation, Service
 from tests.billing.conftest import deliver
 from tests.node.harness import http_get, wait_for_operation
 
-pytestmark = [pytest.mark.node, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.node,
+    pytest.mark.worker,
+    pytest.mark.django_db(transaction=True),
+    # (the account it builds is terminated at the end: nothing of it stays on the node)
+    pytest.mark.usefixtures("services_terminated_after"),
+]
 DOMAIN = "billing-e2e.example"
 
 

@@ -40,6 +40,8 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.node,
     pytest.mark.worker,
+    # (the accounts the journey builds are terminated at its end)
+    pytest.mark.usefixtures("services_terminated_after"),
     pytest.mark.django_db(transaction=True),
 ]
 

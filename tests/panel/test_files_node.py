@@ -14,7 +14,13 @@ from provisioning.models import Operation, Service
 from tests.factories import PlanFactory
 from tests.node.harness import http_get, wait_for_operation
 
-pytestmark = [pytest.mark.node, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.node,
+    pytest.mark.worker,
+    pytest.mark.django_db(transaction=True),
+    # (each test's account is terminated at its end: nothing of it stays on the node)
+    pytest.mark.usefixtures("services_terminated_after"),
+]
 
 
 @pytest.fixture

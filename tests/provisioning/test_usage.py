@@ -94,6 +94,7 @@ def test_the_month_is_written_as_nginx_writes_it() -> None:
 @pytest.mark.node
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("services_terminated_after")
 def test_disk_memory_and_traffic_are_measured_and_shown_against_the_plan(
     worker, hosting_node
 ) -> None:
