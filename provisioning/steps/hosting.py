@@ -23,11 +23,6 @@ from provisioning.models import NodeResource, Service
 from provisioning.ssh import action
 from provisioning.steps.base import Step, StepContext
 
-PHP = "8.2"
-SITES_DIR = "/etc/nginx/hostwright/sites"
-POOL_DIR = f"/etc/php/{PHP}/fpm/pool.d"
-
-
 RUNTIME_CHECKS = ("MariaDB answering", "PHP-FPM running")
 
 
@@ -50,18 +45,6 @@ def account_tmp(user: str) -> str:
 
 def docroot(user: str) -> str:
     return f"/home/{user}/public_html"
-
-
-def pool_path(user: str) -> str:
-    return f"{POOL_DIR}/hw-{user}.conf"
-
-
-def pool_socket(user: str) -> str:
-    return f"/run/php/hw-{user}.sock"
-
-
-def site_path(user: str) -> str:
-    return f"{SITES_DIR}/{user}.conf"
 
 
 def owner_tag(service: Service) -> str:
